@@ -1,0 +1,382 @@
+"""The run file: one HDF5 file per run, plus an XDMF sidecar for ParaView.
+
+Layout of ``RUN.h5`` (format ``oncolattice-run-1``)::
+
+    /                       attrs: caller's attrs, format, status
+    /lattices/<name>/       attrs: voxel_um, shape (nz, ny, nx), organ_names
+    /lattices/<name>/organ  uint8 (nz, ny, nx), static
+    /lattices/<name>/<fld>  (T, nz, ny, nx) time series, one per snapshot field
+    /snapshots/step         int64 (T,)   the time index of the series
+    /snapshots/time_h       float64 (T,)
+    /counts                 structured (N,), one row per step
+
+A snapshot's field data are written before its time index entry, so a reader
+that trusts ``/snapshots`` never sees a torn snapshot.  Every object is created
+in the constructor, so the writer can later switch to SWMR streaming (which
+forbids creating objects after it starts).  ``status`` is ``"running"`` until
+``close()``; only ``close("complete")`` marks a run complete.
+
+``RUN.xdmf`` (XDMF 3) sits next to ``RUN.h5`` and names it relatively; it is
+rewritten after every snapshot and at close.
+"""
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT = "oncolattice-run-1"
+STATUSES = ("complete", "interrupted", "failed")
+CHUNK_EDGE = 64                 # chunk edge limit per spatial axis
+CHUNK_BYTES = 1 << 20           # and at most 1 MiB per chunk
+COUNTS_CHUNK_ROWS = 256
+_GZIP = dict(compression="gzip", compression_opts=1, shuffle=True)
+
+# numpy dtype -> (XDMF NumberType, Precision)
+_XDMF_TYPES = {
+    np.dtype(np.uint8): ("UChar", 1), np.dtype(np.int8): ("Char", 1),
+    np.dtype(np.uint16): ("UShort", 2), np.dtype(np.int16): ("Short", 2),
+    np.dtype(np.uint32): ("UInt", 4), np.dtype(np.int32): ("Int", 4),
+    np.dtype(np.uint64): ("UInt", 8), np.dtype(np.int64): ("Int", 8),
+    np.dtype(np.float32): ("Float", 4), np.dtype(np.float64): ("Float", 8),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class LatticeInfo:
+    """The static description of one lattice in a run."""
+
+    name: str                       # e.g. "primary"
+    shape: tuple[int, int, int]     # (nz, ny, nx)
+    voxel_um: float
+    organ: np.ndarray               # uint8 (nz, ny, nx): organ label per voxel
+    organ_names: tuple[str, ...]    # index = label; label 0 is "none"
+
+    def __post_init__(self):
+        shape = tuple(int(n) for n in self.shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"lattice {self.name!r}: shape must be 3 positive ints, got {self.shape}")
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise ValueError(f"lattice name {self.name!r} is not a valid HDF5 group name")
+        if not self.voxel_um > 0:
+            raise ValueError(f"lattice {self.name!r}: voxel_um must be > 0, got {self.voxel_um}")
+        organ = np.asarray(self.organ)
+        if organ.shape != shape or organ.dtype != np.uint8:
+            raise ValueError(f"lattice {self.name!r}: organ must be uint8 {shape}, "
+                             f"got {organ.dtype} {organ.shape}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "organ", organ)
+        object.__setattr__(self, "organ_names", tuple(str(s) for s in self.organ_names))
+
+
+def _chunks(shape, itemsize):
+    """Chunk shape for a field: each edge min(n, 64), halved until <= 1 MiB."""
+    c = [min(int(n), CHUNK_EDGE) for n in shape]
+    while int(np.prod(c)) * itemsize > CHUNK_BYTES:
+        i = int(np.argmax(c))
+        c[i] = (c[i] + 1) // 2
+    return tuple(c)
+
+
+def _xdmf_type(dtype):
+    try:
+        return _XDMF_TYPES[np.dtype(dtype)]
+    except KeyError:
+        raise TypeError(f"dtype {np.dtype(dtype)} has no XDMF number type; "
+                        f"use an int or float type of 1 to 8 bytes") from None
+
+
+def _as_field(a, dtype, shape, where):
+    """Check one snapshot array and return it as `dtype`, refusing lossy casts."""
+    a = np.asarray(a)
+    if a.shape != shape:
+        raise ValueError(f"{where}: shape {a.shape}, expected {shape}")
+    if a.dtype == dtype:
+        return a
+    src, dst = a.dtype.kind, dtype.kind
+    if dst in "iu" and src in "iub":
+        if not np.can_cast(a.dtype, dtype, "safe") and a.size:
+            lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+            if a.min() < lo or a.max() > hi:
+                raise ValueError(f"{where}: values outside {dtype} range")
+    elif not (dst == "f" and src in "iubf"):
+        raise TypeError(f"{where}: cannot store {a.dtype} as {dtype}")
+    return a.astype(dtype)
+
+
+class RunWriter:
+    """Writes one run: static lattice data, snapshot series, per-step counts.
+
+    ``arrays`` given to :meth:`write_snapshot` must be host (numpy) arrays.
+    As a context manager, a normal exit closes with ``"complete"`` (unless
+    already closed), KeyboardInterrupt with ``"interrupted"``, any other
+    exception with ``"failed"``; the exception is re-raised.
+    """
+
+    def __init__(self, path, *, attrs: dict, lattices: list[LatticeInfo],
+                 counts_dtype: np.dtype, snapshot_fields: dict[str, np.dtype],
+                 field_attrs: dict[str, dict] | None = None):
+        self.path = Path(path)
+        self.xdmf_path = self.path.with_suffix(".xdmf")
+        if self.xdmf_path == self.path:
+            raise ValueError(f"run file {self.path} would collide with its XDMF sidecar")
+        self.lattices = list(lattices)
+        self.counts_dtype = np.dtype(counts_dtype)
+        self.fields = {k: np.dtype(v) for k, v in snapshot_fields.items()}
+        field_attrs = dict(field_attrs or {})
+        names = [lat.name for lat in self.lattices]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"need at least one lattice, with unique names: {names}")
+        if self.counts_dtype.names is None:
+            raise TypeError(f"counts_dtype must be a structured dtype, got {self.counts_dtype}")
+        for f, dt in self.fields.items():
+            if f == "organ" or not f or "/" in f:
+                raise ValueError(f"snapshot field name {f!r} is reserved or invalid")
+            _xdmf_type(dt)
+        if unknown := set(field_attrs) - set(self.fields):
+            raise ValueError(f"field_attrs for unknown fields: {sorted(unknown)}")
+        if reserved := {"format", "status"} & set(attrs):
+            raise ValueError(f"attrs may not set {sorted(reserved)}: the writer owns them")
+
+        self._pending = []              # counts rows not yet written to the file
+        self._closed = False
+        self._f = h5py.File(self.path, "w")
+        try:
+            self._create(attrs, field_attrs)
+            self._f.flush()
+            self._write_xdmf()
+        except BaseException:
+            self._f.close()
+            self._closed = True
+            raise
+
+    def _create(self, attrs, field_attrs):
+        f = self._f
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        f.attrs["format"] = FORMAT
+        f.attrs["status"] = "running"
+        for lat in self.lattices:
+            g = f.create_group(f"lattices/{lat.name}")
+            g.attrs["voxel_um"] = float(lat.voxel_um)
+            g.attrs["shape"] = np.array(lat.shape, dtype=np.int64)
+            g.attrs["organ_names"] = np.array(lat.organ_names, dtype=h5py.string_dtype())
+            g.create_dataset("organ", data=lat.organ, chunks=_chunks(lat.shape, 1),
+                             compression="gzip", compression_opts=1)
+            for name, dt in self.fields.items():
+                ds = g.create_dataset(name, shape=(0, *lat.shape), maxshape=(None, *lat.shape),
+                                      dtype=dt, chunks=(1, *_chunks(lat.shape, dt.itemsize)), **_GZIP)
+                for k, v in field_attrs.get(name, {}).items():
+                    ds.attrs[k] = v
+        for name, dt in (("step", np.int64), ("time_h", np.float64)):
+            f.create_dataset(f"snapshots/{name}", shape=(0,), maxshape=(None,), dtype=dt,
+                             chunks=(COUNTS_CHUNK_ROWS,))
+        f.create_dataset("counts", shape=(0,), maxshape=(None,), dtype=self.counts_dtype,
+                         chunks=(COUNTS_CHUNK_ROWS,), compression="gzip", compression_opts=1)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def n_snapshots(self) -> int:
+        """Snapshots recorded in the time index."""
+        return int(self._f["snapshots/step"].shape[0])
+
+    def _check_open(self):
+        if self._closed:
+            raise RuntimeError(f"run file {self.path} is already closed")
+
+    def write_snapshot(self, step: int, time_h: float,
+                       arrays: dict[str, dict[str, np.ndarray]]) -> None:
+        """Append one snapshot: ``arrays[lattice][field]`` for every lattice and field.
+
+        All arrays are checked before anything is written; data go in first,
+        the time index last, then the file is flushed and the XDMF rewritten.
+        """
+        self._check_open()
+        if set(arrays) != {lat.name for lat in self.lattices}:
+            raise ValueError(f"snapshot lattices {sorted(arrays)}, expected "
+                             f"{sorted(lat.name for lat in self.lattices)}")
+        data = {}
+        for lat in self.lattices:
+            got = arrays[lat.name]
+            if set(got) != set(self.fields):
+                raise ValueError(f"lattice {lat.name!r}: snapshot fields {sorted(got)}, "
+                                 f"expected {sorted(self.fields)}")
+            for name, dt in self.fields.items():
+                data[lat.name, name] = _as_field(got[name], dt, lat.shape, f"{lat.name}/{name}")
+        t = self.n_snapshots          # slot; overwrites the remains of a torn write
+        for (lname, name), a in data.items():
+            ds = self._f[f"lattices/{lname}/{name}"]
+            ds.resize(t + 1, axis=0)
+            ds[t] = a
+        self._flush_counts()
+        for name, value in (("time_h", float(time_h)), ("step", int(step))):
+            ds = self._f[f"snapshots/{name}"]
+            ds.resize(t + 1, axis=0)
+            ds[t] = value
+        self._f.flush()
+        self._write_xdmf()
+
+    def append_counts(self, row: np.ndarray) -> None:
+        """Queue one row of ``counts_dtype`` (shape () or (1,)); written at the
+        next snapshot, every 256 rows, and at close."""
+        self._check_open()
+        row = np.asarray(row)
+        if row.dtype != self.counts_dtype:
+            raise TypeError(f"counts row dtype {row.dtype}, expected {self.counts_dtype}")
+        if row.ndim > 1:
+            raise ValueError(f"counts row must have shape () or (n,), got {row.shape}")
+        self._pending.append(row.reshape(-1).copy())
+        if sum(len(r) for r in self._pending) >= COUNTS_CHUNK_ROWS:
+            self._flush_counts()
+
+    def _flush_counts(self):
+        if not self._pending:
+            return
+        rows = np.concatenate(self._pending)
+        ds = self._f["counts"]
+        n = ds.shape[0]
+        ds.resize(n + len(rows), axis=0)
+        ds[n:] = rows
+        self._pending = []
+
+    def close(self, status: str) -> None:
+        """Write pending counts and the final ``status``, rewrite the XDMF, close."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        self._check_open()
+        self._closed = True
+        try:
+            self._flush_counts()
+            self._f.attrs["status"] = status
+            self._f.flush()
+            self._write_xdmf()
+        finally:
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._closed:
+            return False
+        if exc_type is None:
+            self.close("complete")
+            return False
+        try:
+            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+        except Exception:
+            pass                    # never mask the original exception
+        return False
+
+    # -- XDMF sidecar --------------------------------------------------------
+
+    def _write_xdmf(self):
+        """Rewrite RUN.xdmf (atomically) from the current snapshot index."""
+        times = self._f["snapshots/time_h"][:]
+        h5name = self.path.name
+        root = ET.Element("Xdmf", Version="3.0")
+        domain = ET.SubElement(root, "Domain")
+        for lat in self.lattices:
+            if len(times) == 0:     # nothing yet: one static grid with the organs
+                self._xdmf_grid(domain, lat, h5name, None, None)
+                continue
+            coll = ET.SubElement(domain, "Grid", Name=lat.name, GridType="Collection",
+                                 CollectionType="Temporal")
+            for t, time_h in enumerate(times):
+                self._xdmf_grid(coll, lat, h5name, t, float(time_h))
+        ET.indent(root)
+        tmp = self.xdmf_path.with_name(self.xdmf_path.name + ".tmp")
+        ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
+        os.replace(tmp, self.xdmf_path)
+
+    def _xdmf_grid(self, parent, lat, h5name, t, time_h):
+        dims = " ".join(map(str, lat.shape))
+        name = lat.name if t is None else f"{lat.name}_{t:06d}"
+        grid = ET.SubElement(parent, "Grid", Name=name, GridType="Uniform")
+        if t is not None:
+            ET.SubElement(grid, "Time", Value=repr(time_h))
+        ET.SubElement(grid, "Topology", TopologyType="3DCoRectMesh",
+                      Dimensions=" ".join(str(n + 1) for n in lat.shape))
+        geo = ET.SubElement(grid, "Geometry", GeometryType="ORIGIN_DXDYDZ")
+        v = repr(float(lat.voxel_um))
+        for label, text in (("Origin", "0 0 0"), ("Spacing", f"{v} {v} {v}")):
+            ET.SubElement(geo, "DataItem", Name=label, Dimensions="3", NumberType="Float",
+                          Precision="8", Format="XML").text = text
+        attr = ET.SubElement(grid, "Attribute", Name="organ", AttributeType="Scalar", Center="Cell")
+        ET.SubElement(attr, "DataItem", Dimensions=dims, NumberType="UChar", Precision="1",
+                      Format="HDF").text = f"{h5name}:/lattices/{lat.name}/organ"
+        if t is None:
+            return
+        for fname, dt in self.fields.items():
+            ntype, prec = _xdmf_type(dt)
+            full = self._f[f"lattices/{lat.name}/{fname}"].shape
+            attr = ET.SubElement(grid, "Attribute", Name=fname, AttributeType="Scalar",
+                                 Center="Cell")
+            slab = ET.SubElement(attr, "DataItem", ItemType="HyperSlab", Type="HyperSlab",
+                                 Dimensions=dims, NumberType=ntype, Precision=str(prec))
+            ET.SubElement(slab, "DataItem", Dimensions="3 4", NumberType="Int",
+                          Format="XML").text = f"{t} 0 0 0  1 1 1 1  1 {dims}"
+            ET.SubElement(slab, "DataItem", Dimensions=" ".join(map(str, full)),
+                          NumberType=ntype, Precision=str(prec),
+                          Format="HDF").text = f"{h5name}:/lattices/{lat.name}/{fname}"
+
+
+# -- small readers and the summary ----------------------------------------------
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def write_summary(path, summary: dict) -> None:
+    """Write `summary` as JSON (indent 2) atomically: ``path.tmp``, fsync, rename.
+
+    numpy scalars and arrays are converted to plain numbers and lists.
+    """
+    tmp = f"{os.fspath(path)}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2, default=_json_default)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_counts(path) -> np.ndarray:
+    """All counts rows of a run file, as a structured array."""
+    with h5py.File(path, "r") as f:
+        return f["counts"][()]
+
+
+def read_snapshot(path, lattice: str, field: str, index: int) -> np.ndarray:
+    """One field of one lattice at snapshot `index` (negative counts from the end).
+
+    Only snapshots in the time index count; ``field="organ"`` returns the
+    static organ labels whatever `index` is.
+    """
+    with h5py.File(path, "r") as f:
+        g = f[f"lattices/{lattice}"]
+        if field == "organ":
+            return g["organ"][()]
+        n = f["snapshots/step"].shape[0]
+        if not -n <= index < n:
+            raise IndexError(f"snapshot {index} out of range: {path} has {n}")
+        return g[field][index % n]

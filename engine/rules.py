@@ -1,0 +1,104 @@
+"""Rule tables: the scenario's physiology turned into what kernels compare against.
+
+Everything here is computed once, on the host, in float64, and rounded to the
+kernel types (float32 coefficients, uint32 probability thresholds), so both
+backends read identical numbers.  Rows of the per-cell-type tables: 0 = tumour,
+1..n = functional cells of organ 1..n.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels.lattice import (CLOCK_UNITS_PER_CYCLE, EMPTY, FUNCTIONAL, N_KINDS, N_TRAITS,
+                             NECROTIC, TRAIT_LEVELS, TUMOR)
+from kernels.philox import probability_threshold, seed_key
+
+NEUTRAL_LEVEL = 8  # proliferation level at which a cell divides at its nominal rate
+
+
+@dataclass(frozen=True)
+class Rules:
+    key: tuple[int, int]
+    step_h: float
+    # oxygen
+    o2_coeff: np.ndarray            # float32 [kind, organ]: 1 / (6 + λ h² / D)
+    vessel_mmHg: np.float32
+    o2_omega: np.float32
+    o2_tolerance_mmHg: float
+    o2_max_sweeps: int
+    hypoxic_mmHg: np.float32
+    # fate
+    necrosis_mmHg: np.float32
+    necrosis_steps: int
+    apoptosis_thr: np.ndarray       # uint32 [row, resistance level]
+    # division
+    cycle_rate: np.ndarray          # float32 [row, proliferation level]: clock units per step
+    o2_prolif_threshold: np.float32
+    o2_prolif_inv_span: np.float32
+    mutation_down_thr: np.ndarray   # uint32 [trait]
+    mutation_up_thr: np.ndarray     # uint32 [trait]
+
+
+def diffusion_coefficient(lam_per_h: float, h_um: float, d_um2_per_h: float) -> np.float32:
+    """a = 1 / (6 + λ h² / D), the 7-point steady-state update weight."""
+    return np.float32(1.0 / (6.0 + lam_per_h * h_um * h_um / d_um2_per_h))
+
+
+def apoptosis_probability(rate_per_h: float, step_h: float) -> float:
+    """P(death within one step) = 1 − exp(−k Δt)."""
+    return -math.expm1(-rate_per_h * step_h)
+
+
+def build_rules(scenario) -> Rules:
+    v = scenario.values
+    h = v["lattice"]["voxel_um"]
+    dt = v["time"]["step_h"]
+    ox, cells, tumor, traits = v["oxygen"], v["cells"], v["tumor"], v["tumor.traits"]
+    organs = scenario.organs
+    d_um2_per_h = ox["diffusion_um2_per_s"] * 3600.0
+
+    n_labels = len(organs) + 1
+    uptake = np.zeros((N_KINDS, n_labels))                     # λ in 1/h
+    uptake[EMPTY, :] = ox["matrix_decay_per_min"] * 60.0
+    uptake[NECROTIC, :] = ox["matrix_decay_per_min"] * 60.0
+    uptake[TUMOR, :] = tumor["o2_uptake_per_min"] * 60.0
+    uptake[FUNCTIONAL, 0] = ox["matrix_decay_per_min"] * 60.0
+    for label, organ in enumerate(organs, start=1):
+        uptake[FUNCTIONAL, label] = organ["o2_uptake_per_min"] * 60.0
+    o2_coeff = np.array([[diffusion_coefficient(lam, h, d_um2_per_h) for lam in row]
+                         for row in uptake], dtype=np.float32)
+
+    levels = np.arange(TRAIT_LEVELS)
+    prolif_mult = np.maximum(1.0 + traits["proliferation_gain_per_level"] * (levels - NEUTRAL_LEVEL), 0.0)
+    apo_mult = np.maximum(1.0 - traits["apoptosis_resistance_per_level"] * levels, 0.0)
+    cycle_rate = np.zeros((n_labels, TRAIT_LEVELS))
+    apoptosis = np.zeros((n_labels, TRAIT_LEVELS))
+    cycle_rate[0] = CLOCK_UNITS_PER_CYCLE * dt / tumor["cycle_time_h"] * prolif_mult
+    apoptosis[0] = [apoptosis_probability(tumor["apoptosis_per_h"] * m, dt) for m in apo_mult]
+    for label, organ in enumerate(organs, start=1):
+        cycle_rate[label] = CLOCK_UNITS_PER_CYCLE * dt / organ["cycle_time_h"]
+        apoptosis[label] = apoptosis_probability(organ["apoptosis_per_h"], dt)
+
+    half = probability_threshold(traits["mutation_probability"] / 2.0)
+    thr, sat = cells["o2_proliferation_threshold_mmHg"], cells["o2_proliferation_saturation_mmHg"]
+    return Rules(
+        key=seed_key(v["scenario"]["seed"]),
+        step_h=dt,
+        o2_coeff=o2_coeff,
+        vessel_mmHg=np.float32(ox["vessel_mmHg"]),
+        o2_omega=np.float32(ox["sor_omega"]),
+        o2_tolerance_mmHg=float(np.float32(ox["tolerance_mmHg"])),
+        o2_max_sweeps=int(ox["max_sweeps"]),
+        hypoxic_mmHg=np.float32(ox["hypoxic_mmHg"]),
+        necrosis_mmHg=np.float32(cells["necrosis_mmHg"]),
+        necrosis_steps=max(1, min(255, math.ceil(cells["necrosis_delay_h"] / dt - 1e-9))),
+        apoptosis_thr=np.vectorize(probability_threshold, otypes=[np.uint32])(apoptosis),
+        cycle_rate=cycle_rate.astype(np.float32),
+        o2_prolif_threshold=np.float32(thr),
+        o2_prolif_inv_span=np.float32(1.0 / (sat - thr)),
+        mutation_down_thr=np.full(N_TRAITS, half, dtype=np.uint32),
+        mutation_up_thr=np.full(N_TRAITS, half, dtype=np.uint32),
+    )

@@ -1,0 +1,101 @@
+"""The lattice state: one array per quantity (struct of arrays), C order [z, y, x].
+
+Bytes per voxel (documented in the README):
+
+| array     | dtype       | bytes | meaning                                         |
+|-----------|-------------|-------|-------------------------------------------------|
+| kind      | uint8       | 1     | voxel kind (kernels.lattice: EMPTY, FUNCTIONAL…) |
+| organ     | uint8       | 1     | organ label (0 = none, 1.. = scenario organs)   |
+| traits    | uint8 × 3   | 3     | proliferation, adhesion, apoptosis resistance   |
+| clock     | uint16      | 2     | cycle progress (2⁻¹⁶ cycle); empty: vacancy mark |
+| hypoxia   | uint8       | 1     | consecutive steps below the necrosis threshold  |
+| lineage   | uint16      | 2     | clone id (inherited; new colonies get new ids)  |
+| oxygen    | float32     | 4     | pO2 (mmHg)                                      |
+| intent    | uint8       | 1     | work: chosen daughter / escape site             |
+| claim     | uint8       | 1     | work: winning daughter / escaping cell          |
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kernels.lattice import N_EVENTS, N_TRAITS
+
+# (name, dtype, values per voxel, is work buffer)
+VOXEL_ARRAYS = (
+    ("kind", np.uint8, 1, False),
+    ("organ", np.uint8, 1, False),
+    ("traits", np.uint8, N_TRAITS, False),
+    ("clock", np.uint16, 1, False),
+    ("hypoxia", np.uint8, 1, False),
+    ("lineage", np.uint16, 1, False),
+    ("oxygen", np.float32, 1, False),
+    ("intent", np.uint8, 1, True),
+    ("claim", np.uint8, 1, True),
+)
+STATE_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize * n for _, t, n, work in VOXEL_ARRAYS if not work)
+WORK_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize * n for _, t, n, work in VOXEL_ARRAYS if work)
+BYTES_PER_VOXEL = STATE_BYTES_PER_VOXEL + WORK_BYTES_PER_VOXEL
+# A snapshot is staged on the host: kind (uint8) and oxygen (float32).
+HOST_SNAPSHOT_BYTES_PER_VOXEL = 5
+
+
+@dataclass
+class Lattice:
+    """One tissue lattice (or an MPI slab of one) with its arrays on one backend."""
+
+    name: str
+    lattice_id: int
+    backend: str
+    shape: tuple[int, int, int]        # local (nz, ny, nx)
+    z0: int = 0                        # global z of local plane 0
+    arrays: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["arrays"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def nz(self):
+        return self.shape[0]
+
+    @property
+    def ny(self):
+        return self.shape[1]
+
+    @property
+    def nx(self):
+        return self.shape[2]
+
+    @property
+    def voxels(self):
+        return self.shape[0] * self.shape[1] * self.shape[2]
+
+
+def allocate(name, lattice_id, backend, shape, xp=np) -> Lattice:
+    """Zeroed arrays for every voxel quantity plus the per-plane work rows."""
+    arrays = {}
+    for key, dtype, n, _ in VOXEL_ARRAYS:
+        arrays[key] = xp.zeros(((n,) if n > 1 else ()) + tuple(shape), dtype=dtype)
+    arrays["events"] = xp.zeros((shape[0], N_EVENTS), dtype=np.int64)
+    arrays["plane_max"] = xp.zeros(shape[0], dtype=np.float32)
+    return Lattice(name=name, lattice_id=lattice_id, backend=backend, shape=tuple(shape),
+                   arrays=arrays)
+
+
+def run_bytes(shape) -> dict[str, int]:
+    """Memory a lattice needs: on the compute device and staged on the host."""
+    voxels = int(np.prod(shape, dtype=np.int64))
+    return {"voxels": voxels,
+            "device_bytes": voxels * BYTES_PER_VOXEL,
+            "host_bytes": voxels * HOST_SNAPSHOT_BYTES_PER_VOXEL}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024

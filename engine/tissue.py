@@ -1,0 +1,141 @@
+"""The initial tissue of a lattice, built on the host from the scenario and seed.
+
+* Organs are slabs along z (`organs[i].z_um`), labelled 1..n in file order;
+  voxels outside every slab (fascia, gaps) carry label 0 and hold matrix only.
+* Capillaries run straight through the lattice along x, y and z on a square grid
+  of the scenario's spacing; each capillary line is offset from the grid by a
+  uniform jitter in (−jitter, +jitter) µm in both transverse coordinates, drawn
+  from Philox with the line's (axis, row, column) as counter.  Every capillary
+  voxel is a perfused vessel.
+* Each other organ voxel holds a functional cell with probability
+  `functional_density` (one Philox word per voxel).
+* The tumour seed fills the ball of `seed_radius_um` around `seed_center_um`
+  (vessels excepted) with founder cells of lineage 1.
+* Functional cells start quiescent (G0) and ready to refill vacancies; tumour
+  cells start at a uniformly random point of their cycle.
+
+Everything is a function of global voxel coordinates and the seed, so a slab of
+the lattice can be built on its own and equals the same part of the whole.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from kernels.lattice import (ADHESION, APOPTOSIS_RESISTANCE, CLOCK_FULL, FUNCTIONAL,
+                             PROLIFERATION, TUMOR, VESSEL, global_index)
+from kernels.philox import (STREAM_CYCLE_PHASE, STREAM_TISSUE, choose, philox4x32_numpy,
+                            probability_threshold, voxel_draw)
+
+from .rules import NEUTRAL_LEVEL
+from .state import allocate
+
+FUNCTIONAL_ADHESION = 15
+FOUNDER_LINEAGE = 1
+
+
+def organ_labels(scenario, shape, z0=0) -> np.ndarray:
+    """Organ label of each z plane (voxel centre inside [from, to) of organ i → i + 1)."""
+    h = scenario["lattice.voxel_um"]
+    centres = (np.arange(z0, z0 + shape[0]) + 0.5) * h
+    labels = np.zeros(shape[0], dtype=np.uint8)
+    for label, organ in enumerate(scenario.organs, start=1):
+        a, b = organ["z_um"]
+        labels[(centres >= a) & (centres < b)] = label
+    return labels
+
+
+def capillary_mask(scenario, shape, z0=0, global_shape=None) -> np.ndarray:
+    """Boolean mask of capillary voxels: jittered straight lines along x, y and z."""
+    global_shape = global_shape or shape
+    h = scenario["lattice.voxel_um"]
+    spacing = scenario["vessels.spacing_um"]
+    jitter = scenario["vessels.jitter_um"]
+    key = _key(scenario)
+    mask = np.zeros(shape, dtype=bool)
+    extent = [n * h for n in global_shape]
+    for axis in range(3):
+        u_axis, v_axis = [a for a in range(3) if a != axis]
+        nu = int(extent[u_axis] // spacing) + 1
+        nv = int(extent[v_axis] // spacing) + 1
+        ku, kv = np.meshgrid(np.arange(nu), np.arange(nv), indexing="ij")
+        w = philox4x32_numpy((ku, kv, np.uint32(axis), np.uint32(STREAM_TISSUE)), key)
+        to_offset = lambda word: (word.astype(np.float64) / 2.0**32 * 2.0 - 1.0) * jitter
+        pu = ((ku + 0.5) * spacing + to_offset(w[0])) // h
+        pv = ((kv + 0.5) * spacing + to_offset(w[1])) // h
+        keep = (pu >= 0) & (pu < global_shape[u_axis]) & (pv >= 0) & (pv < global_shape[v_axis])
+        for iu, iv in zip(pu[keep].astype(int), pv[keep].astype(int)):
+            index = [slice(None)] * 3
+            index[u_axis] = iu
+            index[v_axis] = iv
+            if axis != 0 and u_axis == 0:
+                local = iu - z0
+                if not 0 <= local < shape[0]:
+                    continue
+                index[0] = local
+            mask[tuple(index)] = True
+    return mask
+
+
+@numba.njit(parallel=True, cache=True)
+def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, radius2,
+                    founder, z0, ny_global, nx_global, k0, k1):
+    nz, ny, nx = kind.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if kind[z, y, x] == VESSEL:
+                    continue
+                g = global_index(z, y, x, z0, ny_global, nx_global)
+                dz = (z0 + z + 0.5) - centre[0]
+                dy = (y + 0.5) - centre[1]
+                dx = (x + 0.5) - centre[2]
+                if dz * dz + dy * dy + dx * dx <= radius2:
+                    kind[z, y, x] = TUMOR
+                    for t in range(traits.shape[0]):
+                        traits[t, z, y, x] = founder[t]
+                    lineage[z, y, x] = FOUNDER_LINEAGE
+                elif organ[z, y, x] > 0:
+                    word = voxel_draw(g, 0, STREAM_TISSUE, 0, k0, k1)[0]
+                    if word < density_thr[organ[z, y, x]]:
+                        kind[z, y, x] = FUNCTIONAL
+                        traits[PROLIFERATION, z, y, x] = NEUTRAL_LEVEL
+                        traits[ADHESION, z, y, x] = FUNCTIONAL_ADHESION
+                        traits[APOPTOSIS_RESISTANCE, z, y, x] = 0
+                if kind[z, y, x] == FUNCTIONAL:
+                    clock[z, y, x] = CLOCK_FULL      # quiescent (G0), ready to renew
+                elif kind[z, y, x] == TUMOR:
+                    word = voxel_draw(g, 0, STREAM_CYCLE_PHASE, 0, k0, k1)[0]
+                    clock[z, y, x] = choose(word, CLOCK_FULL)
+
+
+def _key(scenario):
+    seed = scenario["scenario.seed"]
+    return seed & 0xFFFFFFFF, seed >> 32
+
+
+def build_tissue(scenario, name="primary", lattice_id=0, z0=0, nz=None):
+    """Host (NumPy) lattice holding the initial tissue of planes [z0, z0 + nz)."""
+    global_shape = scenario.shape
+    shape = (nz or global_shape[0], global_shape[1], global_shape[2])
+    lat = allocate(name, lattice_id, "numba", shape)
+    lat.z0 = z0
+    lat.organ[...] = organ_labels(scenario, shape, z0)[:, None, None]
+    lat.kind[capillary_mask(scenario, shape, z0, global_shape)] = VESSEL
+
+    h = scenario["lattice.voxel_um"]
+    centre = scenario["tumor.seed_center_um"] or [n * h / 2.0 for n in global_shape]
+    density_thr = np.array([0] + [probability_threshold(o["functional_density"])
+                                  for o in scenario.organs], dtype=np.uint32)
+    tr = scenario.values["tumor.traits"]
+    founder = np.array([tr["proliferation_level"], tr["adhesion_level"],
+                        tr["apoptosis_resistance_level"]], dtype=np.uint8)
+    k0, k1 = _key(scenario)
+    _populate_numba(lat.kind, lat.organ, lat.traits, lat.clock, lat.lineage, density_thr,
+                    np.array(centre, dtype=np.float64) / h,
+                    (scenario["tumor.seed_radius_um"] / h) ** 2, founder, z0,
+                    global_shape[1], global_shape[2], k0, k1)
+    lat.oxygen[...] = np.float32(scenario["oxygen.initial_mmHg"])
+    lat.oxygen[lat.kind == VESSEL] = np.float32(scenario["oxygen.vessel_mmHg"])
+    return lat

@@ -1,0 +1,47 @@
+"""Census: integer counts of voxels by kind and organ, and of hypoxic cells.
+
+Per z plane the kernel counts voxels of each (kind, organ) and live cells of each
+kind whose pO2 is below the hypoxia threshold; the host sums the planes in
+order.  Integer sums are exact, so counts agree on every backend and thread count.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from .lattice import is_live
+from .twin import kernel
+
+
+@numba.njit(parallel=True, cache=True)
+def _census_numba(kind, organ, oxygen, hypoxic_mmHg, by_kind_organ, hypoxic):
+    nz, ny, nx = kind.shape
+    for z in prange(nz):
+        for a in range(by_kind_organ.shape[1]):
+            for b in range(by_kind_organ.shape[2]):
+                by_kind_organ[z, a, b] = 0
+        for a in range(hypoxic.shape[1]):
+            hypoxic[z, a] = 0
+        for y in range(ny):
+            for x in range(nx):
+                k = kind[z, y, x]
+                by_kind_organ[z, k, organ[z, y, x]] += 1
+                if is_live(k) and oxygen[z, y, x] < hypoxic_mmHg:
+                    hypoxic[z, k] += 1
+
+
+@kernel
+def take_census(lattice, rules, step):
+    """Count voxels by (kind, organ) and hypoxic live cells by kind."""
+
+
+@take_census.on("numba")
+def _take_census(lattice, rules, step):
+    n_kinds, n_organs = rules.o2_coeff.shape
+    nz = lattice.nz
+    by_kind_organ = np.zeros((nz, n_kinds, n_organs), dtype=np.int64)
+    hypoxic = np.zeros((nz, n_kinds), dtype=np.int64)
+    _census_numba(lattice.kind, lattice.organ, lattice.oxygen, rules.hypoxic_mmHg,
+                  by_kind_organ, hypoxic)
+    return by_kind_organ.sum(axis=0), hypoxic.sum(axis=0)

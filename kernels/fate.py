@@ -1,0 +1,87 @@
+"""Cell fate: hypoxic necrosis and apoptosis of live cells.
+
+For every live cell (functional or tumour), once per step:
+
+* Necrosis.  A cell whose pO2 is below `necrosis_mmHg` counts one more step of
+  hypoxia (`hypoxia` saturates at 255); pO2 at or above the threshold resets the
+  count.  When the count reaches `necrosis_steps` (the scenario's necrosis
+  delay in hours divided by the step) the cell becomes necrotic debris.
+* Apoptosis.  Otherwise the cell dies cleanly with probability
+  P = 1 − exp(−k_apo · Δt · m(level)), where k_apo is the baseline rate of its
+  cell type and m the apoptosis-resistance multiplier of its trait level (tumour
+  cells evade apoptosis).  The host turns P into a uint32 threshold per
+  (cell type, level); the cell dies when its Philox word is below it.  The voxel
+  becomes empty; the space a functional cell leaves is marked as a vacancy
+  (clock = VACANCY) that neighbouring functional cells of its organ refill.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from .lattice import (APOPTOSIS_FUNCTIONAL, APOPTOSIS_RESISTANCE, APOPTOSIS_TUMOR, EMPTY,
+                      NECROSIS_FUNCTIONAL, NECROSIS_TUMOR, NECROTIC, TUMOR, VACANCY, global_index,
+                      is_live, table_row)
+from .philox import STREAM_APOPTOSIS, voxel_draw
+from .twin import kernel
+
+
+@numba.njit(inline="always", cache=True)
+def clear_cell(z, y, x, traits, clock, hypoxia, lineage):
+    """Forget the cell that occupied a voxel."""
+    for t in range(traits.shape[0]):
+        traits[t, z, y, x] = 0
+    clock[z, y, x] = 0
+    hypoxia[z, y, x] = 0
+    lineage[z, y, x] = 0
+
+
+@numba.njit(parallel=True, cache=True)
+def _decide_fate_numba(kind, organ, traits, clock, hypoxia, lineage, oxygen,
+                       necrosis_mmHg, necrosis_steps, apoptosis_thr,
+                       step, z0, ny_global, nx_global, lattice_id, k0, k1, events):
+    nz, ny, nx = kind.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                k = kind[z, y, x]
+                if not is_live(k):
+                    continue
+                tumour = k == TUMOR
+                h = np.int64(hypoxia[z, y, x])
+                if oxygen[z, y, x] < necrosis_mmHg:
+                    h = min(h + 1, 255)
+                else:
+                    h = 0
+                hypoxia[z, y, x] = h
+                if h >= necrosis_steps:
+                    kind[z, y, x] = NECROTIC
+                    keep = lineage[z, y, x]
+                    clear_cell(z, y, x, traits, clock, hypoxia, lineage)
+                    lineage[z, y, x] = keep
+                    events[z, NECROSIS_TUMOR if tumour else NECROSIS_FUNCTIONAL] += 1
+                    continue
+                g = global_index(z, y, x, z0, ny_global, nx_global)
+                r = voxel_draw(g, step, STREAM_APOPTOSIS, lattice_id, k0, k1)[0]
+                level = traits[APOPTOSIS_RESISTANCE, z, y, x]
+                if r < apoptosis_thr[table_row(k, organ[z, y, x]), level]:
+                    kind[z, y, x] = EMPTY
+                    clear_cell(z, y, x, traits, clock, hypoxia, lineage)
+                    if not tumour:
+                        clock[z, y, x] = VACANCY
+                    events[z, APOPTOSIS_TUMOR if tumour else APOPTOSIS_FUNCTIONAL] += 1
+
+
+@kernel
+def decide_fate(lattice, rules, step):
+    """Hypoxic necrosis and apoptosis of every live cell for one step."""
+
+
+@decide_fate.on("numba")
+def _decide_fate(lattice, rules, step):
+    _decide_fate_numba(lattice.kind, lattice.organ, lattice.traits, lattice.clock,
+                       lattice.hypoxia, lattice.lineage, lattice.oxygen,
+                       rules.necrosis_mmHg, rules.necrosis_steps, rules.apoptosis_thr,
+                       step, lattice.z0, lattice.ny, lattice.nx, lattice.lattice_id,
+                       rules.key[0], rules.key[1], lattice.events)

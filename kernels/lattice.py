@@ -1,0 +1,97 @@
+"""The per-voxel vocabulary every kernel shares: voxel kinds, heritable traits,
+the six face neighbours, and the event counters a step reports.
+
+These constants are the contract between the Numba kernels, their CUDA twins
+and the host: the HDF5 `kind` array stores exactly these codes.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# Voxel kinds (uint8).  One cell or structure per voxel.
+EMPTY = 0        # extracellular matrix / interstitial space, no cell
+FUNCTIONAL = 1   # organ parenchyma: the tissue a tumour displaces
+TUMOR = 2
+NECROTIC = 3     # dead cell debris
+VESSEL = 4       # blood vessel (perfused capillary)
+N_KINDS = 5
+KIND_NAMES = ("empty", "functional", "tumor", "necrotic", "vessel")
+
+# Heritable traits (uint8 levels 0..TRAIT_LEVELS-1), one plane each in `traits`.
+PROLIFERATION = 0
+ADHESION = 1
+APOPTOSIS_RESISTANCE = 2
+N_TRAITS = 3
+TRAIT_NAMES = ("proliferation", "adhesion", "apoptosis_resistance")
+TRAIT_LEVELS = 16
+
+# Cell-cycle clock: uint16 progress in units of 2**-16 cycle; FULL = ready to divide.
+CLOCK_FULL = 65535
+CLOCK_UNITS_PER_CYCLE = 65536.0
+# In an EMPTY voxel the clock marks a vacancy: the space left by a functional
+# cell that died by apoptosis, which its organ's neighbours refill (renewal).
+VACANCY = 1
+
+# Face neighbours: direction codes 1..6; 0 means "none".
+# 1: -x, 2: +x, 3: -y, 4: +y, 5: -z, 6: +z.  opposite(d) = ((d - 1) ^ 1) + 1.
+DZ = np.array([0, 0, 0, 0, 0, -1, 1], dtype=np.int64)
+DY = np.array([0, 0, 0, -1, 1, 0, 0], dtype=np.int64)
+DX = np.array([0, -1, 1, 0, 0, 0, 0], dtype=np.int64)
+
+# A claim byte holds the direction of the winning daughter source in bits 0..2
+# and the direction of the winning escaping functional cell in bits 3..5.
+# An intent byte holds a cell's chosen daughter site in bits 0..2 and, for a
+# displaced functional cell, its chosen escape site in bits 3..5.
+LOW3 = 7
+ESCAPE_SHIFT = 3
+
+# Event counters, one row per z plane per step (int64), summed on the host.
+BIRTH_TUMOR = 0
+BIRTH_FUNCTIONAL = 1
+APOPTOSIS_TUMOR = 2
+APOPTOSIS_FUNCTIONAL = 3
+NECROSIS_TUMOR = 4
+NECROSIS_FUNCTIONAL = 5
+COMPRESSION_FUNCTIONAL = 6   # functional cell crushed by a tumour daughter
+DISPLACED_FUNCTIONAL = 7     # functional cell pushed one voxel aside
+N_EVENTS = 8
+EVENT_NAMES = ("birth_tumor", "birth_functional", "apoptosis_tumor",
+               "apoptosis_functional", "necrosis_tumor", "necrosis_functional",
+               "compression_functional", "displaced_functional")
+
+
+@numba.njit(inline="always", cache=True)
+def opposite(d):
+    """The direction pointing back: -x <-> +x, -y <-> +y, -z <-> +z."""
+    return ((d - 1) ^ 1) + 1
+
+
+@numba.njit(inline="always", cache=True)
+def neighbour(z, y, x, d, nz, ny, nx):
+    """Coordinates of the face neighbour in direction d, and whether it lies
+    inside the lattice (the lattice faces are walls)."""
+    zz = z + DZ[d]
+    yy = y + DY[d]
+    xx = x + DX[d]
+    inside = 0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx
+    return zz, yy, xx, inside
+
+
+@numba.njit(inline="always", cache=True)
+def global_index(z, y, x, z0, ny, nx):
+    """Global voxel index of local (z, y, x) in a slab starting at global z0."""
+    return ((np.int64(z0) + z) * ny + y) * nx + x
+
+
+@numba.njit(inline="always", cache=True)
+def is_live(k):
+    """Live cells: the ones that consume oxygen, age, divide and die."""
+    return k == FUNCTIONAL or k == TUMOR
+
+
+@numba.njit(inline="always", cache=True)
+def table_row(k, organ):
+    """Row of the per-cell-type rule tables: 0 for tumour cells, the organ
+    label (1..n) for functional cells."""
+    return 0 if k == TUMOR else np.int64(organ)

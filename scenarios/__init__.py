@@ -1,0 +1,1 @@
+"""Scenario files shipped with oncolattice (run them by name: `oncolattice run quickstart`)."""

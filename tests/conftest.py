@@ -1,0 +1,43 @@
+"""Shared test fixtures and the slow/gpu markers (skipped visibly, with a reason)."""
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    from engine.backend import gpu_status
+    usable, why = gpu_status()
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(pytest.mark.skip(reason="slow test: run with --runslow"))
+        if "gpu" in item.keywords and not usable:
+            item.add_marker(pytest.mark.skip(reason=f"needs a GPU: {why}"))
+
+
+def small_scenario_text(edge=24, seed_radius_um=60.0, extra=""):
+    """The quickstart shrunk to an edge**3 lattice (organ slabs rescaled), as TOML text."""
+    from engine.scenario import find_scenario
+    _, text = find_scenario("quickstart")
+    h = 20.0
+    z = edge * h
+    breast_end = round(0.75 * edge) * h
+    text = (text.replace("shape = [96, 96, 96]", f"shape = [{edge}, {edge}, {edge}]")
+                .replace("z_um = [0.0, 1440.0]", f"z_um = [0.0, {breast_end}]")
+                .replace("z_um = [1520.0, 1920.0]", f"z_um = [{breast_end + 2 * h}, {z}]")
+                .replace("seed_center_um = [720.0, 960.0, 960.0]",
+                         f"seed_center_um = [{breast_end / 2}, {z / 2}, {z / 2}]")
+                .replace("seed_radius_um = 50.0", f"seed_radius_um = {seed_radius_um}"))
+    return text + extra
+
+
+@pytest.fixture
+def small_scenario(tmp_path):
+    """Path of a small quickstart-like scenario file (edge 24 voxels)."""
+    def make(edge=24, **kwargs):
+        path = tmp_path / f"small{edge}.toml"
+        path.write_text(small_scenario_text(edge, **kwargs))
+        return path
+    return make

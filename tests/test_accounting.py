@@ -1,0 +1,49 @@
+"""Cell accounting: every step, births − deaths = change of the count, per kind."""
+import numpy as np
+import pytest
+
+from conftest import small_scenario_text
+from engine.scenario import parse_scenario
+from engine.simulation import Simulation
+
+# A poorly vascularised, hungry tumour: necrosis, apoptosis, division,
+# displacement and compression all happen within a few dozen steps.
+HYPOXIC = small_scenario_text(32, seed_radius_um=140.0) \
+    .replace("spacing_um = 140.0", "spacing_um = 600.0") \
+    .replace("o2_uptake_per_min = 10.0                  # uptake rate 10 /min (PhysiCell)\n\n[tumor.traits]",
+             "o2_uptake_per_min = 100.0\n\n[tumor.traits]") \
+    .replace("necrosis_delay_h = 12.0", "necrosis_delay_h = 4.0") \
+    .replace("apoptosis_per_h = 0.00319", "apoptosis_per_h = 0.02")
+
+
+@pytest.fixture(scope="module")
+def history():
+    sim = Simulation(parse_scenario(HYPOXIC, "hypoxic.toml"))
+    rows = [sim.initial] + [sim.step() for _ in range(40)]
+    return np.array(rows)
+
+
+def test_scenario_exercises_every_event(history):
+    for event in ("birth_tumor", "birth_functional", "apoptosis_tumor", "apoptosis_functional",
+                  "necrosis_tumor", "compression_functional", "displaced_functional"):
+        assert history[event][1:].sum() > 0, event
+
+
+def test_tumour_births_minus_deaths_is_the_change(history):
+    h = history
+    change = np.diff(h["tumor"])
+    assert np.array_equal(change, (h["birth_tumor"] - h["apoptosis_tumor"] - h["necrosis_tumor"])[1:])
+
+
+def test_functional_births_minus_deaths_is_the_change(history):
+    h = history
+    deaths = h["apoptosis_functional"] + h["necrosis_functional"] + h["compression_functional"]
+    assert np.array_equal(np.diff(h["functional"]), (h["birth_functional"] - deaths)[1:])
+
+
+def test_necrotic_debris_accumulates_deaths_and_voxels_are_conserved(history):
+    h = history
+    assert np.array_equal(np.diff(h["necrotic"]), (h["necrosis_tumor"] + h["necrosis_functional"])[1:])
+    total = sum(h[k] for k in ("empty", "functional", "tumor", "necrotic", "vessel"))
+    assert (total == 32 ** 3).all()
+    assert (np.diff(h["vessel"]) == 0).all()

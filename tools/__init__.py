@@ -1,0 +1,1 @@
+"""Tools around the engine: benchmark (and, later, viewer, renderer, reports)."""
