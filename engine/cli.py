@@ -6,7 +6,9 @@ status (2 for bad input); a traceback is shown only with ONCOLATTICE_DEBUG=1.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -61,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     from .run import run, steps_for
+    if args.days is not None and not (math.isfinite(args.days) and args.days > 0):
+        raise UserError(f"--days {args.days}: the duration must be a positive number of days")
     scenario = load_scenario(args.scenario)
     duration = None if args.days is None else args.days * 24.0
     scenario.with_overrides(seed=args.seed, duration_h=duration)
@@ -70,7 +74,7 @@ def cmd_run(args) -> int:
         raise UserError(f"--snapshot-every {args.snapshot_every}: must be at least 1")
     backend = select_backend(args.backend)
     steps = args.steps if args.steps is not None else steps_for(scenario)
-    out = args.out or Path(f"{scenario['scenario.name']}.h5")
+    out = args.out or Path(f"{default_stem(scenario['scenario.name'])}.h5")
     if out.suffix not in (".h5", ".hdf5"):
         raise UserError(f"--out {out}: the run file must end in .h5 or .hdf5")
     every = args.snapshot_every or scenario["time.snapshot_every_steps"]
@@ -86,6 +90,12 @@ def cmd_run(args) -> int:
               f"(x{summary['tumor_growth']:.1f}), functional fraction "
               f"{summary['functional_fraction']:.4f}, necrotic {c['necrotic']}", file=log)
     return 0
+
+
+def default_stem(name: str) -> str:
+    """A safe file stem from a scenario name (no directories); 'run' if none is left."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")
+    return stem or "run"
 
 
 def largest_cube(bytes_available: int) -> int:

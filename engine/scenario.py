@@ -36,11 +36,12 @@ class Param:
     source: str = ""
 
     def bounds_text(self) -> str:
+        show = (lambda b: str(b)) if self.type in ("int", "shape") else (lambda b: f"{b:g}")
         parts = []
         if self.lo is not None:
-            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+            parts.append(f"{'>' if self.lo_open else '>='} {show(self.lo)}")
         if self.hi is not None:
-            parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
+            parts.append(f"{'<' if self.hi_open else '<='} {show(self.hi)}")
         return " and ".join(parts)
 
 
@@ -191,12 +192,21 @@ def _toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_toml_char(c) for c in value) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def _toml_char(c: str) -> str:
+    """A character as it may stand in a TOML basic string."""
+    if c in '"\\':
+        return "\\" + c
+    if ord(c) < 0x20 or ord(c) == 0x7F:
+        return f"\\u{ord(c):04X}"
+    return c
 
 
 def builtin_names() -> list[str]:
@@ -232,7 +242,11 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: malformed TOML: {exc}") from None
     values: dict[str, dict[str, Any]] = {}
-    nested = {t.split(".")[1] for t in SCHEMA if "." in t}
+    nested = {}
+    for t in SCHEMA:
+        if "." in t:
+            parent, child = t.split(".")
+            nested.setdefault(parent, set()).add(child)
     for name in raw:
         if name not in SCHEMA and name != "organs":
             _fail(path, text, name, f"unknown table or key '{name}'", _suggest(name, [*SCHEMA, "organs"]))
@@ -243,7 +257,7 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             given = given.get(sub, {}) if isinstance(given, dict) else {}
         if not isinstance(given, dict):
             _fail(path, text, table, f"'{table}' must be a table")
-        skip = nested if not sub else set()
+        skip = nested.get(head, set()) if not sub else set()
         values[table] = _validate_table(path, text, table, given, params, skip)
     organs_raw = raw.get("organs", [])
     if not isinstance(organs_raw, list) or not organs_raw:
@@ -331,9 +345,13 @@ def _cross_check(s: Scenario):
                 _fail(s.path, s.text, f"organs[{i}].z_um",
                       f"organs[{i}].z_um overlaps organs[{j}].z_um")
         spans.append((z0, z1))
-    names = [o["name"] for o in s.organs]
-    if len(set(names)) != len(names):
-        _fail(s.path, s.text, "organs", "organ names must be unique")
+    seen = {}
+    for i, organ in enumerate(s.organs):
+        if organ["name"] in seen:
+            _fail(s.path, s.text, f"organs[{i}].name",
+                  f"organs[{i}].name = {_toml_value(organ['name'])} repeats "
+                  f"organs[{seen[organ['name']]}].name: organ names must be unique")
+        seen[organ["name"]] = i
 
 
 def _suggest(key, candidates, prefix=""):
@@ -353,7 +371,12 @@ _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
 
 def find_line(text: str, dotted: str) -> int | None:
     """Best-effort line of a dotted key (`oxygen.vessel_mmHg`, `organs[1].z_um`)
-    or of a table header (`organs[1]`, `oxygen`) in TOML text; None if not found."""
+    or of a table header (`organs[1]`, `oxygen`, `tumor.traits`) in TOML text;
+    None if not found."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header and header.group(2).replace(" ", "") == dotted:
+            return number
     m = re.fullmatch(r"([^\[\]]+?)(?:\[(\d+)\])?(?:\.([^.\[\]]+))?", dotted)
     if not m:
         return None

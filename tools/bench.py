@@ -1,0 +1,189 @@
+"""`oncolattice bench`: voxel-updates per second of each pass and of a whole step.
+
+The benchmark lattice is the built-in quickstart scenario resized to a cube of
+`size` voxels: the organ slabs keep their fractions of the z extent (breast,
+fascia gap, pectoral muscle) and the tumour seed, a ball of radius size/8
+voxels, sits in the middle of the breast slab so the cell passes have real work.
+
+After a warm-up (building the Simulation JIT-compiles the kernels and solves
+oxygen once, then 2 untimed steps) each timed step calls the passes of
+`engine.simulation.PASSES` one by one, in the order `Simulation.step` runs them,
+plus the census, and times each with `time.perf_counter`.  A voxel-update is
+one voxel visited by one pass; the oxygen solver also reports updates per
+red-black sweep.  Medians over the timed steps are reported.
+
+Performance is measured by benchmarks, never asserted by timed tests.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numba
+
+from engine import __version__
+from engine.output import write_summary
+from engine.scenario import load_scenario
+from engine.simulation import PASSES, Simulation
+from engine.state import BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL
+from kernels.census import take_census
+
+WARMUP_STEPS = 2
+FORMAT = "oncolattice-bench-1"
+
+
+def bench_scenario(size: int):
+    """The quickstart scenario resized to a `size`³ lattice (see module docstring)."""
+    s = load_scenario("quickstart")
+    h = s["lattice.voxel_um"]
+    scale = size / s.shape[0]          # new z extent / old z extent
+    s.values["scenario"]["name"] = f"bench{size}"
+    s.values["lattice"]["shape"] = [size, size, size]
+    for organ in s.organs:
+        organ["z_um"] = [z * scale for z in organ["z_um"]]
+    z0, z1 = s.organs[0]["z_um"]       # the breast slab
+    extent = size * h
+    s.values["tumor"]["seed_center_um"] = [(z0 + z1) / 2.0, extent / 2.0, extent / 2.0]
+    s.values["tumor"]["seed_radius_um"] = h * size / 8.0
+    return s
+
+
+def _synchronizer(backend: str):
+    """A function that waits for the device to finish queued work (no-op on the CPU)."""
+    if backend == "cupy":
+        import cupy
+        return cupy.cuda.Device().synchronize
+    return lambda: None
+
+
+def _cpu_name() -> str:
+    """CPU model name (from /proc/cpuinfo where there is one)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _stats(times_s, voxels, sweeps=None) -> dict:
+    """Median/min ms per step and voxel-updates per second (per sweep if given)."""
+    med = statistics.median(times_s)
+    row = {"median_ms": med * 1e3, "min_ms": min(times_s) * 1e3,
+           "voxel_updates_per_s": voxels / med if med > 0 else float("inf")}
+    if sweeps is not None:
+        rates = [voxels * n / t for n, t in zip(sweeps, times_s) if t > 0]
+        row["voxel_updates_per_sweep_per_s"] = statistics.median(rates) if rates else float("inf")
+        row["median_sweeps"] = statistics.median(sweeps)
+    return row
+
+
+def time_steps(sim: Simulation, steps: int, sync) -> tuple[dict[str, list[float]], list[int]]:
+    """Run `steps` steps pass by pass, as `Simulation.step` does; seconds per pass per step
+    (census included) and the oxygen sweeps of each step."""
+    names = [p.name for p in PASSES] + [take_census.name]
+    times = {name: [] for name in names}
+    sweeps = []
+    lat, rules = sim.lattice, sim.rules
+    for _ in range(steps):
+        sim.step_index += 1
+        s = sim.step_index
+        lat.events[...] = 0
+        sync()
+        for i, process in enumerate(PASSES):
+            t0 = time.perf_counter()
+            result = process(lat, rules, s)
+            sync()
+            times[names[i]].append(time.perf_counter() - t0)
+            if i == 0:
+                sim.o2_stats = result
+                sweeps.append(int(result[0]))
+        t0 = time.perf_counter()
+        take_census(lat, rules, s)
+        sync()
+        times[take_census.name].append(time.perf_counter() - t0)
+    return times, sweeps
+
+
+def format_table(r: dict) -> str:
+    """The human-readable report of a `run_bench` result."""
+    lat = r["lattice"]
+    lines = [
+        f"oncolattice {r['version']} bench: {lat['size']}^3 = {lat['voxels']:,} voxels "
+        f"({lat['voxel_um']:g} µm), backend {r['backend']}, {r['threads']} threads",
+        f"machine: {r['machine']['cpu']} ({r['machine']['cpu_count']} CPUs, "
+        f"{r['machine']['platform']}); {r['date']}",
+        f"memory: {r['bytes_per_voxel']} bytes/voxel ({r['state_bytes_per_voxel']} state + "
+        f"{r['work_bytes_per_voxel']} work)",
+        f"timed: {r['steps']} steps after {r['warmup_steps']} warm-up steps "
+        f"(setup incl. JIT {r['setup_s']:.2f} s); tumour cells {r['tumor_cells']:,}; "
+        f"oxygen sweeps/step {min(r['o2_sweeps'])}-{max(r['o2_sweeps'])}",
+        "",
+        f"{'pass':<24}{'ms/step':>11}{'min ms':>11}{'voxel-upd/s':>14}{'per sweep/s':>14}",
+    ]
+    rows = list(r["passes"].items()) + [("step (total)", r["step"])]
+    for name, p in rows:
+        sweep = p.get("voxel_updates_per_sweep_per_s")
+        lines.append(f"{name:<24}{p['median_ms']:>11.3f}{p['min_ms']:>11.3f}"
+                     f"{p['voxel_updates_per_s']:>14.3e}"
+                     + (f"{sweep:>14.3e}" if sweep is not None else f"{'':>14}"))
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(size: int, backend: str, steps: int, json_path: Path | None,
+              out=sys.stdout) -> dict:
+    """Benchmark a `size`³ lattice on `backend` for `steps` timed steps.
+
+    Prints a table to `out`, writes the result as JSON to `json_path` (if
+    given) and returns it: per pass (and for the census and the whole step)
+    median and minimum ms per step and voxel-updates per second, oxygen
+    sweeps, bytes per voxel, lattice, backend, threads, date and machine.
+    """
+    scenario = bench_scenario(size)
+    sync = _synchronizer(backend)
+    t0 = time.perf_counter()
+    sim = Simulation(scenario, backend=backend)
+    for _ in range(WARMUP_STEPS):
+        sim.step()
+    sync()
+    setup_s = time.perf_counter() - t0
+
+    times, sweeps = time_steps(sim, steps, sync)
+    voxels = sim.lattice.voxels
+    passes = {name: _stats(t, voxels, sweeps if name == PASSES[0].name else None)
+              for name, t in times.items()}
+    totals = [sum(t[i] for t in times.values()) for i in range(steps)]
+    result = {
+        "format": FORMAT,
+        "version": __version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": _cpu_name(), "processor": platform.processor(),
+                    "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "backend": backend,
+        "threads": numba.get_num_threads(),
+        "lattice": {"size": size, "shape": list(sim.lattice.shape), "voxels": voxels,
+                    "voxel_um": scenario["lattice.voxel_um"]},
+        "bytes_per_voxel": BYTES_PER_VOXEL,
+        "state_bytes_per_voxel": STATE_BYTES_PER_VOXEL,
+        "work_bytes_per_voxel": WORK_BYTES_PER_VOXEL,
+        "warmup_steps": WARMUP_STEPS,
+        "steps": steps,
+        "setup_s": setup_s,
+        "tumor_cells": int(sim.census()["tumor"]),
+        "o2_sweeps": sweeps,
+        "passes": passes,
+        "step": _stats(totals, voxels),
+    }
+    out.write(format_table(result))
+    out.flush()
+    if json_path is not None:
+        write_summary(json_path, result)
+    return result
