@@ -9,6 +9,7 @@ import argparse
 import math
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -144,8 +145,14 @@ def cmd_bench(args) -> int:
 COMMANDS = {"run": cmd_run, "check": cmd_check, "bench": cmd_bench}
 
 
+def _stop_on_sigterm(signum, frame):
+    """Batch schedulers end jobs with SIGTERM: stop like Ctrl-C, keeping snapshots."""
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     debug = os.environ.get("ONCOLATTICE_DEBUG") == "1"
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

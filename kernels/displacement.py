@@ -23,12 +23,12 @@ Passes (each a per-voxel gather, between `settle_division_claims` and
 from __future__ import annotations
 
 import numba
-import numpy as np
 from numba import prange
 
 from .lattice import (DISPLACED_FUNCTIONAL, EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3,
-                      global_index, neighbour, opposite)
-from .philox import STREAM_ESCAPE, choose, voxel_draw
+                      global_index, neighbour)
+from .claims import pick_direction, strongest_claimant
+from .philox import STREAM_ESCAPE, voxel_draw
 from .twin import kernel
 
 
@@ -49,22 +49,16 @@ def _choose_escape_numba(kind, organ, intent, claim, step, z0, ny_global, nx_glo
                 if kind[z, y, x] != FUNCTIONAL or (claim[z, y, x] & LOW3) == 0:
                     continue
                 o = organ[z, y, x]
-                n = 0
+                mask = 0
                 for d in range(1, 7):
                     zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
                     if inside and is_escape_site(kind, organ, claim, zz, yy, xx, o):
-                        n += 1
-                if n == 0:
+                        mask |= 1 << (d - 1)
+                if mask == 0:
                     continue
                 g = global_index(z, y, x, z0, ny_global, nx_global)
-                pick = choose(voxel_draw(g, step, STREAM_ESCAPE, lattice_id, k0, k1)[0], n)
-                for d in range(1, 7):
-                    zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
-                    if inside and is_escape_site(kind, organ, claim, zz, yy, xx, o):
-                        if pick == 0:
-                            intent[z, y, x] = intent[z, y, x] | (d << ESCAPE_SHIFT)
-                            break
-                        pick -= 1
+                word = voxel_draw(g, step, STREAM_ESCAPE, lattice_id, k0, k1)[0]
+                intent[z, y, x] = intent[z, y, x] | (pick_direction(mask, word) << ESCAPE_SHIFT)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -76,17 +70,9 @@ def _settle_escape_claims_numba(kind, intent, claim, step, z0, ny_global, nx_glo
             for x in range(nx):
                 if kind[z, y, x] != EMPTY or (claim[z, y, x] & LOW3) != 0:
                     continue
-                best = 0
-                best_key = np.uint64(0)
-                best_g = np.int64(-1)
-                for d in range(1, 7):
-                    zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
-                    if not inside or ((intent[zz, yy, xx] >> ESCAPE_SHIFT) & LOW3) != opposite(d):
-                        continue
-                    g = global_index(zz, yy, xx, z0, ny_global, nx_global)
-                    key = voxel_draw(g, step, STREAM_ESCAPE, lattice_id, k0, k1)[1]
-                    if best == 0 or key > best_key or (key == best_key and g > best_g):
-                        best, best_key, best_g = d, key, g
+                best = strongest_claimant(intent, ESCAPE_SHIFT, z, y, x, nz, ny, nx, step,
+                                          STREAM_ESCAPE, z0, ny_global, nx_global, lattice_id,
+                                          k0, k1)
                 if best != 0:
                     claim[z, y, x] = claim[z, y, x] | (best << ESCAPE_SHIFT)
 

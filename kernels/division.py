@@ -36,7 +36,8 @@ from .lattice import (BIRTH_FUNCTIONAL, BIRTH_TUMOR, CLOCK_FULL, COMPRESSION_FUN
                       EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3, N_TRAITS, PROLIFERATION,
                       TRAIT_LEVELS, TUMOR, VACANCY, global_index, is_live, neighbour, opposite,
                       table_row)
-from .philox import STREAM_DIVISION, STREAM_MUTATION, choose, voxel_draw
+from .claims import pick_direction, strongest_claimant
+from .philox import STREAM_DIVISION, STREAM_MUTATION, voxel_draw
 from .twin import kernel
 
 
@@ -76,24 +77,17 @@ def _propose_division_numba(kind, organ, traits, clock, oxygen, intent, cycle_ra
                 clock[z, y, x] = c
                 if c < CLOCK_FULL:
                     continue
-                n = 0
+                mask = 0
                 for d in range(1, 7):
                     zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
                     if inside and can_take_daughter(k, o, kind[zz, yy, xx], organ[zz, yy, xx],
-                                                      clock[zz, yy, xx]):
-                        n += 1
-                if n == 0:
+                                                    clock[zz, yy, xx]):
+                        mask |= 1 << (d - 1)
+                if mask == 0:
                     continue
                 g = global_index(z, y, x, z0, ny_global, nx_global)
-                pick = choose(voxel_draw(g, step, STREAM_DIVISION, lattice_id, k0, k1)[0], n)
-                for d in range(1, 7):
-                    zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
-                    if inside and can_take_daughter(k, o, kind[zz, yy, xx], organ[zz, yy, xx],
-                                                      clock[zz, yy, xx]):
-                        if pick == 0:
-                            intent[z, y, x] = d
-                            break
-                        pick -= 1
+                word = voxel_draw(g, step, STREAM_DIVISION, lattice_id, k0, k1)[0]
+                intent[z, y, x] = pick_direction(mask, word)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -107,18 +101,9 @@ def _settle_division_claims_numba(kind, intent, claim, step, z0, ny_global, nx_g
                 k = kind[z, y, x]
                 if k != EMPTY and k != FUNCTIONAL:
                     continue
-                best = 0
-                best_key = np.uint64(0)
-                best_g = np.int64(-1)
-                for d in range(1, 7):
-                    zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
-                    if not inside or (intent[zz, yy, xx] & LOW3) != opposite(d):
-                        continue
-                    g = global_index(zz, yy, xx, z0, ny_global, nx_global)
-                    key = voxel_draw(g, step, STREAM_DIVISION, lattice_id, k0, k1)[1]
-                    if best == 0 or key > best_key or (key == best_key and g > best_g):
-                        best, best_key, best_g = d, key, g
-                claim[z, y, x] = best
+                claim[z, y, x] = strongest_claimant(intent, 0, z, y, x, nz, ny, nx, step,
+                                                    STREAM_DIVISION, z0, ny_global, nx_global,
+                                                    lattice_id, k0, k1)
 
 
 @numba.njit(inline="always", cache=True)

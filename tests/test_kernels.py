@@ -189,3 +189,15 @@ def test_mutation_moves_each_trait_at_most_one_level(rules):
     assert levels.size and np.abs(levels - 8).max() == 1
     changed = (levels != 8).mean()
     assert 0.35 < changed < 0.65                   # P(change) = 0.5 per trait
+
+
+def test_pick_direction_is_uniform_over_the_allowed_faces():
+    from kernels.claims import pick_direction
+    from kernels.philox import seed_key, voxel_draw_numpy
+    words = voxel_draw_numpy(np.arange(60_000, dtype=np.uint64), 1, 2, 0, seed_key(3))[0]
+    mask = 0b101010                                   # directions 2, 4, 6 allowed
+    picks = np.array([pick_direction(mask, int(w)) for w in words[:6000]])
+    assert set(picks) == {2, 4, 6}
+    counts = np.bincount(picks, minlength=7)[[2, 4, 6]]
+    assert np.abs(counts - 2000).max() < 5 * np.sqrt(6000 * (1 / 3) * (2 / 3))
+    assert pick_direction(0, 12345) == 0
