@@ -1,18 +1,17 @@
 """Choosing the compute backend: Numba on the CPU, CuPy on a CUDA GPU.
 
-`auto` takes CuPy where a GPU is usable and the CUDA kernels are available,
-else Numba.  Asking for `cupy` where it cannot run is a `BackendUnavailable`
-error naming the reason.
+`auto` takes CuPy where a GPU is usable, else Numba.  Asking for `cupy` where it
+cannot run is a `BackendUnavailable` error naming the reason.
 """
 from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from .errors import BackendUnavailable
 
 BACKENDS = ("auto", "numba", "cupy")
-# Backends whose kernels are implemented in this version.
-IMPLEMENTED = ("numba",)
 
 
 def gpu_status() -> tuple[bool, str]:
@@ -38,13 +37,43 @@ def select_backend(requested: str) -> str:
         return "numba"
     usable, why = gpu_status()
     if requested == "auto":
-        return "cupy" if usable and "cupy" in IMPLEMENTED else "numba"
+        return "cupy" if usable else "numba"
     if not usable:
         raise BackendUnavailable(f"--backend cupy: {why}")
-    if "cupy" not in IMPLEMENTED:
-        raise BackendUnavailable("--backend cupy: this version has no CUDA kernels yet; "
-                                 "use --backend numba")
     return "cupy"
+
+
+def gpu_free_bytes() -> int | None:
+    """Free memory of the current CUDA device, or None where there is no GPU."""
+    usable, _ = gpu_status()
+    if not usable:
+        return None
+    import cupy
+    return int(cupy.cuda.runtime.memGetInfo()[0])
+
+
+class Architecture:
+    """Where a backend keeps its arrays: moving them there and back to the host."""
+
+    def __init__(self, name, to_device, to_host):
+        self.name, self.to_device, self.to_host = name, to_device, to_host
+
+    def place(self, lattice):
+        """Move a host-built lattice onto this backend."""
+        lattice.arrays = {key: self.to_device(a) for key, a in lattice.arrays.items()}
+        lattice.backend = self.name
+        return lattice
+
+
+def architecture(name: str) -> Architecture:
+    """numba and cuda-host (the CUDA C kernels run on the CPU) keep NumPy arrays;
+    cupy keeps CuPy arrays on the GPU."""
+    if name == "cupy":
+        import cupy
+        return Architecture("cupy", cupy.asarray, cupy.asnumpy)
+    if name in ("numba", "cuda-host"):
+        return Architecture(name, np.ascontiguousarray, np.asarray)
+    raise BackendUnavailable(f"unknown backend {name!r}")
 
 
 def cpu_threads() -> int:

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .backend import BACKENDS, gpu_status, select_backend
+from .backend import BACKENDS, gpu_free_bytes, gpu_status, select_backend
 from .errors import UserError
 from .scenario import load_scenario
-from .state import (BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL, human_bytes,
+from .state import (BYTES_PER_VOXEL, HOST_SNAPSHOT_BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL, human_bytes,
                     run_bytes)
 
 DEFAULT_SCENARIO = "quickstart"
@@ -99,9 +99,9 @@ def default_stem(name: str) -> str:
     return stem or "run"
 
 
-def largest_cube(bytes_available: int) -> int:
-    """Edge of the largest cubic lattice whose state fits in `bytes_available`."""
-    return int((bytes_available / BYTES_PER_VOXEL) ** (1.0 / 3.0))
+def largest_cube(bytes_available: int, bytes_per_voxel: int = BYTES_PER_VOXEL) -> int:
+    """Edge of the largest cubic lattice whose arrays fit in `bytes_available`."""
+    return int((bytes_available / bytes_per_voxel) ** (1.0 / 3.0))
 
 
 def cmd_check(args) -> int:
@@ -124,10 +124,17 @@ def cmd_check(args) -> int:
           f"before compression")
     host = available_host_bytes()
     if host:
-        print(f"host: {human_bytes(host)} available; largest cubic lattice that fits: "
-              f"{largest_cube(host)}^3")
+        per_voxel = BYTES_PER_VOXEL + HOST_SNAPSHOT_BYTES_PER_VOXEL   # CPU run: state + staging
+        print(f"host: {human_bytes(host)} available; largest cubic lattice that fits a CPU run: "
+              f"{largest_cube(host, per_voxel)}^3")
     usable, why = gpu_status()
-    print(f"gpu: {why}; --backend auto uses {select_backend('auto')}")
+    gpu_free = gpu_free_bytes()
+    if gpu_free:
+        print(f"gpu: {why}, {human_bytes(gpu_free)} free; largest cubic lattice that fits: "
+              f"{largest_cube(gpu_free)}^3")
+    else:
+        print(f"gpu: {why}")
+    print(f"--backend auto uses {select_backend('auto')}")
     return 0
 
 

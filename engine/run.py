@@ -12,7 +12,7 @@ import numpy as np
 from kernels.lattice import KIND_NAMES
 
 from . import __version__
-from .backend import cpu_threads
+from .backend import cpu_threads, gpu_free_bytes
 from .errors import DoesNotFit, UserError
 from .output import LatticeInfo, RunWriter, write_summary
 from .simulation import Simulation
@@ -37,14 +37,25 @@ def available_host_bytes() -> int | None:
 
 
 def ensure_fits(shape, backend: str) -> None:
-    """Refuse, before allocating, a lattice the machine cannot hold."""
+    """Refuse, before allocating, a lattice the machine cannot hold.
+
+    The host holds the initial tissue while it is built (all state arrays) and a
+    staged snapshot; the compute device holds state and work buffers (on the CPU
+    backends the device is the host)."""
     need = run_bytes(shape)
-    total = need["device_bytes"] + need["host_bytes"] * 2   # state, initial build, staging
+    size = f"lattice {shape[0]}x{shape[1]}x{shape[2]}"
+    on_host = need["device_bytes"] + need["host_bytes"]
+    if backend == "cupy":
+        free = gpu_free_bytes()
+        if free is not None and need["device_bytes"] > free:
+            raise DoesNotFit(f"{size} needs {human_bytes(need['device_bytes'])} of GPU memory "
+                             f"but the device has {human_bytes(free)} free")
+    else:
+        on_host += need["device_bytes"]
     have = available_host_bytes()
-    if have is not None and total > have:
-        raise DoesNotFit(f"lattice {shape[0]}x{shape[1]}x{shape[2]} needs about "
-                         f"{human_bytes(total)} of host memory for the {backend} backend, "
-                         f"but only {human_bytes(have)} is available")
+    if have is not None and on_host > have:
+        raise DoesNotFit(f"{size} needs about {human_bytes(on_host)} of host memory for the "
+                         f"{backend} backend, but only {human_bytes(have)} is available")
 
 
 def steps_for(scenario) -> int:

@@ -20,6 +20,7 @@ from kernels.fate import decide_fate
 from kernels.lattice import EVENT_NAMES, FUNCTIONAL, KIND_NAMES, TUMOR
 from kernels.oxygen import relax_oxygen
 
+from .backend import architecture
 from .rules import build_rules
 from .tissue import build_tissue
 
@@ -48,9 +49,9 @@ class Simulation:
     backend: str = "numba"
 
     def __post_init__(self):
+        self.arch = architecture(self.backend)
         self.rules = build_rules(self.scenario)
-        self.lattice = build_tissue(self.scenario)
-        self.lattice.backend = self.backend
+        self.lattice = self.arch.place(build_tissue(self.scenario))
         self.organ_names = tuple(o["name"] for o in self.scenario.organs)
         self.dtype = counts_dtype(self.organ_names)
         self.step_index = 0
@@ -86,7 +87,7 @@ class Simulation:
         row["functional_fraction"] = row[primary] / start if start else 0.0
         row["hypoxic_tumor"] = hypoxic[TUMOR]
         row["hypoxic_functional"] = hypoxic[FUNCTIONAL]
-        events = np.asarray(self.lattice.events).sum(axis=0)
+        events = self.arch.to_host(self.lattice.events).sum(axis=0)
         for i, name in enumerate(EVENT_NAMES):
             row[name] = events[i]
         row["o2_sweeps"], row["o2_residual_mmHg"] = self.o2_stats
@@ -94,4 +95,5 @@ class Simulation:
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Host copies of the fields a snapshot stores."""
-        return {"kind": np.asarray(self.lattice.kind), "oxygen": np.asarray(self.lattice.oxygen)}
+        return {"kind": self.arch.to_host(self.lattice.kind),
+                "oxygen": self.arch.to_host(self.lattice.oxygen)}

@@ -10,6 +10,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from .cuda import slab_args
 from .lattice import is_live
 from .twin import kernel
 
@@ -31,7 +32,7 @@ def _census_numba(kind, organ, oxygen, hypoxic_mmHg, by_kind_organ, hypoxic):
                     hypoxic[z, k] += 1
 
 
-@kernel
+@kernel(reads=("kind", "organ", "oxygen"), writes=())
 def take_census(lattice, rules, step):
     """Count voxels by (kind, organ) and hypoxic live cells by kind."""
 
@@ -45,3 +46,14 @@ def _take_census(lattice, rules, step):
     _census_numba(lattice.kind, lattice.organ, lattice.oxygen, rules.hypoxic_mmHg,
                   by_kind_organ, hypoxic)
     return by_kind_organ.sum(axis=0), hypoxic.sum(axis=0)
+
+
+@take_census.cuda
+def _take_census_cuda(launch, lattice, rules, step):
+    n_kinds, n_labels = rules.o2_coeff.shape
+    by_kind_organ = launch.zeros((lattice.nz, n_kinds, n_labels), np.int64)
+    hypoxic = launch.zeros((lattice.nz, n_kinds), np.int64)
+    launch.launch("census.cu", "take_census", lattice.voxels,
+                  (lattice.kind, lattice.organ, lattice.oxygen, rules.hypoxic_mmHg,
+                   np.int32(n_labels), by_kind_organ, hypoxic, *slab_args(lattice, rules)))
+    return launch.to_host(by_kind_organ).sum(axis=0), launch.to_host(hypoxic).sum(axis=0)

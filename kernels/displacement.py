@@ -23,10 +23,12 @@ Passes (each a per-voxel gather, between `settle_division_claims` and
 from __future__ import annotations
 
 import numba
+import numpy as np
 from numba import prange
 
 from .lattice import (DISPLACED_FUNCTIONAL, EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3,
                       global_index, neighbour)
+from .cuda import slab_args
 from .claims import pick_direction, strongest_claimant
 from .philox import STREAM_ESCAPE, voxel_draw
 from .twin import kernel
@@ -96,7 +98,7 @@ def _move_displaced_numba(kind, traits, clock, hypoxia, lineage, claim, events):
                 events[z, DISPLACED_FUNCTIONAL] += 1
 
 
-@kernel
+@kernel(reads=("kind", "claim"), writes=())
 def choose_escape(lattice, rules, step):
     """Functional cells about to be displaced pick a free neighbouring voxel."""
 
@@ -108,7 +110,7 @@ def _choose_escape(lattice, rules, step):
                          rules.key[0], rules.key[1])
 
 
-@kernel
+@kernel(reads=("kind", "claim", "intent"), writes=())
 def settle_escape_claims(lattice, rules, step):
     """Each free voxel keeps the escaping cell with the highest (priority, index)."""
 
@@ -120,7 +122,7 @@ def _settle_escape_claims(lattice, rules, step):
                                 rules.key[0], rules.key[1])
 
 
-@kernel
+@kernel(reads=("claim",), writes=())
 def move_displaced(lattice, rules, step):
     """Displaced functional cells move into the escape sites they won."""
 
@@ -129,3 +131,24 @@ def move_displaced(lattice, rules, step):
 def _move_displaced(lattice, rules, step):
     _move_displaced_numba(lattice.kind, lattice.traits, lattice.clock, lattice.hypoxia,
                           lattice.lineage, lattice.claim, lattice.events)
+
+
+@choose_escape.cuda
+def _choose_escape_cuda(launch, lattice, rules, step):
+    launch.launch("displacement.cu", "choose_escape", lattice.voxels,
+                  (lattice.kind, lattice.organ, lattice.intent, lattice.claim, np.uint32(step),
+                   *slab_args(lattice, rules)))
+
+
+@settle_escape_claims.cuda
+def _settle_escape_claims_cuda(launch, lattice, rules, step):
+    launch.launch("displacement.cu", "settle_escape_claims", lattice.voxels,
+                  (lattice.kind, lattice.intent, lattice.claim, np.uint32(step),
+                   *slab_args(lattice, rules)))
+
+
+@move_displaced.cuda
+def _move_displaced_cuda(launch, lattice, rules, step):
+    launch.launch("displacement.cu", "move_displaced", lattice.voxels,
+                  (lattice.kind, lattice.traits, lattice.clock, lattice.hypoxia, lattice.lineage,
+                   lattice.claim, lattice.events, *slab_args(lattice, rules)))

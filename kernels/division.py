@@ -36,6 +36,7 @@ from .lattice import (BIRTH_FUNCTIONAL, BIRTH_TUMOR, CLOCK_FULL, COMPRESSION_FUN
                       EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3, N_TRAITS, PROLIFERATION,
                       TRAIT_LEVELS, TUMOR, VACANCY, global_index, is_live, neighbour, opposite,
                       table_row)
+from .cuda import slab_args
 from .claims import pick_direction, strongest_claimant
 from .philox import STREAM_DIVISION, STREAM_MUTATION, voxel_draw
 from .twin import kernel
@@ -80,8 +81,12 @@ def _propose_division_numba(kind, organ, traits, clock, oxygen, intent, cycle_ra
                 mask = 0
                 for d in range(1, 7):
                     zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
-                    if inside and can_take_daughter(k, o, kind[zz, yy, xx], organ[zz, yy, xx],
-                                                    clock[zz, yy, xx]):
+                    if not inside:
+                        continue
+                    # a live neighbour's clock may be changing in this pass: read only empty ones
+                    site = kind[zz, yy, xx]
+                    site_clock = clock[zz, yy, xx] if site == EMPTY else 0
+                    if can_take_daughter(k, o, site, organ[zz, yy, xx], site_clock):
                         mask |= 1 << (d - 1)
                 if mask == 0:
                     continue
@@ -165,7 +170,8 @@ def _slab_args(lattice, rules):
     return (lattice.z0, lattice.ny, lattice.nx, lattice.lattice_id, rules.key[0], rules.key[1])
 
 
-@kernel
+@kernel(reads=("kind", "organ", "traits.proliferation", "clock", "oxygen"),
+        writes=("clock", "intent"))
 def propose_division(lattice, rules, step):
     """Advance every cell's cycle; ready cells choose a daughter site."""
 
@@ -178,7 +184,7 @@ def _propose_division(lattice, rules, step):
                             *_slab_args(lattice, rules))
 
 
-@kernel
+@kernel(reads=("kind", "intent"), writes=("claim",))
 def settle_division_claims(lattice, rules, step):
     """Each contested site keeps the proposer with the highest (priority, index)."""
 
@@ -189,7 +195,7 @@ def _settle_division_claims(lattice, rules, step):
                                   *_slab_args(lattice, rules))
 
 
-@kernel
+@kernel(reads=("claim", "intent"), writes=())
 def place_daughters(lattice, rules, step):
     """Daughters occupy the sites they won; parents restart their cycle."""
 
@@ -200,3 +206,27 @@ def _place_daughters(lattice, rules, step):
                            lattice.lineage, lattice.intent, lattice.claim,
                            rules.mutation_down_thr, rules.mutation_up_thr, step,
                            *_slab_args(lattice, rules), lattice.events)
+
+
+@propose_division.cuda
+def _propose_division_cuda(launch, lattice, rules, step):
+    launch.launch("division.cu", "propose_division", lattice.voxels,
+                  (lattice.kind, lattice.organ, lattice.traits, lattice.clock, lattice.oxygen,
+                   lattice.intent, launch.table(rules.cycle_rate), rules.o2_prolif_threshold,
+                   rules.o2_prolif_inv_span, np.uint32(step), *slab_args(lattice, rules)))
+
+
+@settle_division_claims.cuda
+def _settle_division_claims_cuda(launch, lattice, rules, step):
+    launch.launch("division.cu", "settle_division_claims", lattice.voxels,
+                  (lattice.kind, lattice.intent, lattice.claim, np.uint32(step),
+                   *slab_args(lattice, rules)))
+
+
+@place_daughters.cuda
+def _place_daughters_cuda(launch, lattice, rules, step):
+    launch.launch("division.cu", "place_daughters", lattice.voxels,
+                  (lattice.kind, lattice.traits, lattice.clock, lattice.hypoxia, lattice.lineage,
+                   lattice.intent, lattice.claim, launch.table(rules.mutation_down_thr),
+                   launch.table(rules.mutation_up_thr), np.uint32(step), lattice.events,
+                   *slab_args(lattice, rules)))

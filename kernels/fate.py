@@ -20,6 +20,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from .cuda import slab_args
 from .lattice import (APOPTOSIS_FUNCTIONAL, APOPTOSIS_RESISTANCE, APOPTOSIS_TUMOR, EMPTY,
                       NECROSIS_FUNCTIONAL, NECROSIS_TUMOR, NECROTIC, TUMOR, VACANCY, global_index,
                       is_live, table_row)
@@ -73,7 +74,8 @@ def _decide_fate_numba(kind, organ, traits, clock, hypoxia, lineage, oxygen,
                     events[z, APOPTOSIS_TUMOR if tumour else APOPTOSIS_FUNCTIONAL] += 1
 
 
-@kernel
+@kernel(reads=("kind", "organ", "oxygen", "hypoxia", "traits.apoptosis_resistance"),
+        writes=("kind", "hypoxia"))
 def decide_fate(lattice, rules, step):
     """Hypoxic necrosis and apoptosis of every live cell for one step."""
 
@@ -85,3 +87,12 @@ def _decide_fate(lattice, rules, step):
                        rules.necrosis_mmHg, rules.necrosis_steps, rules.apoptosis_thr,
                        step, lattice.z0, lattice.ny, lattice.nx, lattice.lattice_id,
                        rules.key[0], rules.key[1], lattice.events)
+
+
+@decide_fate.cuda
+def _decide_fate_cuda(launch, lattice, rules, step):
+    launch.launch("fate.cu", "decide_fate", lattice.voxels,
+                  (lattice.kind, lattice.organ, lattice.traits, lattice.clock, lattice.hypoxia,
+                   lattice.lineage, lattice.oxygen, rules.necrosis_mmHg,
+                   np.int32(rules.necrosis_steps), launch.table(rules.apoptosis_thr),
+                   np.uint32(step), lattice.events, *slab_args(lattice, rules)))

@@ -26,6 +26,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from .cuda import slab_args
 from .lattice import VESSEL
 from .twin import kernel
 
@@ -64,7 +65,7 @@ def _relax_colour_numba(p, kind, organ, coeff, vessel_mmHg, omega, colour, z0, p
         plane_max[z] = worst
 
 
-@kernel
+@kernel(reads=("oxygen", "kind", "organ"), writes=("oxygen",))
 def relax_oxygen(lattice, rules, step):
     """Relax the oxygen field to quasi-steady state; returns (sweeps, residual_mmHg)."""
 
@@ -81,5 +82,23 @@ def _relax_oxygen_numba(lattice, rules, step):
                                 lattice.plane_max)
             worst = max(worst, lattice.plane_max.max())
         residual = worst
+        sweeps += 1
+    return sweeps, float(residual)
+
+
+@relax_oxygen.cuda
+def _relax_oxygen_cuda(launch, lattice, rules, step):
+    residual_bits = launch.zeros(1, np.uint32)
+    coeff = launch.table(rules.o2_coeff)
+    residual = np.float32(np.inf)
+    sweeps = 0
+    while sweeps < rules.o2_max_sweeps and not residual <= rules.o2_tolerance_mmHg:
+        residual_bits[...] = 0
+        for colour in (0, 1):
+            launch.launch("oxygen.cu", "relax_colour", lattice.voxels,
+                          (lattice.oxygen, lattice.kind, lattice.organ, coeff,
+                           np.int32(rules.o2_coeff.shape[1]), rules.vessel_mmHg, rules.o2_omega,
+                           np.int32(colour), residual_bits, *slab_args(lattice, rules)))
+        residual = launch.to_host(residual_bits).view(np.float32)[0]
         sweeps += 1
     return sweeps, float(residual)

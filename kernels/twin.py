@@ -2,8 +2,10 @@
 
 Model code calls `relax_oxygen(lattice, rules, step)` and never asks which
 backend it runs on: the lattice knows (`lattice.backend`), and the kernel
-forwards the call to the implementation registered for it.  This is the only
-place where the backend is looked at.
+forwards the call to the implementation registered for it: the Numba twin
+(`numba`), or one driver of the CUDA C entry points for both `cupy` (GPU) and
+`cuda-host` (the same C code compiled for the CPU).  This is the only place where
+the backend is looked at.
 """
 from __future__ import annotations
 
@@ -11,11 +13,17 @@ import functools
 
 
 class Kernel:
-    """A biological pass with twin implementations (Numba CPU, CuPy CUDA)."""
+    """A biological pass with twin implementations (Numba CPU, CuPy CUDA).
 
-    def __init__(self, fn):
+    `reads` and `writes` name the voxel arrays every voxel of the pass touches
+    (`traits.proliferation` is one trait plane); sparse accesses, such as the
+    few voxels where a cell is born, are not listed.  The benchmark turns them
+    into bytes moved per voxel."""
+
+    def __init__(self, fn, reads=(), writes=()):
         functools.update_wrapper(self, fn)
         self.name = fn.__name__
+        self.reads, self.writes = tuple(reads), tuple(writes)
         self.implementations = {}
 
     def on(self, backend: str):
@@ -24,6 +32,16 @@ class Kernel:
             self.implementations[backend] = impl
             return impl
         return register
+
+    def cuda(self, driver):
+        """Register `driver(launcher, lattice, rules, step)`, which launches this
+        kernel's CUDA C entry points, for the `cupy` backend (GPU) and the
+        `cuda-host` backend (the same C code on the CPU)."""
+        from .cuda import launcher
+        for backend in ("cupy", "cuda-host"):
+            self.implementations[backend] = (
+                lambda lattice, rules, step, b=backend: driver(launcher(b), lattice, rules, step))
+        return driver
 
     def __call__(self, lattice, rules, step):
         try:
@@ -34,6 +52,7 @@ class Kernel:
         return impl(lattice, rules, step)
 
 
-def kernel(fn):
-    """Declare a kernel: `fn` carries the name and the docstring (the rule)."""
-    return Kernel(fn)
+def kernel(*, reads=(), writes=()):
+    """Declare a kernel: the decorated function carries the name and the docstring
+    (the rule); `reads`/`writes` list the voxel arrays it streams through."""
+    return lambda fn: Kernel(fn, reads, writes)

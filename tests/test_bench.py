@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from engine.simulation import PASSES, Simulation
 from engine.state import BYTES_PER_VOXEL
@@ -69,3 +70,24 @@ def test_cli_bench_rejects_tiny_lattice():
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert "--size" in r.stderr
+
+
+def test_traffic_is_counted_from_the_arrays_each_pass_touches():
+    from kernels.census import take_census
+    from kernels.oxygen import relax_oxygen
+    from tools.bench import bytes_per_voxel
+    # one sweep reads pO2 (float32), kind and organ (uint8) and writes pO2
+    assert bytes_per_voxel(relax_oxygen) == (6, 4)
+    assert bytes_per_voxel(take_census) == (6, 0)
+    for process in PASSES:
+        read, written = bytes_per_voxel(process)
+        assert read > 0, process.name
+
+
+def test_bandwidth_is_reported_against_the_copy_roofline(tmp_path):
+    r = run_bench(size=16, backend="numba", steps=1, json_path=None, out=io.StringIO())
+    assert r["copy_GB_per_s"] > 0
+    step = r["step"]
+    assert step["bytes_per_voxel"] == sum(p["bytes_per_voxel"] for p in r["passes"].values())
+    assert 0 < step["percent_of_copy"] == pytest.approx(
+        100 * step["achieved_GB_per_s"] / r["copy_GB_per_s"])

@@ -12,6 +12,14 @@ plus the census, and times each with `time.perf_counter`.  A voxel-update is
 one voxel visited by one pass; the oxygen solver also reports updates per
 red-black sweep.  Medians over the timed steps are reported.
 
+Memory traffic: each kernel declares the voxel arrays it streams through
+(`Kernel.reads` / `Kernel.writes`); their item sizes give the bytes read and
+written per voxel (oxygen: per sweep, times the sweeps of the step).  Achieved
+bandwidth is bytes x voxels / time, reported as a percentage of the copy
+bandwidth (bytes read + written by a plain array copy) measured in the same
+run on the same device: a parallel Numba copy on the CPU, a device-to-device
+copy on the GPU.
+
 Performance is measured by benchmarks, never asserted by timed tests.
 """
 from __future__ import annotations
@@ -25,16 +33,60 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numba
+import numpy as np
+from numba import prange
 
 from engine import __version__
 from engine.output import write_summary
 from engine.scenario import load_scenario
 from engine.simulation import PASSES, Simulation
-from engine.state import BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL
+from engine.state import (BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, VOXEL_ARRAYS,
+                          WORK_BYTES_PER_VOXEL)
 from kernels.census import take_census
 
 WARMUP_STEPS = 2
-FORMAT = "oncolattice-bench-1"
+FORMAT = "oncolattice-bench-2"
+COPY_BYTES = 256 * 2**20        # array size of the copy-bandwidth measurement
+COPY_REPEATS = 5
+ITEM_BYTES = {name: np.dtype(dtype).itemsize for name, dtype, _, _ in VOXEL_ARRAYS}
+PLANES = {name: n for name, _, n, _ in VOXEL_ARRAYS}
+
+
+def bytes_per_voxel(kernel) -> tuple[int, int]:
+    """(read, written) bytes per voxel of one pass of `kernel` (one sweep for oxygen)."""
+    def size(names):
+        return sum(ITEM_BYTES[n.split(".")[0]] * (1 if "." in n else PLANES[n]) for n in names)
+    return size(kernel.reads), size(kernel.writes)
+
+
+@numba.njit(parallel=True, cache=True)
+def _copy_numba(dst, src):
+    for i in prange(src.shape[0]):
+        dst[i] = src[i]
+
+
+def copy_bandwidth(backend: str, sync) -> float:
+    """Best of COPY_REPEATS copies of a COPY_BYTES array: bytes read + written per second."""
+    if backend == "cupy":
+        import cupy
+        src = cupy.ones(COPY_BYTES // 4, dtype=np.float32)
+        dst = cupy.empty_like(src)
+        def copy():
+            cupy.copyto(dst, src)
+    else:
+        src = np.ones(COPY_BYTES // 4, dtype=np.float32)
+        dst = np.empty_like(src)
+        def copy():
+            _copy_numba(dst, src)
+    copy()
+    sync()
+    best = float("inf")
+    for _ in range(COPY_REPEATS):
+        t0 = time.perf_counter()
+        copy()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * COPY_BYTES / best
 
 
 def bench_scenario(size: int):
@@ -73,11 +125,16 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _stats(times_s, voxels, sweeps=None) -> dict:
-    """Median/min ms per step and voxel-updates per second (per sweep if given)."""
+def _stats(times_s, voxels, bytes_moved, copy_bw, sweeps=None) -> dict:
+    """Median/min ms per step, voxel-updates per second (per sweep if given), and the
+    achieved bandwidth from the bytes per voxel each step moved (one entry per step)."""
     med = statistics.median(times_s)
+    rates = [b * voxels / t for b, t in zip(bytes_moved, times_s) if t > 0]
+    gbps = statistics.median(rates) / 1e9 if rates else float("inf")
     row = {"median_ms": med * 1e3, "min_ms": min(times_s) * 1e3,
-           "voxel_updates_per_s": voxels / med if med > 0 else float("inf")}
+           "voxel_updates_per_s": voxels / med if med > 0 else float("inf"),
+           "bytes_per_voxel": statistics.median(bytes_moved),
+           "achieved_GB_per_s": gbps, "percent_of_copy": 100.0 * gbps * 1e9 / copy_bw}
     if sweeps is not None:
         rates = [voxels * n / t for n, t in zip(sweeps, times_s) if t > 0]
         row["voxel_updates_per_sweep_per_s"] = statistics.median(rates) if rates else float("inf")
@@ -125,15 +182,19 @@ def format_table(r: dict) -> str:
         f"timed: {r['steps']} steps after {r['warmup_steps']} warm-up steps "
         f"(setup incl. JIT {r['setup_s']:.2f} s); tumour cells {r['tumor_cells']:,}; "
         f"oxygen sweeps/step {min(r['o2_sweeps'])}-{max(r['o2_sweeps'])}",
+        f"copy bandwidth (same run): {r['copy_GB_per_s']:.1f} GB/s",
         "",
-        f"{'pass':<24}{'ms/step':>11}{'min ms':>11}{'voxel-upd/s':>14}{'per sweep/s':>14}",
+        f"{'pass':<24}{'ms/step':>10}{'min ms':>10}{'voxel-upd/s':>13}{'per sweep/s':>13}"
+        f"{'B/voxel':>9}{'GB/s':>8}{'% copy':>8}",
     ]
     rows = list(r["passes"].items()) + [("step (total)", r["step"])]
     for name, p in rows:
         sweep = p.get("voxel_updates_per_sweep_per_s")
-        lines.append(f"{name:<24}{p['median_ms']:>11.3f}{p['min_ms']:>11.3f}"
-                     f"{p['voxel_updates_per_s']:>14.3e}"
-                     + (f"{sweep:>14.3e}" if sweep is not None else f"{'':>14}"))
+        lines.append(f"{name:<24}{p['median_ms']:>10.3f}{p['min_ms']:>10.3f}"
+                     f"{p['voxel_updates_per_s']:>13.3e}"
+                     + (f"{sweep:>13.3e}" if sweep is not None else f"{'':>13}")
+                     + f"{p['bytes_per_voxel']:>9.0f}{p['achieved_GB_per_s']:>8.2f}"
+                     f"{p['percent_of_copy']:>7.1f}%")
     return "\n".join(lines) + "\n"
 
 
@@ -156,10 +217,17 @@ def run_bench(size: int, backend: str, steps: int, json_path: Path | None,
     setup_s = time.perf_counter() - t0
 
     times, sweeps = time_steps(sim, steps, sync)
+    copy_bw = copy_bandwidth(backend, sync)
     voxels = sim.lattice.voxels
-    passes = {name: _stats(t, voxels, sweeps if name == PASSES[0].name else None)
-              for name, t in times.items()}
+    passes, moved = {}, {}
+    for process in PASSES + (take_census,):
+        per_pass = sum(bytes_per_voxel(process))
+        oxygen = process is PASSES[0]
+        moved[process.name] = [per_pass * n for n in sweeps] if oxygen else [per_pass] * steps
+        passes[process.name] = _stats(times[process.name], voxels, moved[process.name], copy_bw,
+                                      sweeps if oxygen else None)
     totals = [sum(t[i] for t in times.values()) for i in range(steps)]
+    step_bytes = [sum(m[i] for m in moved.values()) for i in range(steps)]
     result = {
         "format": FORMAT,
         "version": __version__,
@@ -180,7 +248,8 @@ def run_bench(size: int, backend: str, steps: int, json_path: Path | None,
         "tumor_cells": int(sim.census()["tumor"]),
         "o2_sweeps": sweeps,
         "passes": passes,
-        "step": _stats(totals, voxels),
+        "copy_GB_per_s": copy_bw / 1e9,
+        "step": _stats(totals, voxels, step_bytes, copy_bw),
     }
     out.write(format_table(result))
     out.flush()

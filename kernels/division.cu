@@ -1,0 +1,133 @@
+// Division (propose -> settle -> place): the CUDA twin of kernels/division.py.
+#include "claims.cuh"
+
+OL_HD bool can_take_daughter(u8 parent_kind, u8 parent_organ, u8 site_kind, u8 site_organ,
+                             u16 site_clock) {
+    if (parent_kind == TUMOR) return site_kind == EMPTY || site_kind == FUNCTIONAL;
+    return site_kind == EMPTY && site_organ == parent_organ && site_clock == VACANCY;
+}
+
+// clock + floor(rate * f(pO2)), saturating at CLOCK_FULL.
+OL_HD int advance_cycle(u16 clock, float rate, float oxygen, float threshold, float inv_span) {
+    float f = (oxygen - threshold) * inv_span;
+    f = f > 0.0f ? f : 0.0f;
+    f = f < 1.0f ? f : 1.0f;
+    const i64 c = (i64)clock + (i64)(rate * f);
+    return (int)(c < CLOCK_FULL ? c : CLOCK_FULL);
+}
+
+OL_HD void propose_division_voxel(const u8 *kind, const u8 *organ, const u8 *traits, u16 *clock,
+                                  const float *oxygen, u8 *intent, const float *cycle_rate,
+                                  float o2_threshold, float o2_inv_span, u32 step, const Slab &s,
+                                  int z, int y, int x) {
+    const i64 i = at(s, z, y, x);
+    intent[i] = 0;
+    const u8 k = kind[i];
+    if (!is_live(k)) return;
+    const u8 o = organ[i];
+    const float rate = cycle_rate[table_row(k, o) * TRAIT_LEVELS + traits[PROLIFERATION * s.nvox + i]];
+    const int c = advance_cycle(clock[i], rate, oxygen[i], o2_threshold, o2_inv_span);
+    clock[i] = (u16)c;
+    if (c < CLOCK_FULL) return;
+    u32 mask = 0;
+    for (int d = 1; d <= 6; ++d) {
+        int zz, yy, xx;
+        if (!neighbour(s, z, y, x, d, zz, yy, xx)) continue;
+        const i64 j = at(s, zz, yy, xx);
+        // a live neighbour's clock may be changing in this pass; it is read only for empty voxels
+        if (can_take_daughter(k, o, kind[j], organ[j], kind[j] == EMPTY ? clock[j] : 0))
+            mask |= 1u << (d - 1);
+    }
+    if (mask == 0) return;
+    const u32 word = voxel_draw(global_index(s, z, y, x), step, STREAM_DIVISION, s).w[0];
+    intent[i] = (u8)pick_direction(mask, word);
+}
+
+OL_ENTRY propose_division(const u8 *kind, const u8 *organ, const u8 *traits, u16 *clock,
+                          const float *oxygen, u8 *intent, const float *cycle_rate,
+                          float o2_threshold, float o2_inv_span, u32 step, OL_SLAB_PARAMS) {
+    const Slab s = OL_SLAB;
+    OL_FOR_EACH_VOXEL(s)
+    propose_division_voxel(kind, organ, traits, clock, oxygen, intent, cycle_rate, o2_threshold,
+                           o2_inv_span, step, s, z, y, x);
+    OL_END_FOR_EACH_VOXEL
+}
+
+OL_ENTRY settle_division_claims(const u8 *kind, const u8 *intent, u8 *claim, u32 step,
+                                OL_SLAB_PARAMS) {
+    const Slab s = OL_SLAB;
+    OL_FOR_EACH_VOXEL(s)
+    const i64 i = at(s, z, y, x);
+    const u8 k = kind[i];
+    claim[i] = (k == EMPTY || k == FUNCTIONAL)
+                   ? (u8)strongest_claimant(intent, 0, s, z, y, x, step, STREAM_DIVISION)
+                   : 0;
+    OL_END_FOR_EACH_VOXEL
+}
+
+// Copy the parent's trait levels; a mutating daughter moves each level down when its
+// word is below down_thr, up when below down_thr + up_thr (clipped to 0..15).
+OL_HD void inherit_traits(u8 *traits, i64 i, i64 parent, i64 nvox, bool mutate, const Draw &draws,
+                          const u32 *down_thr, const u32 *up_thr) {
+    for (int t = 0; t < N_TRAITS; ++t) {
+        int level = traits[t * nvox + parent];
+        if (mutate) {
+            const u32 w = draws.w[t];
+            if (w < down_thr[t]) {
+                level = level > 0 ? level - 1 : 0;
+            } else if ((u64)w < (u64)down_thr[t] + up_thr[t]) {
+                level = level < TRAIT_LEVELS - 1 ? level + 1 : TRAIT_LEVELS - 1;
+            }
+        }
+        traits[t * nvox + i] = (u8)level;
+    }
+}
+
+OL_HD void place_daughter_voxel(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
+                                const u8 *intent, const u8 *claim, const u32 *down_thr,
+                                const u32 *up_thr, u32 step, i64 *events, const Slab &s,
+                                int z, int y, int x) {
+    const i64 i = at(s, z, y, x);
+    const int d = claim[i] & LOW3;
+    int zz, yy, xx;
+    if (d == 0) {
+        const int own = intent[i] & LOW3;
+        if (own != 0 && is_live(kind[i])) {
+            neighbour(s, z, y, x, own, zz, yy, xx);
+            if ((claim[at(s, zz, yy, xx)] & LOW3) == opposite(own)) clock[i] = 0;
+        }
+        return;
+    }
+    neighbour(s, z, y, x, d, zz, yy, xx);
+    const i64 parent = at(s, zz, yy, xx);
+    if ((claim[parent] & LOW3) != 0) return;            // displaced parent forfeits
+    if (kind[i] == FUNCTIONAL) {
+        const int e = (intent[i] >> ESCAPE_SHIFT) & LOW3;
+        bool escaped = false;
+        if (e != 0) {
+            int ez, ey, ex;
+            neighbour(s, z, y, x, e, ez, ey, ex);
+            escaped = ((claim[at(s, ez, ey, ex)] >> ESCAPE_SHIFT) & LOW3) == opposite(e);
+        }
+        if (!escaped) OL_COUNT(&events[(i64)z * N_EVENTS + COMPRESSION_FUNCTIONAL], 1);
+    }
+    const u8 pk = kind[parent];
+    const bool tumour = pk == TUMOR;
+    const Draw draws = voxel_draw(global_index(s, z, y, x), step, STREAM_MUTATION, s);
+    inherit_traits(traits, i, parent, s.nvox, tumour, draws, down_thr, up_thr);
+    kind[i] = pk;
+    lineage[i] = lineage[parent];
+    clock[i] = 0;
+    hypoxia[i] = 0;
+    OL_COUNT(&events[(i64)z * N_EVENTS + (tumour ? BIRTH_TUMOR : BIRTH_FUNCTIONAL)], 1);
+}
+
+OL_ENTRY place_daughters(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
+                         const u8 *intent, const u8 *claim, const u32 *down_thr,
+                         const u32 *up_thr, u32 step, i64 *events, OL_SLAB_PARAMS) {
+    const Slab s = OL_SLAB;
+    OL_FOR_EACH_VOXEL(s)
+    place_daughter_voxel(kind, traits, clock, hypoxia, lineage, intent, claim, down_thr, up_thr,
+                         step, events, s, z, y, x);
+    OL_END_FOR_EACH_VOXEL
+}

@@ -1,0 +1,52 @@
+// The per-voxel vocabulary: the CUDA twin of kernels/lattice.py (a test checks
+// that every constant here equals its Python twin).
+#pragma once
+#include "cuda_common.cuh"
+
+constexpr u8 EMPTY = 0;
+constexpr u8 FUNCTIONAL = 1;
+constexpr u8 TUMOR = 2;
+constexpr u8 NECROTIC = 3;
+constexpr u8 VESSEL = 4;
+constexpr int N_KINDS = 5;
+
+constexpr int PROLIFERATION = 0;
+constexpr int ADHESION = 1;
+constexpr int APOPTOSIS_RESISTANCE = 2;
+constexpr int N_TRAITS = 3;
+constexpr int TRAIT_LEVELS = 16;
+
+constexpr int CLOCK_FULL = 65535;
+constexpr u16 VACANCY = 1;
+
+constexpr u8 LOW3 = 7;
+constexpr int ESCAPE_SHIFT = 3;
+
+constexpr int BIRTH_TUMOR = 0;
+constexpr int BIRTH_FUNCTIONAL = 1;
+constexpr int APOPTOSIS_TUMOR = 2;
+constexpr int APOPTOSIS_FUNCTIONAL = 3;
+constexpr int NECROSIS_TUMOR = 4;
+constexpr int NECROSIS_FUNCTIONAL = 5;
+constexpr int COMPRESSION_FUNCTIONAL = 6;
+constexpr int DISPLACED_FUNCTIONAL = 7;
+constexpr int N_EVENTS = 8;
+
+// Face neighbours 1..6: -x, +x, -y, +y, -z, +z.
+OL_HD int opposite(int d) { return ((d - 1) ^ 1) + 1; }
+
+OL_HD bool neighbour(const Slab &s, int z, int y, int x, int d, int &zz, int &yy, int &xx) {
+    zz = z + (d == 5 ? -1 : d == 6 ? 1 : 0);
+    yy = y + (d == 3 ? -1 : d == 4 ? 1 : 0);
+    xx = x + (d == 1 ? -1 : d == 2 ? 1 : 0);
+    return 0 <= zz && zz < s.nz && 0 <= yy && yy < s.ny && 0 <= xx && xx < s.nx;
+}
+
+OL_HD i64 global_index(const Slab &s, int z, int y, int x) {
+    return ((s.z0 + z) * s.ny_g + y) * s.nx_g + x;
+}
+
+OL_HD bool is_live(u8 k) { return k == FUNCTIONAL || k == TUMOR; }
+
+// Row of the per-cell-type tables: 0 for tumour cells, the organ label for functional cells.
+OL_HD int table_row(u8 k, u8 organ) { return k == TUMOR ? 0 : organ; }

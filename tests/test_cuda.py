@@ -1,0 +1,200 @@
+"""The CUDA twins of every kernel: they compile, and they compute what Numba computes, bit for bit.
+
+Each comparison runs on two CUDA backends:
+* `cuda-host` — the CUDA C entry points compiled for the CPU by the C++ compiler
+  (the host harness): runs everywhere, CI included;
+* `cupy` — the same sources compiled by NVRTC and run on a GPU (marker `gpu`,
+  skipped with the reason where no GPU is usable).
+"""
+import dataclasses
+import re
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import kernels.lattice as lattice_py
+import kernels.philox as philox_py
+from engine.rules import build_rules
+from engine.scenario import load_scenario, parse_scenario
+from engine.simulation import CELL_PASSES, Simulation
+from engine.state import VOXEL_ARRAYS, allocate
+from kernels.census import take_census
+from kernels.cuda import KERNEL_DIR, SOURCES, compiler, draw_words
+from kernels.lattice import CLOCK_FULL, EMPTY, FUNCTIONAL, TUMOR, VACANCY, VESSEL
+from kernels.oxygen import relax_oxygen
+
+needs_cxx = pytest.mark.skipif(compiler() is None, reason="no C++ compiler for the host harness")
+CUDA_BACKENDS = [pytest.param("cuda-host", marks=needs_cxx),
+                 pytest.param("cupy", marks=pytest.mark.gpu)]
+STATE = [name for name, *_ in VOXEL_ARRAYS] + ["events"]
+
+
+# -- the CUDA sources themselves ----------------------------------------------------------
+
+def cuda_constants(header):
+    text = (KERNEL_DIR / header).read_text()
+    return {m.group(1): int(m.group(2)) for m in
+            re.finditer(r"constexpr\s+\w+\s+(\w+)\s*=\s*(\d+)\s*;", text)}
+
+
+@pytest.mark.parametrize("header,module", [("lattice.cuh", lattice_py), ("philox.cuh", philox_py)])
+def test_cuda_constants_equal_their_python_twins(header, module):
+    constants = cuda_constants(header)
+    assert len(constants) >= 6
+    for name, value in constants.items():
+        assert getattr(module, name) == value, name
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not found on PATH")
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("source", SOURCES)
+def test_source_compiles_with_nvcc_without_fused_multiply_add(source, arch, tmp_path):
+    ptx = tmp_path / f"{source}.ptx"
+    proc = subprocess.run(["nvcc", "-ptx", f"-arch={arch}", "-fmad=false", "-std=c++17",
+                           f"-I{KERNEL_DIR}", str(KERNEL_DIR / source), "-o", str(ptx)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = ptx.read_text()
+    assert ".entry" in text
+    assert "fma.rn.f32" not in text          # -fmad=false: float32 rounding as on the CPU
+
+
+def test_sources_compile_with_nvrtc():
+    cupy = pytest.importorskip("cupy", reason="CuPy not installed: NVRTC check skipped")
+    from cupy.cuda import compiler as nvrtc
+    for source in SOURCES:
+        for arch in ("80", "90"):
+            nvrtc.compile_using_nvrtc((KERNEL_DIR / source).read_text(),
+                                      options=("-fmad=false", "-std=c++17", f"-I{KERNEL_DIR}"),
+                                      arch=f"compute_{arch}")
+
+
+# -- random states ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rules():
+    return build_rules(load_scenario("quickstart"))
+
+
+def random_lattice(shape, seed, z0=0):
+    """Every kind, organ label, trait level and clock state, including ready cells,
+    vacancies, hypoxic and anoxic voxels."""
+    rng = np.random.default_rng(seed)
+    lat = allocate("r", 0, "numba", shape)
+    lat.z0 = z0
+    lat.kind[...] = rng.choice([EMPTY, FUNCTIONAL, TUMOR, 3, VESSEL], size=shape,
+                               p=[0.3, 0.35, 0.25, 0.05, 0.05])
+    lat.organ[...] = rng.integers(0, 3, size=shape)
+    lat.traits[...] = rng.integers(0, 16, size=lat.traits.shape)
+    lat.clock[...] = np.where(rng.random(shape) < 0.4, CLOCK_FULL,
+                              rng.integers(0, CLOCK_FULL, size=shape))
+    lat.clock[(lat.kind == EMPTY) & (rng.random(shape) < 0.5)] = VACANCY
+    lat.hypoxia[...] = rng.integers(0, 14, size=shape)
+    lat.lineage[...] = rng.integers(0, 5, size=shape)
+    lat.oxygen[...] = rng.uniform(0.0, 40.0, size=shape).astype(np.float32)
+    lat.oxygen[lat.kind == VESSEL] = 38.0
+    return lat
+
+
+def on(backend, lat):
+    """A copy of a NumPy lattice on `backend`."""
+    from engine.backend import architecture
+    copy = allocate(lat.name, lat.lattice_id, "numba", lat.shape)
+    copy.z0 = lat.z0
+    for key, a in lat.arrays.items():
+        copy.arrays[key][...] = a
+    return architecture(backend).place(copy)
+
+
+def host(lat):
+    from engine.backend import architecture
+    arch = architecture(lat.backend)
+    return {key: arch.to_host(lat.arrays[key]) for key in STATE}
+
+
+def assert_same_state(a, b, where):
+    ha, hb = host(a), host(b)
+    for key in STATE:
+        assert np.array_equal(ha[key], hb[key]), f"{where}: {key} differs"
+
+
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+def test_philox_stream_matches_numpy_twin(backend, rules):
+    lat = allocate("r", 0, "numba", (6, 7, 9))
+    lat.z0 = 11                                          # a slab deep inside a larger lattice
+    words = draw_words(backend, on(backend, lat), rules, 1234, 4)
+    z, y, x = np.indices(lat.shape)
+    gidx = ((11 + z) * 7 + y) * 9 + x
+    expected = philox_py.voxel_draw_numpy(gidx.astype(np.uint64), 1234, 4, 0, rules.key)
+    for w in range(4):
+        assert np.array_equal(words[..., w], expected[w])
+
+
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
+    shape = (9, 10, 11)
+    r = dataclasses.replace(rules, key=(seed * 7919, seed), o2_max_sweeps=25)
+    step = 100 + seed
+    solved = random_lattice(shape, seed, z0=seed)
+    solved_twin = on(backend, solved)
+    assert relax_oxygen(solved, r, step) == relax_oxygen(solved_twin, r, step)
+    assert_same_state(solved, solved_twin, "relax_oxygen")
+    # the cell passes start from the raw random field, anoxic voxels included
+    reference = random_lattice(shape, seed, z0=seed)
+    twin = on(backend, reference)
+    for process in CELL_PASSES:
+        process(reference, r, step)
+        process(twin, r, step)
+        assert_same_state(reference, twin, process.name)
+    counts_a, counts_b = take_census(reference, r, step), take_census(twin, r, step)
+    for x, y in zip(counts_a, counts_b):
+        assert np.array_equal(x, y)
+    # the random state exercised the passes: cells were born, moved and died
+    events = host(reference)["events"].sum(axis=0)
+    assert events[lattice_py.BIRTH_TUMOR] > 0 and events[lattice_py.DISPLACED_FUNCTIONAL] > 0
+    assert events[lattice_py.NECROSIS_TUMOR] > 0 and events[lattice_py.COMPRESSION_FUNCTIONAL] > 0
+
+
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+def test_quickstart_48_steps_bit_identical(backend):
+    scenario = load_scenario("quickstart")
+    reference = Simulation(scenario, backend="numba")
+    twin = Simulation(load_scenario("quickstart"), backend=backend)
+    assert reference.initial.tobytes() == twin.initial.tobytes()
+    for step in range(1, 49):
+        row_a, row_b = reference.step(), twin.step()
+        assert row_a.tobytes() == row_b.tobytes(), f"counts differ at step {step}"
+        if step % 12 == 0:
+            assert_same_state(reference.lattice, twin.lattice, f"step {step}")
+    assert row_a["tumor"] > reference.initial["tumor"]
+
+
+@pytest.mark.gpu
+def test_cli_runs_on_gpu_give_the_numba_arrays(tmp_path):
+    files = {}
+    for backend in ("numba", "cupy"):
+        out = tmp_path / f"{backend}.h5"
+        proc = subprocess.run([sys.executable, "-m", "engine", "run", "quickstart", "--steps", "48",
+                               "--snapshot-every", "12", "--backend", backend, "--out", str(out),
+                               "--quiet"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        files[backend] = h5py.File(out, "r")
+    a, b = files["numba"], files["cupy"]
+    assert b.attrs["backend"] == "cupy"
+    for key in ("lattices/primary/kind", "lattices/primary/oxygen", "counts"):
+        assert a[key][...].tobytes() == b[key][...].tobytes(), key
+
+
+@needs_cxx
+def test_hypoxic_scenario_runs_identically_through_the_host_harness():
+    from test_accounting import HYPOXIC
+    a = Simulation(parse_scenario(HYPOXIC, "hypoxic.toml"), backend="numba")
+    b = Simulation(parse_scenario(HYPOXIC, "hypoxic.toml"), backend="cuda-host")
+    for _ in range(30):
+        assert a.step().tobytes() == b.step().tobytes()
+    assert_same_state(a.lattice, b.lattice, "hypoxic run")
