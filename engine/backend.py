@@ -5,8 +5,6 @@ cannot run is a `BackendUnavailable` error naming the reason.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .errors import BackendUnavailable
@@ -79,4 +77,4 @@ def architecture(name: str) -> Architecture:
 def cpu_threads() -> int:
     """Threads Numba runs its parallel loops on (NUMBA_NUM_THREADS, else all cores)."""
     import numba
-    return numba.get_num_threads() if "NUMBA_NUM_THREADS" in os.environ else numba.config.NUMBA_NUM_THREADS
+    return numba.get_num_threads()

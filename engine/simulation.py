@@ -56,6 +56,7 @@ class Simulation:
         self.dtype = counts_dtype(self.organ_names)
         self.step_index = 0
         self.o2_stats = relax_oxygen(self.lattice, self.rules, 0)
+        self.initial = None
         self.initial = self.census()
 
     @property
@@ -83,7 +84,7 @@ class Simulation:
         for label, name in enumerate(self.organ_names, start=1):
             row[f"functional_{name}"] = by_kind_organ[FUNCTIONAL, label]
         primary = f"functional_{self.organ_names[0]}"
-        start = self.initial[primary] if hasattr(self, "initial") else row[primary]
+        start = row[primary] if self.initial is None else self.initial[primary]
         row["functional_fraction"] = row[primary] / start if start else 0.0
         row["hypoxic_tumor"] = hypoxic[TUMOR]
         row["hypoxic_functional"] = hypoxic[FUNCTIONAL]

@@ -47,35 +47,29 @@ def organ_labels(scenario, shape, z0=0) -> np.ndarray:
 
 
 def capillary_mask(scenario, shape, z0=0, global_shape=None) -> np.ndarray:
-    """Boolean mask of capillary voxels: jittered straight lines along x, y and z."""
+    """Boolean mask of capillary voxels of planes [z0, z0 + nz): jittered straight
+    lines along x, y and z (see the module docstring)."""
     global_shape = global_shape or shape
     h = scenario["lattice.voxel_um"]
     spacing = scenario["vessels.spacing_um"]
     jitter = scenario["vessels.jitter_um"]
     key = _key(scenario)
-    mask = np.zeros(shape, dtype=bool)
-    extent = [n * h for n in global_shape]
+    mask = np.zeros((global_shape[0],) + tuple(shape[1:]), dtype=bool)   # all z, then slice
     for axis in range(3):
         u_axis, v_axis = [a for a in range(3) if a != axis]
-        nu = int(extent[u_axis] // spacing) + 1
-        nv = int(extent[v_axis] // spacing) + 1
-        ku, kv = np.meshgrid(np.arange(nu), np.arange(nv), indexing="ij")
-        w = philox4x32_numpy((ku, kv, np.uint32(axis), np.uint32(STREAM_TISSUE)), key)
-        to_offset = lambda word: (word.astype(np.float64) / 2.0**32 * 2.0 - 1.0) * jitter
-        pu = ((ku + 0.5) * spacing + to_offset(w[0])) // h
-        pv = ((kv + 0.5) * spacing + to_offset(w[1])) // h
-        keep = (pu >= 0) & (pu < global_shape[u_axis]) & (pv >= 0) & (pv < global_shape[v_axis])
-        for iu, iv in zip(pu[keep].astype(int), pv[keep].astype(int)):
-            index = [slice(None)] * 3
-            index[u_axis] = iu
-            index[v_axis] = iv
-            if axis != 0 and u_axis == 0:
-                local = iu - z0
-                if not 0 <= local < shape[0]:
-                    continue
-                index[0] = local
-            mask[tuple(index)] = True
-    return mask
+        rows = np.arange(int(global_shape[u_axis] * h // spacing) + 1)
+        cols = np.arange(int(global_shape[v_axis] * h // spacing) + 1)
+        ku, kv = np.meshgrid(rows, cols, indexing="ij")
+        words = philox4x32_numpy((ku, kv, np.uint32(axis), np.uint32(STREAM_TISSUE)), key)
+        offset_u, offset_v = ((w / 2.0**32 * 2.0 - 1.0) * jitter for w in words[:2])
+        iu = (((ku + 0.5) * spacing + offset_u) // h).astype(np.int64)
+        iv = (((kv + 0.5) * spacing + offset_v) // h).astype(np.int64)
+        inside = (iu >= 0) & (iu < global_shape[u_axis]) & (iv >= 0) & (iv < global_shape[v_axis])
+        for a, b in zip(iu[inside], iv[inside]):
+            line = [slice(None)] * 3
+            line[u_axis], line[v_axis] = a, b
+            mask[tuple(line)] = True
+    return mask[z0:z0 + shape[0]]
 
 
 @numba.njit(parallel=True, cache=True)
