@@ -62,10 +62,11 @@ class CupyLauncher:
                                                      options=NVRTC_OPTIONS)
         return self.modules[source]
 
-    def launch(self, source, entry, voxels, args):
+    def launch(self, source, entry, threads, args, block=THREADS_PER_BLOCK):
+        if threads == 0:
+            return
         kernel = self.module(source).get_function(entry)
-        blocks = (int(voxels) + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-        kernel((blocks,), (THREADS_PER_BLOCK,), args)
+        kernel(((int(threads) + block - 1) // block,), (block,), args)
 
     def table(self, host_array):
         """A rule table on the device (uploaded once per table)."""
@@ -76,6 +77,9 @@ class CupyLauncher:
 
     def zeros(self, shape, dtype):
         return self.cp.zeros(shape, dtype=dtype)
+
+    def upload(self, host_array):
+        return self.cp.asarray(host_array)
 
     def to_host(self, array):
         return self.cp.asnumpy(array)
@@ -89,7 +93,7 @@ class HostLauncher:
     def __init__(self):
         self.lib = ctypes.CDLL(str(build_host_harness()))
 
-    def launch(self, source, entry, voxels, args):
+    def launch(self, source, entry, threads, args, block=THREADS_PER_BLOCK):
         getattr(self.lib, entry)(*[self._c(a) for a in args])
 
     @staticmethod
@@ -105,6 +109,9 @@ class HostLauncher:
 
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype=dtype)
+
+    def upload(self, host_array):
+        return np.ascontiguousarray(host_array)
 
     def to_host(self, array):
         return np.asarray(array)

@@ -63,3 +63,48 @@ OL_HD u32 float_bits(float f) {
     v.f = f;
     return v.u;
 }
+
+// Active tiles: the resolve/apply passes of division and displacement visit only
+// TILE^3 blocks near a cell that chose a daughter site this step (see kernels/tiles.py).
+// On the GPU one thread block serves one tile of the list; in the host harness a
+// loop does.  `tiles` holds tile indices ((tz * tiles_y) + ty) * tiles_x + tx.
+constexpr int TILE = 8;
+constexpr int TILE_VOXELS = TILE * TILE * TILE;
+#define OL_TILE_PARAMS const int *tiles, int n_tiles
+OL_HD int tiles_along(int n) { return (n + TILE - 1) / TILE; }
+
+#ifdef __CUDACC__
+#define OL_FOR_EACH_TILE_VOXEL(s)                                              \
+    {                                                                          \
+        const int t_ = tiles[blockIdx.x];                                      \
+        const int v_ = threadIdx.x;
+#else
+#define OL_FOR_EACH_TILE_VOXEL(s)                                              \
+    for (int k_ = 0; k_ < n_tiles * TILE_VOXELS; ++k_) {                       \
+        const int t_ = tiles[k_ / TILE_VOXELS];                                \
+        const int v_ = k_ % TILE_VOXELS;
+#endif
+#define OL_TILE_VOXEL_COORDS(s)                                                \
+        const int ty_n_ = tiles_along((s).ny), tx_n_ = tiles_along((s).nx);    \
+        const int z = (t_ / (ty_n_ * tx_n_)) * TILE + v_ / (TILE * TILE);      \
+        const int y = ((t_ / tx_n_) % ty_n_) * TILE + (v_ / TILE) % TILE;      \
+        const int x = (t_ % tx_n_) * TILE + v_ % TILE;                         \
+        if (z < (s).nz && y < (s).ny && x < (s).nx) {
+#define OL_END_FOR_EACH_TILE_VOXEL }}
+
+OL_HD int tile_of(const Slab &s, int z, int y, int x) {
+    return ((z / TILE) * tiles_along(s.ny) + y / TILE) * tiles_along(s.nx) + x / TILE;
+}
+
+// A proposal at (z, y, x) can change voxels up to REACH away (a daughter one voxel,
+// an escaping cell two): mark every tile the (2 REACH + 1)^3 box overlaps.  With
+// TILE > 2 REACH that is the tiles of the box's corners (1 to 8 tiles).
+constexpr int REACH = 2;
+OL_HD void mark_tiles_near(u8 *tile_flags, const Slab &s, int z, int y, int x) {
+    const int zs[2] = {z - REACH > 0 ? z - REACH : 0, z + REACH < s.nz - 1 ? z + REACH : s.nz - 1};
+    const int ys[2] = {y - REACH > 0 ? y - REACH : 0, y + REACH < s.ny - 1 ? y + REACH : s.ny - 1};
+    const int xs[2] = {x - REACH > 0 ? x - REACH : 0, x + REACH < s.nx - 1 ? x + REACH : s.nx - 1};
+    for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b)
+            for (int c = 0; c < 2; ++c) tile_flags[tile_of(s, zs[a], ys[b], xs[c])] = 1;
+}

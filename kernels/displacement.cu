@@ -7,9 +7,11 @@ OL_HD bool is_escape_site(const u8 *kind, const u8 *organ, const u8 *claim, i64 
 }
 
 OL_ENTRY choose_escape(const u8 *kind, const u8 *organ, u8 *intent, const u8 *claim, u32 step,
+                       OL_TILE_PARAMS,
                        OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
-    OL_FOR_EACH_VOXEL(s)
+    OL_FOR_EACH_TILE_VOXEL(s)
+    OL_TILE_VOXEL_COORDS(s)
     const i64 i = at(s, z, y, x);
     if (kind[i] == FUNCTIONAL && (claim[i] & LOW3) != 0) {
         u32 mask = 0;
@@ -24,25 +26,29 @@ OL_ENTRY choose_escape(const u8 *kind, const u8 *organ, u8 *intent, const u8 *cl
             intent[i] = (u8)(intent[i] | (pick_direction(mask, word) << ESCAPE_SHIFT));
         }
     }
-    OL_END_FOR_EACH_VOXEL
+    OL_END_FOR_EACH_TILE_VOXEL
 }
 
 OL_ENTRY settle_escape_claims(const u8 *kind, const u8 *intent, u8 *claim, u32 step,
+                              OL_TILE_PARAMS,
                               OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
-    OL_FOR_EACH_VOXEL(s)
+    OL_FOR_EACH_TILE_VOXEL(s)
+    OL_TILE_VOXEL_COORDS(s)
     const i64 i = at(s, z, y, x);
     if (kind[i] == EMPTY && (claim[i] & LOW3) == 0) {
         const int best = strongest_claimant(intent, ESCAPE_SHIFT, s, z, y, x, step, STREAM_ESCAPE);
         if (best != 0) claim[i] = (u8)(claim[i] | (best << ESCAPE_SHIFT));
     }
-    OL_END_FOR_EACH_VOXEL
+    OL_END_FOR_EACH_TILE_VOXEL
 }
 
 OL_ENTRY move_displaced(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
-                        const u8 *claim, i64 *events, OL_SLAB_PARAMS) {
+                        const u8 *claim, i64 *events, OL_TILE_PARAMS,
+                        OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
-    OL_FOR_EACH_VOXEL(s)
+    OL_FOR_EACH_TILE_VOXEL(s)
+    OL_TILE_VOXEL_COORDS(s)
     const i64 i = at(s, z, y, x);
     const int from = (claim[i] >> ESCAPE_SHIFT) & LOW3;
     if (from != 0) {
@@ -56,5 +62,5 @@ OL_ENTRY move_displaced(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *line
         lineage[i] = lineage[j];
         OL_COUNT(&events[(i64)z * N_EVENTS + DISPLACED_FUNCTIONAL], 1);
     }
-    OL_END_FOR_EACH_VOXEL
+    OL_END_FOR_EACH_TILE_VOXEL
 }

@@ -31,6 +31,7 @@ from .lattice import (DISPLACED_FUNCTIONAL, EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW
 from .cuda import slab_args
 from .claims import pick_direction, strongest_claimant
 from .philox import STREAM_ESCAPE, voxel_draw
+from .tiles import TILE_VOXELS, active_tiles
 from .twin import kernel
 
 
@@ -135,20 +136,24 @@ def _move_displaced(lattice, rules, step):
 
 @choose_escape.cuda
 def _choose_escape_cuda(launch, lattice, rules, step):
-    launch.launch("displacement.cu", "choose_escape", lattice.voxels,
+    tiles = active_tiles(launch, lattice)
+    launch.launch("displacement.cu", "choose_escape", tiles.count * TILE_VOXELS,
                   (lattice.kind, lattice.organ, lattice.intent, lattice.claim, np.uint32(step),
-                   *slab_args(lattice, rules)))
+                   *tiles.args(), *slab_args(lattice, rules)), block=TILE_VOXELS)
 
 
 @settle_escape_claims.cuda
 def _settle_escape_claims_cuda(launch, lattice, rules, step):
-    launch.launch("displacement.cu", "settle_escape_claims", lattice.voxels,
-                  (lattice.kind, lattice.intent, lattice.claim, np.uint32(step),
-                   *slab_args(lattice, rules)))
+    tiles = active_tiles(launch, lattice)
+    launch.launch("displacement.cu", "settle_escape_claims", tiles.count * TILE_VOXELS,
+                  (lattice.kind, lattice.intent, lattice.claim, np.uint32(step), *tiles.args(),
+                   *slab_args(lattice, rules)), block=TILE_VOXELS)
 
 
 @move_displaced.cuda
 def _move_displaced_cuda(launch, lattice, rules, step):
-    launch.launch("displacement.cu", "move_displaced", lattice.voxels,
+    tiles = active_tiles(launch, lattice)
+    launch.launch("displacement.cu", "move_displaced", tiles.count * TILE_VOXELS,
                   (lattice.kind, lattice.traits, lattice.clock, lattice.hypoxia, lattice.lineage,
-                   lattice.claim, lattice.events, *slab_args(lattice, rules)))
+                   lattice.claim, lattice.events, *tiles.args(), *slab_args(lattice, rules)),
+                  block=TILE_VOXELS)

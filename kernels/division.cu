@@ -18,8 +18,8 @@ OL_HD int advance_cycle(u16 clock, float rate, float oxygen, float threshold, fl
 
 OL_HD void propose_division_voxel(const u8 *kind, const u8 *organ, const u8 *traits, u16 *clock,
                                   const float *oxygen, u8 *intent, const float *cycle_rate,
-                                  float o2_threshold, float o2_inv_span, u32 step, const Slab &s,
-                                  int z, int y, int x) {
+                                  float o2_threshold, float o2_inv_span, u32 step, u8 *tile_flags,
+                                  const Slab &s, int z, int y, int x) {
     const i64 i = at(s, z, y, x);
     intent[i] = 0;
     const u8 k = kind[i];
@@ -41,28 +41,31 @@ OL_HD void propose_division_voxel(const u8 *kind, const u8 *organ, const u8 *tra
     if (mask == 0) return;
     const u32 word = voxel_draw(global_index(s, z, y, x), step, STREAM_DIVISION, s).w[0];
     intent[i] = (u8)pick_direction(mask, word);
+    mark_tiles_near(tile_flags, s, z, y, x);   // every writer stores the same 1
 }
 
 OL_ENTRY propose_division(const u8 *kind, const u8 *organ, const u8 *traits, u16 *clock,
                           const float *oxygen, u8 *intent, const float *cycle_rate,
-                          float o2_threshold, float o2_inv_span, u32 step, OL_SLAB_PARAMS) {
+                          float o2_threshold, float o2_inv_span, u32 step, u8 *tile_flags,
+                          OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     propose_division_voxel(kind, organ, traits, clock, oxygen, intent, cycle_rate, o2_threshold,
-                           o2_inv_span, step, s, z, y, x);
+                           o2_inv_span, step, tile_flags, s, z, y, x);
     OL_END_FOR_EACH_VOXEL
 }
 
 OL_ENTRY settle_division_claims(const u8 *kind, const u8 *intent, u8 *claim, u32 step,
-                                OL_SLAB_PARAMS) {
+                                OL_TILE_PARAMS, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
-    OL_FOR_EACH_VOXEL(s)
+    OL_FOR_EACH_TILE_VOXEL(s)
+    OL_TILE_VOXEL_COORDS(s)
     const i64 i = at(s, z, y, x);
     const u8 k = kind[i];
     claim[i] = (k == EMPTY || k == FUNCTIONAL)
                    ? (u8)strongest_claimant(intent, 0, s, z, y, x, step, STREAM_DIVISION)
                    : 0;
-    OL_END_FOR_EACH_VOXEL
+    OL_END_FOR_EACH_TILE_VOXEL
 }
 
 // Copy the parent's trait levels; a mutating daughter moves each level down when its
@@ -124,10 +127,12 @@ OL_HD void place_daughter_voxel(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u
 
 OL_ENTRY place_daughters(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
                          const u8 *intent, const u8 *claim, const u32 *down_thr,
-                         const u32 *up_thr, u32 step, i64 *events, OL_SLAB_PARAMS) {
+                         const u32 *up_thr, u32 step, i64 *events, OL_TILE_PARAMS,
+                         OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
-    OL_FOR_EACH_VOXEL(s)
+    OL_FOR_EACH_TILE_VOXEL(s)
+    OL_TILE_VOXEL_COORDS(s)
     place_daughter_voxel(kind, traits, clock, hypoxia, lineage, intent, claim, down_thr, up_thr,
                          step, events, s, z, y, x);
-    OL_END_FOR_EACH_VOXEL
+    OL_END_FOR_EACH_TILE_VOXEL
 }

@@ -39,6 +39,7 @@ from .lattice import (BIRTH_FUNCTIONAL, BIRTH_TUMOR, CLOCK_FULL, COMPRESSION_FUN
 from .cuda import slab_args
 from .claims import pick_direction, strongest_claimant
 from .philox import STREAM_DIVISION, STREAM_MUTATION, voxel_draw
+from .tiles import TILE_VOXELS, active_tiles
 from .twin import kernel
 
 
@@ -210,23 +211,28 @@ def _place_daughters(lattice, rules, step):
 
 @propose_division.cuda
 def _propose_division_cuda(launch, lattice, rules, step):
+    tiles = active_tiles(launch, lattice)
     launch.launch("division.cu", "propose_division", lattice.voxels,
                   (lattice.kind, lattice.organ, lattice.traits, lattice.clock, lattice.oxygen,
                    lattice.intent, launch.table(rules.cycle_rate), rules.o2_prolif_threshold,
-                   rules.o2_prolif_inv_span, np.uint32(step), *slab_args(lattice, rules)))
+                   rules.o2_prolif_inv_span, np.uint32(step), tiles.flags,
+                   *slab_args(lattice, rules)))
+    tiles.refresh(launch)
 
 
 @settle_division_claims.cuda
 def _settle_division_claims_cuda(launch, lattice, rules, step):
-    launch.launch("division.cu", "settle_division_claims", lattice.voxels,
-                  (lattice.kind, lattice.intent, lattice.claim, np.uint32(step),
-                   *slab_args(lattice, rules)))
+    tiles = active_tiles(launch, lattice)
+    launch.launch("division.cu", "settle_division_claims", tiles.count * TILE_VOXELS,
+                  (lattice.kind, lattice.intent, lattice.claim, np.uint32(step), *tiles.args(),
+                   *slab_args(lattice, rules)), block=TILE_VOXELS)
 
 
 @place_daughters.cuda
 def _place_daughters_cuda(launch, lattice, rules, step):
-    launch.launch("division.cu", "place_daughters", lattice.voxels,
+    tiles = active_tiles(launch, lattice)
+    launch.launch("division.cu", "place_daughters", tiles.count * TILE_VOXELS,
                   (lattice.kind, lattice.traits, lattice.clock, lattice.hypoxia, lattice.lineage,
                    lattice.intent, lattice.claim, launch.table(rules.mutation_down_thr),
                    launch.table(rules.mutation_up_thr), np.uint32(step), lattice.events,
-                   *slab_args(lattice, rules)))
+                   *tiles.args(), *slab_args(lattice, rules)), block=TILE_VOXELS)

@@ -198,3 +198,30 @@ def test_hypoxic_scenario_runs_identically_through_the_host_harness():
     for _ in range(30):
         assert a.step().tobytes() == b.step().tobytes()
     assert_same_state(a.lattice, b.lattice, "hypoxic run")
+
+
+def test_tile_constants():
+    from kernels.tiles import TILE
+    constants = cuda_constants("cuda_common.cuh")
+    assert constants["TILE"] == TILE and TILE > 2 * constants["REACH"]
+
+
+QUIESCENT = (load_scenario("quickstart").text
+             .replace("apoptosis_per_h = 0.0005 ", "apoptosis_per_h = 0.0 ")
+             .replace("apoptosis_per_h = 0.0001 ", "apoptosis_per_h = 0.0 "))
+
+
+@needs_cxx
+def test_only_tiles_near_the_tumour_are_visited_in_quiescent_tissue():
+    from kernels.tiles import tile_grid
+    assert QUIESCENT.count("apoptosis_per_h = 0.0 ") == 2
+    twin = Simulation(parse_scenario(QUIESCENT, "quiescent.toml"), backend="cuda-host")
+    reference = Simulation(parse_scenario(QUIESCENT, "quiescent.toml"), backend="numba")
+    visited = []
+    for _ in range(24):
+        assert twin.step().tobytes() == reference.step().tobytes()
+        visited.append(twin.lattice.active_tiles.count)
+    total = int(np.prod(tile_grid(twin.lattice.shape)))
+    assert 0 < max(visited) <= 27          # the tumour's neighbourhood, not the organ
+    assert total == 1728
+    assert_same_state(twin.lattice, reference.lattice, "quiescent tissue")
