@@ -74,17 +74,18 @@ constexpr int TILE_VOXELS = TILE * TILE * TILE;
 OL_HD int tiles_along(int n) { return (n + TILE - 1) / TILE; }
 
 #ifdef __CUDACC__
-#define OL_FOR_EACH_TILE_VOXEL(s)                                              \
+#define OL_TILE_LOOP_                                                          \
     {                                                                          \
         const int t_ = tiles[blockIdx.x];                                      \
         const int v_ = threadIdx.x;
 #else
-#define OL_FOR_EACH_TILE_VOXEL(s)                                              \
+#define OL_TILE_LOOP_                                                          \
     for (int k_ = 0; k_ < n_tiles * TILE_VOXELS; ++k_) {                       \
         const int t_ = tiles[k_ / TILE_VOXELS];                                \
         const int v_ = k_ % TILE_VOXELS;
 #endif
-#define OL_TILE_VOXEL_COORDS(s)                                                \
+#define OL_FOR_EACH_TILE_VOXEL(s)                                              \
+    OL_TILE_LOOP_                                                              \
         const int ty_n_ = tiles_along((s).ny), tx_n_ = tiles_along((s).nx);    \
         const int z = (t_ / (ty_n_ * tx_n_)) * TILE + v_ / (TILE * TILE);      \
         const int y = ((t_ / tx_n_) % ty_n_) * TILE + (v_ / TILE) % TILE;      \

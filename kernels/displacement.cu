@@ -7,11 +7,9 @@ OL_HD bool is_escape_site(const u8 *kind, const u8 *organ, const u8 *claim, i64 
 }
 
 OL_ENTRY choose_escape(const u8 *kind, const u8 *organ, u8 *intent, const u8 *claim, u32 step,
-                       OL_TILE_PARAMS,
-                       OL_SLAB_PARAMS) {
+                       OL_TILE_PARAMS, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_TILE_VOXEL(s)
-    OL_TILE_VOXEL_COORDS(s)
     const i64 i = at(s, z, y, x);
     if (kind[i] == FUNCTIONAL && (claim[i] & LOW3) != 0) {
         u32 mask = 0;
@@ -30,11 +28,9 @@ OL_ENTRY choose_escape(const u8 *kind, const u8 *organ, u8 *intent, const u8 *cl
 }
 
 OL_ENTRY settle_escape_claims(const u8 *kind, const u8 *intent, u8 *claim, u32 step,
-                              OL_TILE_PARAMS,
-                              OL_SLAB_PARAMS) {
+                              OL_TILE_PARAMS, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_TILE_VOXEL(s)
-    OL_TILE_VOXEL_COORDS(s)
     const i64 i = at(s, z, y, x);
     if (kind[i] == EMPTY && (claim[i] & LOW3) == 0) {
         const int best = strongest_claimant(intent, ESCAPE_SHIFT, s, z, y, x, step, STREAM_ESCAPE);
@@ -44,11 +40,9 @@ OL_ENTRY settle_escape_claims(const u8 *kind, const u8 *intent, u8 *claim, u32 s
 }
 
 OL_ENTRY move_displaced(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
-                        const u8 *claim, i64 *events, OL_TILE_PARAMS,
-                        OL_SLAB_PARAMS) {
+                        const u8 *claim, i64 *events, OL_TILE_PARAMS, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_TILE_VOXEL(s)
-    OL_TILE_VOXEL_COORDS(s)
     const i64 i = at(s, z, y, x);
     const int from = (claim[i] >> ESCAPE_SHIFT) & LOW3;
     if (from != 0) {

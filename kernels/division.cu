@@ -59,7 +59,6 @@ OL_ENTRY settle_division_claims(const u8 *kind, const u8 *intent, u8 *claim, u32
                                 OL_TILE_PARAMS, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_TILE_VOXEL(s)
-    OL_TILE_VOXEL_COORDS(s)
     const i64 i = at(s, z, y, x);
     const u8 k = kind[i];
     claim[i] = (k == EMPTY || k == FUNCTIONAL)
@@ -127,11 +126,9 @@ OL_HD void place_daughter_voxel(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u
 
 OL_ENTRY place_daughters(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
                          const u8 *intent, const u8 *claim, const u32 *down_thr,
-                         const u32 *up_thr, u32 step, i64 *events, OL_TILE_PARAMS,
-                         OL_SLAB_PARAMS) {
+                         const u32 *up_thr, u32 step, i64 *events, OL_TILE_PARAMS, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_TILE_VOXEL(s)
-    OL_TILE_VOXEL_COORDS(s)
     place_daughter_voxel(kind, traits, clock, hypoxia, lineage, intent, claim, down_thr, up_thr,
                          step, events, s, z, y, x);
     OL_END_FOR_EACH_TILE_VOXEL
