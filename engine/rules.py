@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.lattice import (CLOCK_UNITS_PER_CYCLE, EMPTY, FUNCTIONAL, N_KINDS, N_TRAITS,
+from kernels.lattice import (CLOCK_UNITS_PER_CYCLE, EMPTY, FUNCTIONAL, LYMPH, N_KINDS, N_TRAITS,
                              NECROTIC, TRAIT_LEVELS, TUMOR)
 from kernels.philox import probability_threshold, seed_key
 
@@ -64,6 +64,7 @@ def build_rules(scenario) -> Rules:
     uptake = np.zeros((N_KINDS, n_labels))                     # λ in 1/h
     uptake[EMPTY, :] = ox["matrix_decay_per_min"] * 60.0
     uptake[NECROTIC, :] = ox["matrix_decay_per_min"] * 60.0
+    uptake[LYMPH, :] = ox["matrix_decay_per_min"] * 60.0
     uptake[TUMOR, :] = tumor["o2_uptake_per_min"] * 60.0
     uptake[FUNCTIONAL, 0] = ox["matrix_decay_per_min"] * 60.0
     for label, organ in enumerate(organs, start=1):

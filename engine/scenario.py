@@ -87,8 +87,10 @@ SCHEMA: dict[str, dict[str, Param]] = {
                            unit="-", source="red-black SOR relaxation factor"),
     },
     "vessels": {
-        "spacing_um": _pos(100.0, "µm", "intercapillary distance about 100 µm in typical tissue"),
-        "jitter_um": _nonneg(20.0, "µm", "random offset of each capillary from the grid"),
+        "jitter_um": _nonneg(20.0, "µm", "random offset of each capillary node from its grid point"),
+        "feeding_spacing_um": _pos(400.0, "µm", "(approx.) distance between feeding arterioles"),
+        "feeding_radius_um": _nonneg(20.0, "µm", "(approx.) arteriole radius 10-25 µm"),
+        "lymph_spacing_um": _pos(300.0, "µm", "(approx.) lymphatic capillaries are sparser than blood capillaries"),
     },
     "cells": {
         "o2_proliferation_threshold_mmHg": _nonneg(5.0, "mmHg", "PhysiCell proliferation threshold"),
@@ -122,6 +124,7 @@ ORGAN_SCHEMA: dict[str, Param] = {
     "z_um": Param("range", REQUIRED, lo=0.0, unit="µm [from, to) along z"),
     "functional_density": Param("float", 0.7, lo=0.0, hi=1.0, lo_open=True, unit="fraction",
                                 source="(approx.) parenchymal voxels per organ voxel"),
+    "capillary_spacing_um": _pos(100.0, "µm", "intercapillary distance about 100 µm in typical tissue"),
     "cycle_time_h": _pos(1000.0, "h", "normal epithelium: much slower or quiescent"),
     "apoptosis_per_h": _nonneg(0.0005, "1/h", "(approx.) slow physiological turnover"),
     "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate"),

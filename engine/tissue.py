@@ -2,15 +2,13 @@
 
 * Organs are slabs along z (`organs[i].z_um`), labelled 1..n in file order;
   voxels outside every slab (fascia, gaps) carry label 0 and hold matrix only.
-* Capillaries run straight through the lattice along x, y and z on a square grid
-  of the scenario's spacing; each capillary line is offset from the grid by a
-  uniform jitter in (−jitter, +jitter) µm in both transverse coordinates, drawn
-  from Philox with the line's (axis, row, column) as counter.  Every capillary
-  voxel is a perfused vessel.
+* Blood and lymphatic vessels come from `engine.vasculature`: a connected
+  capillary network per organ with feeding arterioles, and a sparser lymphatic
+  network.
 * Each other organ voxel holds a functional cell with probability
   `functional_density` (one Philox word per voxel).
 * The tumour seed fills the ball of `seed_radius_um` around `seed_center_um`
-  (vessels excepted) with founder cells of lineage 1.
+  (blood and lymph vessels excepted) with founder cells of lineage 1.
 * Functional cells start quiescent (G0) and ready to refill vacancies; tumour
   cells start at a uniformly random point of their cycle.
 
@@ -24,12 +22,12 @@ import numpy as np
 from numba import prange
 
 from kernels.lattice import (ADHESION, APOPTOSIS_RESISTANCE, CLOCK_FULL, FUNCTIONAL,
-                             PROLIFERATION, TUMOR, VESSEL, global_index)
-from kernels.philox import (STREAM_CYCLE_PHASE, STREAM_TISSUE, choose, philox4x32_numpy,
-                            probability_threshold, voxel_draw)
+                             LYMPH, PROLIFERATION, TUMOR, VESSEL, global_index)
+from kernels.philox import STREAM_CYCLE_PHASE, STREAM_TISSUE, choose, probability_threshold, voxel_draw
 
 from .rules import NEUTRAL_LEVEL
 from .state import allocate
+from .vasculature import build_vasculature
 
 FUNCTIONAL_ADHESION = 15
 FOUNDER_LINEAGE = 1
@@ -46,32 +44,6 @@ def organ_labels(scenario, shape, z0=0) -> np.ndarray:
     return labels
 
 
-def capillary_mask(scenario, shape, z0=0, global_shape=None) -> np.ndarray:
-    """Boolean mask of capillary voxels of planes [z0, z0 + nz): jittered straight
-    lines along x, y and z (see the module docstring)."""
-    global_shape = global_shape or shape
-    h = scenario["lattice.voxel_um"]
-    spacing = scenario["vessels.spacing_um"]
-    jitter = scenario["vessels.jitter_um"]
-    key = _key(scenario)
-    mask = np.zeros((global_shape[0],) + tuple(shape[1:]), dtype=bool)   # all z, then slice
-    for axis in range(3):
-        u_axis, v_axis = [a for a in range(3) if a != axis]
-        rows = np.arange(int(global_shape[u_axis] * h // spacing) + 1)
-        cols = np.arange(int(global_shape[v_axis] * h // spacing) + 1)
-        ku, kv = np.meshgrid(rows, cols, indexing="ij")
-        words = philox4x32_numpy((ku, kv, np.uint32(axis), np.uint32(STREAM_TISSUE)), key)
-        offset_u, offset_v = ((w / 2.0**32 * 2.0 - 1.0) * jitter for w in words[:2])
-        iu = (((ku + 0.5) * spacing + offset_u) // h).astype(np.int64)
-        iv = (((kv + 0.5) * spacing + offset_v) // h).astype(np.int64)
-        inside = (iu >= 0) & (iu < global_shape[u_axis]) & (iv >= 0) & (iv < global_shape[v_axis])
-        for a, b in zip(iu[inside], iv[inside]):
-            line = [slice(None)] * 3
-            line[u_axis], line[v_axis] = a, b
-            mask[tuple(line)] = True
-    return mask[z0:z0 + shape[0]]
-
-
 @numba.njit(parallel=True, cache=True)
 def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, radius2,
                     founder, z0, ny_global, nx_global, k0, k1):
@@ -79,7 +51,7 @@ def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, ra
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                if kind[z, y, x] == VESSEL:
+                if kind[z, y, x] == VESSEL or kind[z, y, x] == LYMPH:
                     continue
                 g = global_index(z, y, x, z0, ny_global, nx_global)
                 dz = (z0 + z + 0.5) - centre[0]
@@ -116,7 +88,9 @@ def build_tissue(scenario, name="primary", lattice_id=0, z0=0, nz=None):
     lat = allocate(name, lattice_id, "numba", shape)
     lat.z0 = z0
     lat.organ[...] = organ_labels(scenario, shape, z0)[:, None, None]
-    lat.kind[capillary_mask(scenario, shape, z0, global_shape)] = VESSEL
+    blood, lymph = build_vasculature(scenario, global_shape)
+    lat.kind[blood[z0:z0 + shape[0]]] = VESSEL
+    lat.kind[lymph[z0:z0 + shape[0]]] = LYMPH
 
     h = scenario["lattice.voxel_um"]
     centre = scenario["tumor.seed_center_um"] or [n * h / 2.0 for n in global_shape]

@@ -8,7 +8,8 @@ constexpr u8 FUNCTIONAL = 1;
 constexpr u8 TUMOR = 2;
 constexpr u8 NECROTIC = 3;
 constexpr u8 VESSEL = 4;
-constexpr int N_KINDS = 5;
+constexpr u8 LYMPH = 5;
+constexpr int N_KINDS = 6;
 
 constexpr int PROLIFERATION = 0;
 constexpr int ADHESION = 1;

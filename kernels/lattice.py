@@ -14,9 +14,10 @@ EMPTY = 0        # extracellular matrix / interstitial space, no cell
 FUNCTIONAL = 1   # organ parenchyma: the tissue a tumour displaces
 TUMOR = 2
 NECROTIC = 3     # dead cell debris
-VESSEL = 4       # blood vessel (perfused capillary)
-N_KINDS = 5
-KIND_NAMES = ("empty", "functional", "tumor", "necrotic", "vessel")
+VESSEL = 4       # blood vessel (capillary or feeding arteriole)
+LYMPH = 5        # lymphatic vessel
+N_KINDS = 6
+KIND_NAMES = ("empty", "functional", "tumor", "necrotic", "vessel", "lymph_vessel")
 
 # Heritable traits (uint8 levels 0..TRAIT_LEVELS-1), one plane each in `traits`.
 PROLIFERATION = 0

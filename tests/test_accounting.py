@@ -5,11 +5,12 @@ import pytest
 from conftest import small_scenario_text
 from engine.scenario import parse_scenario
 from engine.simulation import Simulation
+from kernels.lattice import KIND_NAMES
 
 # A poorly vascularised, hungry tumour: necrosis, apoptosis, division,
 # displacement and compression all happen within a few dozen steps.
 HYPOXIC = small_scenario_text(32, seed_radius_um=140.0) \
-    .replace("spacing_um = 140.0", "spacing_um = 600.0") \
+    .replace("capillary_spacing_um = 140.0", "capillary_spacing_um = 600.0") \
     .replace("o2_uptake_per_min = 10.0                  # uptake rate 10 /min (PhysiCell)\n\n[tumor.traits]",
              "o2_uptake_per_min = 100.0\n\n[tumor.traits]") \
     .replace("necrosis_delay_h = 12.0", "necrosis_delay_h = 4.0") \
@@ -44,6 +45,6 @@ def test_functional_births_minus_deaths_is_the_change(history):
 def test_necrotic_debris_accumulates_deaths_and_voxels_are_conserved(history):
     h = history
     assert np.array_equal(np.diff(h["necrotic"]), (h["necrosis_tumor"] + h["necrosis_functional"])[1:])
-    total = sum(h[k] for k in ("empty", "functional", "tumor", "necrotic", "vessel"))
+    total = sum(h[k] for k in KIND_NAMES)
     assert (total == 32 ** 3).all()
     assert (np.diff(h["vessel"]) == 0).all()

@@ -10,12 +10,14 @@ import h5py
 import numpy as np
 import pytest
 
+from kernels.lattice import KIND_NAMES
+
 import engine
 from engine.backend import gpu_status
 from engine.scenario import SCHEMA, parse_scenario
 
 QUICKSTART = (resources.files("scenarios") / "quickstart.toml").read_text(encoding="utf-8")
-KINDS = ("empty", "functional", "tumor", "necrotic", "vessel")   # kind codes 0..4
+KINDS = KIND_NAMES   # kind codes 0..len - 1
 SMALL_SHAPE = (24, 24, 24)
 
 
