@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels.lattice import (CLOCK_UNITS_PER_CYCLE, EMPTY, FUNCTIONAL, LYMPH, N_KINDS, N_TRAITS,
-                             NECROTIC, TRAIT_LEVELS, TUMOR)
+                             NECROTIC, TRAIT_LEVELS, TUMOR, VESSEL)
 from kernels.philox import probability_threshold, seed_key
 
 NEUTRAL_LEVEL = 8  # proliferation level at which a cell divides at its nominal rate
@@ -65,6 +65,7 @@ def build_rules(scenario) -> Rules:
     uptake[EMPTY, :] = ox["matrix_decay_per_min"] * 60.0
     uptake[NECROTIC, :] = ox["matrix_decay_per_min"] * 60.0
     uptake[LYMPH, :] = ox["matrix_decay_per_min"] * 60.0
+    uptake[VESSEL, :] = ox["matrix_decay_per_min"] * 60.0      # unperfused vessels only
     uptake[TUMOR, :] = tumor["o2_uptake_per_min"] * 60.0
     uptake[FUNCTIONAL, 0] = ox["matrix_decay_per_min"] * 60.0
     for label, organ in enumerate(organs, start=1):

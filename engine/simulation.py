@@ -19,6 +19,7 @@ from kernels.division import place_daughters, propose_division, settle_division_
 from kernels.fate import decide_fate
 from kernels.lattice import EVENT_NAMES, FUNCTIONAL, KIND_NAMES, TUMOR
 from kernels.oxygen import relax_oxygen
+from kernels.perfusion import spread_perfusion
 
 from .backend import architecture
 from .rules import build_rules
@@ -35,7 +36,8 @@ def counts_dtype(organ_names) -> np.dtype:
     fields += [(name, np.int64) for name in KIND_NAMES]
     fields += [(f"functional_{name}", np.int64) for name in organ_names]
     fields += [("functional_fraction", np.float64), ("hypoxic_tumor", np.int64),
-               ("hypoxic_functional", np.int64)]
+               ("hypoxic_functional", np.int64), ("vessel_perfused", np.int64),
+               ("perfused_fraction", np.float64)]
     fields += [(name, np.int64) for name in EVENT_NAMES]
     fields += [("o2_sweeps", np.int64), ("o2_residual_mmHg", np.float64)]
     return np.dtype(fields)
@@ -55,6 +57,7 @@ class Simulation:
         self.organ_names = tuple(o["name"] for o in self.scenario.organs)
         self.dtype = counts_dtype(self.organ_names)
         self.step_index = 0
+        spread_perfusion(self.lattice, self.rules, 0)
         self.o2_stats = relax_oxygen(self.lattice, self.rules, 0)
         self.initial = None
         self.initial = self.census()
@@ -75,7 +78,7 @@ class Simulation:
 
     def census(self) -> np.ndarray:
         """The counts row of the current state (and of the last step's events)."""
-        by_kind_organ, hypoxic = take_census(self.lattice, self.rules, self.step_index)
+        by_kind_organ, hypoxic, perfused = take_census(self.lattice, self.rules, self.step_index)
         row = np.zeros((), dtype=self.dtype)
         row["step"] = self.step_index
         row["time_h"] = self.time_h
@@ -88,6 +91,8 @@ class Simulation:
         row["functional_fraction"] = row[primary] / start if start else 0.0
         row["hypoxic_tumor"] = hypoxic[TUMOR]
         row["hypoxic_functional"] = hypoxic[FUNCTIONAL]
+        row["vessel_perfused"] = perfused
+        row["perfused_fraction"] = perfused / row["vessel"] if row["vessel"] else 0.0
         events = self.arch.to_host(self.lattice.events).sum(axis=0)
         for i, name in enumerate(EVENT_NAMES):
             row[name] = events[i]

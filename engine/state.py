@@ -11,6 +11,7 @@ Bytes per voxel (documented in the README):
 | hypoxia   | uint8       | 1     | consecutive steps below the necrosis threshold  |
 | lineage   | uint16      | 2     | clone id (inherited; new colonies get new ids)  |
 | oxygen    | float32     | 4     | pO2 (mmHg)                                      |
+| perfused  | uint8       | 1     | 1 where a blood vessel carries blood            |
 | intent    | uint8       | 1     | work: chosen daughter / escape site             |
 | claim     | uint8       | 1     | work: winning daughter / escaping cell          |
 """
@@ -31,6 +32,7 @@ VOXEL_ARRAYS = (
     ("hypoxia", np.uint8, 1, False),
     ("lineage", np.uint16, 1, False),
     ("oxygen", np.float32, 1, False),
+    ("perfused", np.uint8, 1, False),
     ("intent", np.uint8, 1, True),
     ("claim", np.uint8, 1, True),
 )

@@ -1,4 +1,4 @@
-"""Census: integer counts of voxels by kind and organ, and of hypoxic cells.
+"""Census: integer counts of voxels by kind and organ, of hypoxic cells and of perfused vessels.
 
 Per z plane the kernel counts voxels of each (kind, organ) and live cells of each
 kind whose pO2 is below the hypoxia threshold; the host sums the planes in
@@ -16,7 +16,8 @@ from .twin import kernel
 
 
 @numba.njit(parallel=True, cache=True)
-def _census_numba(kind, organ, oxygen, hypoxic_mmHg, by_kind_organ, hypoxic):
+def _census_numba(kind, organ, oxygen, perfused, hypoxic_mmHg, by_kind_organ, hypoxic,
+                  perfused_count):
     nz, ny, nx = kind.shape
     for z in prange(nz):
         for a in range(by_kind_organ.shape[1]):
@@ -24,15 +25,17 @@ def _census_numba(kind, organ, oxygen, hypoxic_mmHg, by_kind_organ, hypoxic):
                 by_kind_organ[z, a, b] = 0
         for a in range(hypoxic.shape[1]):
             hypoxic[z, a] = 0
+        perfused_count[z] = 0
         for y in range(ny):
             for x in range(nx):
                 k = kind[z, y, x]
                 by_kind_organ[z, k, organ[z, y, x]] += 1
                 if is_live(k) and oxygen[z, y, x] < hypoxic_mmHg:
                     hypoxic[z, k] += 1
+                perfused_count[z] += perfused[z, y, x]
 
 
-@kernel(reads=("kind", "organ", "oxygen"), writes=())
+@kernel(reads=("kind", "organ", "oxygen", "perfused"), writes=())
 def take_census(lattice, rules, step):
     """Count voxels by (kind, organ) and hypoxic live cells by kind."""
 
@@ -43,9 +46,10 @@ def _take_census(lattice, rules, step):
     nz = lattice.nz
     by_kind_organ = np.zeros((nz, n_kinds, n_organs), dtype=np.int64)
     hypoxic = np.zeros((nz, n_kinds), dtype=np.int64)
-    _census_numba(lattice.kind, lattice.organ, lattice.oxygen, rules.hypoxic_mmHg,
-                  by_kind_organ, hypoxic)
-    return by_kind_organ.sum(axis=0), hypoxic.sum(axis=0)
+    perfused = np.zeros(nz, dtype=np.int64)
+    _census_numba(lattice.kind, lattice.organ, lattice.oxygen, lattice.perfused,
+                  rules.hypoxic_mmHg, by_kind_organ, hypoxic, perfused)
+    return by_kind_organ.sum(axis=0), hypoxic.sum(axis=0), int(perfused.sum())
 
 
 @take_census.cuda
@@ -53,7 +57,10 @@ def _take_census_cuda(launch, lattice, rules, step):
     n_kinds, n_labels = rules.o2_coeff.shape
     by_kind_organ = launch.zeros((lattice.nz, n_kinds, n_labels), np.int64)
     hypoxic = launch.zeros((lattice.nz, n_kinds), np.int64)
+    perfused = launch.zeros(lattice.nz, np.int64)
     launch.launch("census.cu", "take_census", lattice.voxels,
-                  (lattice.kind, lattice.organ, lattice.oxygen, rules.hypoxic_mmHg,
-                   np.int32(n_labels), by_kind_organ, hypoxic, *slab_args(lattice, rules)))
-    return launch.to_host(by_kind_organ).sum(axis=0), launch.to_host(hypoxic).sum(axis=0)
+                  (lattice.kind, lattice.organ, lattice.oxygen, lattice.perfused,
+                   rules.hypoxic_mmHg, np.int32(n_labels), by_kind_organ, hypoxic, perfused,
+                   *slab_args(lattice, rules)))
+    return (launch.to_host(by_kind_organ).sum(axis=0), launch.to_host(hypoxic).sum(axis=0),
+            int(launch.to_host(perfused).sum()))

@@ -109,3 +109,17 @@ OL_HD void mark_tiles_near(u8 *tile_flags, const Slab &s, int z, int y, int x) {
         for (int b = 0; b < 2; ++b)
             for (int c = 0; c < 2; ++c) tile_flags[tile_of(s, zs[a], ys[b], xs[c])] = 1;
 }
+
+// One thread (GPU) or iteration (host harness) per index 0 <= k < n: for passes that
+// are not one-per-voxel, such as scans along lattice lines.
+#ifdef __CUDACC__
+#define OL_FOR_EACH_INDEX(k, n)                                                \
+    {                                                                          \
+        const i64 k = (i64)blockIdx.x * blockDim.x + threadIdx.x;              \
+        if (k < (n)) {
+#else
+#define OL_FOR_EACH_INDEX(k, n)                                                \
+    for (i64 k = 0; k < (n); ++k) {                                            \
+        {
+#endif
+#define OL_END_FOR_EACH_INDEX }}

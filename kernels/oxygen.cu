@@ -16,12 +16,12 @@ OL_HD float neighbour_sum(const float *p, const Slab &s, int z, int y, int x) {
 }
 
 // p <- p + omega (a Σ p_nb - p) on one voxel of the colour; returns |correction|.
-OL_HD float relax_voxel(float *p, const u8 *kind, const u8 *organ, const float *coeff,
-                        int n_labels, float vessel_mmHg, float omega, const Slab &s,
-                        int z, int y, int x) {
+OL_HD float relax_voxel(float *p, const u8 *kind, const u8 *organ, const u8 *perfused,
+                        const float *coeff, int n_labels, float vessel_mmHg, float omega,
+                        const Slab &s, int z, int y, int x) {
     const i64 i = at(s, z, y, x);
     const u8 k = kind[i];
-    if (k == VESSEL) {
+    if (k == VESSEL && perfused[i]) {
         p[i] = vessel_mmHg;
         return 0.0f;
     }
@@ -32,13 +32,15 @@ OL_HD float relax_voxel(float *p, const u8 *kind, const u8 *organ, const float *
     return correction < 0.0f ? -correction : correction;
 }
 
-OL_ENTRY relax_colour(float *p, const u8 *kind, const u8 *organ, const float *coeff,
+OL_ENTRY relax_colour(float *p, const u8 *kind, const u8 *organ, const u8 *perfused,
+                      const float *coeff,
                       int n_labels, float vessel_mmHg, float omega, int colour,
                       u32 *residual_bits, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     if (((colour + s.z0 + z + y + x) & 1) == 0) {
-        const float c = relax_voxel(p, kind, organ, coeff, n_labels, vessel_mmHg, omega, s, z, y, x);
+        const float c = relax_voxel(p, kind, organ, perfused, coeff, n_labels, vessel_mmHg, omega,
+                                    s, z, y, x);
         OL_MAX_BITS(residual_bits, float_bits(c));
     }
     OL_END_FOR_EACH_VOXEL

@@ -4,6 +4,8 @@ Oxygen equilibrates in seconds while cells act over hours, so each step solves
 
     0 = D ∇²p − λ(kind, organ) p,        p = p_vessel on perfused vessel voxels,
 
+(an unperfused vessel carries no blood: it only lets oxygen diffuse, like matrix)
+
 with zero-flux lattice faces.  On the 7-point stencil with voxel edge h this is
 
     p_i = a_i · Σ_{6 neighbours} p_j,    a_i = 1 / (6 + λ_i h² / D),
@@ -46,7 +48,8 @@ def neighbour_sum(p, z, y, x, nz, ny, nx):
 
 
 @numba.njit(parallel=True, cache=True)
-def _relax_colour_numba(p, kind, organ, coeff, vessel_mmHg, omega, colour, z0, plane_max):
+def _relax_colour_numba(p, kind, organ, perfused, coeff, vessel_mmHg, omega, colour, z0,
+                        plane_max):
     nz, ny, nx = p.shape
     for z in prange(nz):
         worst = np.float32(0.0)
@@ -54,7 +57,7 @@ def _relax_colour_numba(p, kind, organ, coeff, vessel_mmHg, omega, colour, z0, p
             x_first = (colour + z0 + z + y) & 1
             for x in range(x_first, nx, 2):
                 k = kind[z, y, x]
-                if k == VESSEL:
+                if k == VESSEL and perfused[z, y, x]:
                     p[z, y, x] = vessel_mmHg
                     continue
                 old = p[z, y, x]
@@ -65,7 +68,7 @@ def _relax_colour_numba(p, kind, organ, coeff, vessel_mmHg, omega, colour, z0, p
         plane_max[z] = worst
 
 
-@kernel(reads=("oxygen", "kind", "organ"), writes=("oxygen",))
+@kernel(reads=("oxygen", "kind", "organ", "perfused"), writes=("oxygen",))
 def relax_oxygen(lattice, rules, step):
     """Relax the oxygen field to quasi-steady state; returns (sweeps, residual_mmHg)."""
 
@@ -77,9 +80,9 @@ def _relax_oxygen_numba(lattice, rules, step):
     while sweeps < rules.o2_max_sweeps and not residual <= rules.o2_tolerance_mmHg:
         worst = np.float32(0.0)
         for colour in (0, 1):
-            _relax_colour_numba(lattice.oxygen, lattice.kind, lattice.organ, rules.o2_coeff,
-                                rules.vessel_mmHg, rules.o2_omega, colour, lattice.z0,
-                                lattice.plane_max)
+            _relax_colour_numba(lattice.oxygen, lattice.kind, lattice.organ, lattice.perfused,
+                                rules.o2_coeff, rules.vessel_mmHg, rules.o2_omega, colour,
+                                lattice.z0, lattice.plane_max)
             worst = max(worst, lattice.plane_max.max())
         residual = worst
         sweeps += 1
@@ -96,7 +99,7 @@ def _relax_oxygen_cuda(launch, lattice, rules, step):
         residual_bits[...] = 0
         for colour in (0, 1):
             launch.launch("oxygen.cu", "relax_colour", lattice.voxels,
-                          (lattice.oxygen, lattice.kind, lattice.organ, coeff,
+                          (lattice.oxygen, lattice.kind, lattice.organ, lattice.perfused, coeff,
                            np.int32(rules.o2_coeff.shape[1]), rules.vessel_mmHg, rules.o2_omega,
                            np.int32(colour), residual_bits, *slab_args(lattice, rules)))
         residual = launch.to_host(residual_bits).view(np.float32)[0]

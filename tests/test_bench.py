@@ -76,9 +76,9 @@ def test_traffic_is_counted_from_the_arrays_each_pass_touches():
     from kernels.census import take_census
     from kernels.oxygen import relax_oxygen
     from tools.bench import bytes_per_voxel
-    # one sweep reads pO2 (float32), kind and organ (uint8) and writes pO2
-    assert bytes_per_voxel(relax_oxygen) == (6, 4)
-    assert bytes_per_voxel(take_census) == (6, 0)
+    # one sweep reads pO2 (float32), kind, organ and perfused (uint8) and writes pO2
+    assert bytes_per_voxel(relax_oxygen) == (7, 4)
+    assert bytes_per_voxel(take_census) == (7, 0)
     for process in PASSES:
         read, written = bytes_per_voxel(process)
         assert read > 0, process.name

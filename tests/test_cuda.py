@@ -26,6 +26,7 @@ from kernels.census import take_census
 from kernels.cuda import KERNEL_DIR, SOURCES, compiler, draw_words
 from kernels.lattice import CLOCK_FULL, EMPTY, FUNCTIONAL, TUMOR, VACANCY, VESSEL
 from kernels.oxygen import relax_oxygen
+from kernels.perfusion import spread_perfusion
 
 needs_cxx = pytest.mark.skipif(compiler() is None, reason="no C++ compiler for the host harness")
 CUDA_BACKENDS = [pytest.param("cuda-host", marks=needs_cxx),
@@ -97,6 +98,7 @@ def random_lattice(shape, seed, z0=0):
     lat.lineage[...] = rng.integers(0, 5, size=shape)
     lat.oxygen[...] = rng.uniform(0.0, 40.0, size=shape).astype(np.float32)
     lat.oxygen[lat.kind == VESSEL] = 38.0
+    lat.perfused[...] = (lat.kind == VESSEL) & (rng.random(shape) < 0.7)
     return lat
 
 
@@ -154,6 +156,8 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     counts_a, counts_b = take_census(reference, r, step), take_census(twin, r, step)
     for x, y in zip(counts_a, counts_b):
         assert np.array_equal(x, y)
+    assert spread_perfusion(reference, r, step) == spread_perfusion(twin, r, step)
+    assert_same_state(reference, twin, "spread_perfusion")
     # the random state exercised the passes: cells were born, moved and died
     events = host(reference)["events"].sum(axis=0)
     assert events[lattice_py.BIRTH_TUMOR] > 0 and events[lattice_py.DISPLACED_FUNCTIONAL] > 0

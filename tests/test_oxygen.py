@@ -33,6 +33,7 @@ def test_planar_vessel_matches_cosh_profile(setup):
     lat = allocate("t", 0, "numba", (64, 3, 3))
     lat.kind[...] = TUMOR
     lat.kind[0] = VESSEL
+    lat.perfused[0] = 1
     sweeps, residual = relax_oxygen(lat, rules, 0)
     assert residual <= 1e-6 and sweeps < rules.o2_max_sweeps
     z = np.arange(64) * h
@@ -51,6 +52,7 @@ def test_point_vessel_matches_yukawa_profile(setup):
     lat = allocate("t", 0, "numba", (n, n, n))
     lat.kind[...] = TUMOR
     lat.kind[c, c, c] = VESSEL
+    lat.perfused[c, c, c] = 1
     relax_oxygen(lat, rules, 0)
     zz, yy, xx = np.indices((n, n, n))
     r = np.sqrt((zz - c) ** 2 + (yy - c) ** 2 + (xx - c) ** 2) * h
@@ -69,6 +71,7 @@ def test_warm_start_stops_at_tolerance(setup):
     lat = allocate("t", 0, "numba", (32, 8, 8))
     lat.kind[...] = TUMOR
     lat.kind[0] = VESSEL
+    lat.perfused[0] = 1
     sweeps, residual = relax_oxygen(lat, coarse, 0)
     assert 1 < sweeps < coarse.o2_max_sweeps and residual <= 1e-2
     again, residual2 = relax_oxygen(lat, coarse, 1)      # warm start: already converged
