@@ -40,6 +40,12 @@ class Rules:
     o2_prolif_inv_span: np.float32
     mutation_down_thr: np.ndarray   # uint32 [trait]
     mutation_up_thr: np.ndarray     # uint32 [trait]
+    # VEGF
+    vegf_coeff: np.ndarray          # float32 [kind]: 1 / (6 + λ h² / D_V)
+    vegf_source: np.ndarray         # float32 [kind]: h² S / D_V of a hypoxic live cell
+    vegf_omega: np.float32
+    vegf_tolerance: float
+    vegf_max_sweeps: int
 
 
 def diffusion_coefficient(lam_per_h: float, h_um: float, d_um2_per_h: float) -> np.float32:
@@ -84,6 +90,14 @@ def build_rules(scenario) -> Rules:
         cycle_rate[label] = CLOCK_UNITS_PER_CYCLE * dt / organ["cycle_time_h"]
         apoptosis[label] = apoptosis_probability(organ["apoptosis_per_h"], dt)
 
+    vegf = v["vegf"]
+    d_vegf = vegf["diffusion_um2_per_s"] * 3600.0
+    vegf_loss = np.full(N_KINDS, vegf["decay_per_min"] * 60.0)
+    vegf_loss[VESSEL] += vegf["endothelial_uptake_per_min"] * 60.0
+    vegf_source = np.zeros(N_KINDS)
+    vegf_source[TUMOR] = vegf["tumor_secretion_ng_per_mL_per_h"] * h * h / d_vegf
+    vegf_source[FUNCTIONAL] = vegf["functional_secretion_ng_per_mL_per_h"] * h * h / d_vegf
+
     half = probability_threshold(traits["mutation_probability"] / 2.0)
     thr, sat = cells["o2_proliferation_threshold_mmHg"], cells["o2_proliferation_saturation_mmHg"]
     return Rules(
@@ -103,4 +117,10 @@ def build_rules(scenario) -> Rules:
         o2_prolif_inv_span=np.float32(1.0 / (sat - thr)),
         mutation_down_thr=np.full(N_TRAITS, half, dtype=np.uint32),
         mutation_up_thr=np.full(N_TRAITS, half, dtype=np.uint32),
+        vegf_coeff=np.array([diffusion_coefficient(lam, h, d_vegf) for lam in vegf_loss],
+                            dtype=np.float32),
+        vegf_source=vegf_source.astype(np.float32),
+        vegf_omega=np.float32(vegf["sor_omega"]),
+        vegf_tolerance=float(np.float32(vegf["tolerance_ng_per_mL"])),
+        vegf_max_sweeps=int(vegf["max_sweeps"]),
     )

@@ -15,7 +15,7 @@ from . import __version__
 from .backend import cpu_threads, gpu_free_bytes
 from .errors import DoesNotFit, UserError
 from .output import LatticeInfo, RunWriter, write_summary
-from .simulation import Simulation
+from .simulation import SNAPSHOT_FIELDS, Simulation
 from .state import human_bytes, run_bytes
 
 KIND_CODES = ",".join(f"{i}={name}" for i, name in enumerate(KIND_NAMES))
@@ -117,11 +117,11 @@ def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
     }
     info = LatticeInfo(name=lat.name, shape=lat.shape, voxel_um=scenario["lattice.voxel_um"],
                        organ=np.asarray(lat.organ), organ_names=("none",) + sim.organ_names)
-    field_attrs = {"kind": {"units": "code", "codes": KIND_CODES},
-                   "oxygen": {"units": "mmHg"}}
+    field_attrs = {name: {"units": units} for name, (_, units) in SNAPSHOT_FIELDS.items()}
+    field_attrs["kind"]["codes"] = KIND_CODES
     out.parent.mkdir(parents=True, exist_ok=True)
     with RunWriter(out, attrs=attrs, lattices=[info], counts_dtype=sim.dtype,
-                   snapshot_fields={"kind": np.uint8, "oxygen": np.float32},
+                   snapshot_fields={name: dtype for name, (dtype, _) in SNAPSHOT_FIELDS.items()},
                    field_attrs=field_attrs) as writer:
         writer.append_counts(sim.initial)
         writer.write_snapshot(0, 0.0, {lat.name: sim.snapshot()})

@@ -86,6 +86,17 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "sor_omega": Param("float", 1.5, lo=0.0, hi=2.0, lo_open=True, hi_open=True,
                            unit="-", source="red-black SOR relaxation factor"),
     },
+    "vegf": {
+        "diffusion_um2_per_s": _pos(70.0, "µm²/s", "VEGF 40-100 µm²/s (Kihara 2013; Mac Gabhann & Popel)", hi=1e5),
+        "decay_per_min": _nonneg(0.0206, "1/min", "plasma clearance 0.0206 /min, half-life ~34 min (Stefanini 2008)"),
+        "endothelial_uptake_per_min": _nonneg(0.2, "1/min", "(approx.) receptor binding and internalisation"),
+        "tumor_secretion_ng_per_mL_per_h": _nonneg(6.0, "ng/mL/h", "(approx.) hypoxic tumour reaches a few ng/mL"),
+        "functional_secretion_ng_per_mL_per_h": _nonneg(1.0, "ng/mL/h", "(approx.) hypoxic normal tissue"),
+        "tolerance_ng_per_mL": _pos(1e-4, "ng/mL", "largest correction of the last sweep", hi=10.0),
+        "max_sweeps": Param("int", 500, lo=1, hi=10**6, unit="sweeps per step"),
+        "sor_omega": Param("float", 1.9, lo=0.0, hi=2.0, lo_open=True, hi_open=True,
+                           unit="-", source="red-black SOR factor (weak decay: near 2)"),
+    },
     "vessels": {
         "jitter_um": _nonneg(20.0, "µm", "random offset of each capillary node from its grid point"),
         "feeding_spacing_um": _pos(400.0, "µm", "(approx.) distance between feeding arterioles"),

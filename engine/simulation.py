@@ -1,6 +1,6 @@
 """The step loop: one step is the list of biological processes, in order.
 
-    relax oxygen → decide fate (necrosis, apoptosis) → propose division
+    relax oxygen → relax VEGF → decide fate (necrosis, apoptosis) → propose division
     → settle division claims → choose escape → settle escape claims
     → move displaced functional cells → place daughters → census
 
@@ -20,6 +20,7 @@ from kernels.fate import decide_fate
 from kernels.lattice import EVENT_NAMES, FUNCTIONAL, KIND_NAMES, TUMOR
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
+from kernels.vegf import relax_vegf
 
 from .backend import architecture
 from .rules import build_rules
@@ -27,7 +28,13 @@ from .tissue import build_tissue
 
 CELL_PASSES = (decide_fate, propose_division, settle_division_claims, choose_escape,
                settle_escape_claims, move_displaced, place_daughters)
-PASSES = (relax_oxygen,) + CELL_PASSES
+FIELD_PASSES = (relax_oxygen, relax_vegf)
+PASSES = FIELD_PASSES + CELL_PASSES
+
+
+# What a snapshot stores, with its dtype and units.
+SNAPSHOT_FIELDS = {"kind": (np.uint8, "code"), "oxygen": (np.float32, "mmHg"),
+                   "vegf": (np.float32, "ng/mL")}
 
 
 def counts_dtype(organ_names) -> np.dtype:
@@ -39,7 +46,9 @@ def counts_dtype(organ_names) -> np.dtype:
                ("hypoxic_functional", np.int64), ("vessel_perfused", np.int64),
                ("perfused_fraction", np.float64)]
     fields += [(name, np.int64) for name in EVENT_NAMES]
-    fields += [("o2_sweeps", np.int64), ("o2_residual_mmHg", np.float64)]
+    fields += [("vegf_max_ng_per_mL", np.float64)]
+    fields += [("o2_sweeps", np.int64), ("o2_residual_mmHg", np.float64),
+               ("vegf_sweeps", np.int64), ("vegf_residual_ng_per_mL", np.float64)]
     return np.dtype(fields)
 
 
@@ -58,7 +67,7 @@ class Simulation:
         self.dtype = counts_dtype(self.organ_names)
         self.step_index = 0
         spread_perfusion(self.lattice, self.rules, 0)
-        self.o2_stats = relax_oxygen(self.lattice, self.rules, 0)
+        self.field_stats = [relax(self.lattice, self.rules, 0) for relax in FIELD_PASSES]
         self.initial = None
         self.initial = self.census()
 
@@ -71,14 +80,15 @@ class Simulation:
         self.step_index += 1
         lat, rules, s = self.lattice, self.rules, self.step_index
         lat.events[...] = 0
-        self.o2_stats = relax_oxygen(lat, rules, s)
+        self.field_stats = [relax(lat, rules, s) for relax in FIELD_PASSES]
         for process in CELL_PASSES:
             process(lat, rules, s)
         return self.census()
 
     def census(self) -> np.ndarray:
         """The counts row of the current state (and of the last step's events)."""
-        by_kind_organ, hypoxic, perfused = take_census(self.lattice, self.rules, self.step_index)
+        by_kind_organ, hypoxic, perfused, vegf_max = take_census(self.lattice, self.rules,
+                                                                 self.step_index)
         row = np.zeros((), dtype=self.dtype)
         row["step"] = self.step_index
         row["time_h"] = self.time_h
@@ -96,10 +106,11 @@ class Simulation:
         events = self.arch.to_host(self.lattice.events).sum(axis=0)
         for i, name in enumerate(EVENT_NAMES):
             row[name] = events[i]
-        row["o2_sweeps"], row["o2_residual_mmHg"] = self.o2_stats
+        row["vegf_max_ng_per_mL"] = vegf_max
+        row["o2_sweeps"], row["o2_residual_mmHg"] = self.field_stats[0]
+        row["vegf_sweeps"], row["vegf_residual_ng_per_mL"] = self.field_stats[1]
         return row
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Host copies of the fields a snapshot stores."""
-        return {"kind": self.arch.to_host(self.lattice.kind),
-                "oxygen": self.arch.to_host(self.lattice.oxygen)}
+        return {name: self.arch.to_host(self.lattice.arrays[name]) for name in SNAPSHOT_FIELDS}

@@ -11,6 +11,7 @@ Bytes per voxel (documented in the README):
 | hypoxia   | uint8       | 1     | consecutive steps below the necrosis threshold  |
 | lineage   | uint16      | 2     | clone id (inherited; new colonies get new ids)  |
 | oxygen    | float32     | 4     | pO2 (mmHg)                                      |
+| vegf      | float32     | 4     | VEGF (ng/mL)                                    |
 | perfused  | uint8       | 1     | 1 where a blood vessel carries blood            |
 | intent    | uint8       | 1     | work: chosen daughter / escape site             |
 | claim     | uint8       | 1     | work: winning daughter / escaping cell          |
@@ -32,6 +33,7 @@ VOXEL_ARRAYS = (
     ("hypoxia", np.uint8, 1, False),
     ("lineage", np.uint16, 1, False),
     ("oxygen", np.float32, 1, False),
+    ("vegf", np.float32, 1, False),
     ("perfused", np.uint8, 1, False),
     ("intent", np.uint8, 1, True),
     ("claim", np.uint8, 1, True),
@@ -39,8 +41,8 @@ VOXEL_ARRAYS = (
 STATE_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize * n for _, t, n, work in VOXEL_ARRAYS if not work)
 WORK_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize * n for _, t, n, work in VOXEL_ARRAYS if work)
 BYTES_PER_VOXEL = STATE_BYTES_PER_VOXEL + WORK_BYTES_PER_VOXEL
-# A snapshot is staged on the host: kind (uint8) and oxygen (float32).
-HOST_SNAPSHOT_BYTES_PER_VOXEL = 5
+# A snapshot is staged on the host: kind (uint8), oxygen and VEGF (float32).
+HOST_SNAPSHOT_BYTES_PER_VOXEL = 9
 
 
 @dataclass

@@ -4,14 +4,15 @@
 #include "lattice.cuh"
 
 OL_ENTRY take_census(const u8 *kind, const u8 *organ, const float *oxygen, const u8 *perfused,
-                     float hypoxic_mmHg, int n_labels, i64 *by_kind_organ, i64 *hypoxic,
-                     i64 *perfused_count, OL_SLAB_PARAMS) {
+                     const float *vegf, float hypoxic_mmHg, int n_labels, i64 *by_kind_organ,
+                     i64 *hypoxic, i64 *perfused_count, u32 *vegf_max_bits, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
     const u8 k = kind[i];
-    OL_COUNT(&by_kind_organ[((i64)z * N_KINDS + k) * n_labels + organ[i]], 1);
-    if (is_live(k) && oxygen[i] < hypoxic_mmHg) OL_COUNT(&hypoxic[(i64)z * N_KINDS + k], 1);
-    if (perfused[i]) OL_COUNT(&perfused_count[z], 1);
+    count_event(&by_kind_organ[((i64)z * N_KINDS + k) * n_labels + organ[i]], 1);
+    if (is_live(k) && oxygen[i] < hypoxic_mmHg) count_event(&hypoxic[(i64)z * N_KINDS + k], 1);
+    if (perfused[i]) count_event(&perfused_count[z], 1);
+    keep_max(vegf_max_bits, float_bits(vegf[i]));   // VEGF is never negative
     OL_END_FOR_EACH_VOXEL
 }

@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 
 KERNEL_DIR = Path(__file__).resolve().parent
-SOURCES = ("oxygen.cu", "fate.cu", "division.cu", "displacement.cu", "census.cu", "perfusion.cu",
-           "rng.cu")
-HEADERS = ("cuda_common.cuh", "lattice.cuh", "philox.cuh", "claims.cuh")
+SOURCES = tuple(sorted(p.name for p in KERNEL_DIR.glob("*.cu")))
+HEADERS = tuple(sorted(p.name for p in KERNEL_DIR.glob("*.cuh")))
 NVRTC_OPTIONS = ("-fmad=false", "-std=c++17", f"-I{KERNEL_DIR}")
 HOST_FLAGS = ("-x", "c++", "-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math",
               "-fPIC", "-shared", "-DOL_HOST_HARNESS")

@@ -16,14 +16,29 @@ typedef long long i64;
 #ifdef __CUDACC__
 #define OL_HD __host__ __device__ __forceinline__
 #define OL_ENTRY extern "C" __global__ void
-#define OL_COUNT(ptr, n) atomicAdd((unsigned long long *)(ptr), (unsigned long long)(n))
-#define OL_MAX_BITS(ptr, bits) atomicMax((ptr), (bits))
 #else
 #define OL_HD static inline
 #define OL_ENTRY extern "C" void
-#define OL_COUNT(ptr, n) (*(ptr) += (n))
-#define OL_MAX_BITS(ptr, bits) (*(ptr) = (*(ptr) > (bits) ? *(ptr) : (bits)))
 #endif
+
+// Counters and maxima that many threads update: atomics on the GPU, plain updates
+// in the (sequential) host harness.  Functions, not macros, so every argument is
+// evaluated exactly once.
+OL_HD void count_event(i64 *counter, i64 n) {
+#ifdef __CUDACC__
+    atomicAdd((unsigned long long *)counter, (unsigned long long)n);
+#else
+    *counter += n;
+#endif
+}
+
+OL_HD void keep_max(u32 *value, u32 bits) {
+#ifdef __CUDACC__
+    atomicMax(value, bits);
+#else
+    if (bits > *value) *value = bits;
+#endif
+}
 
 // The local slab and where it sits in the global lattice; key of the Philox stream.
 struct Slab {

@@ -111,7 +111,7 @@ OL_HD void place_daughter_voxel(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u
             neighbour(s, z, y, x, e, ez, ey, ex);
             escaped = ((claim[at(s, ez, ey, ex)] >> ESCAPE_SHIFT) & LOW3) == opposite(e);
         }
-        if (!escaped) OL_COUNT(&events[(i64)z * N_EVENTS + COMPRESSION_FUNCTIONAL], 1);
+        if (!escaped) count_event(&events[(i64)z * N_EVENTS + COMPRESSION_FUNCTIONAL], 1);
     }
     const u8 pk = kind[parent];
     const bool tumour = pk == TUMOR;
@@ -121,7 +121,7 @@ OL_HD void place_daughter_voxel(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u
     lineage[i] = lineage[parent];
     clock[i] = 0;
     hypoxia[i] = 0;
-    OL_COUNT(&events[(i64)z * N_EVENTS + (tumour ? BIRTH_TUMOR : BIRTH_FUNCTIONAL)], 1);
+    count_event(&events[(i64)z * N_EVENTS + (tumour ? BIRTH_TUMOR : BIRTH_FUNCTIONAL)], 1);
 }
 
 OL_ENTRY place_daughters(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,

@@ -25,7 +25,7 @@ OL_HD void decide_fate_voxel(u8 *kind, const u8 *organ, u8 *traits, u16 *clock, 
         const u16 keep = lineage[i];
         clear_cell(i, s.nvox, traits, clock, hypoxia, lineage);
         lineage[i] = keep;
-        OL_COUNT(&events[(i64)z * N_EVENTS + (tumour ? NECROSIS_TUMOR : NECROSIS_FUNCTIONAL)], 1);
+        count_event(&events[(i64)z * N_EVENTS + (tumour ? NECROSIS_TUMOR : NECROSIS_FUNCTIONAL)], 1);
         return;
     }
     const u32 r = voxel_draw(global_index(s, z, y, x), step, STREAM_APOPTOSIS, s).w[0];
@@ -34,7 +34,7 @@ OL_HD void decide_fate_voxel(u8 *kind, const u8 *organ, u8 *traits, u16 *clock, 
         kind[i] = EMPTY;
         clear_cell(i, s.nvox, traits, clock, hypoxia, lineage);
         if (!tumour) clock[i] = VACANCY;
-        OL_COUNT(&events[(i64)z * N_EVENTS + (tumour ? APOPTOSIS_TUMOR : APOPTOSIS_FUNCTIONAL)], 1);
+        count_event(&events[(i64)z * N_EVENTS + (tumour ? APOPTOSIS_TUMOR : APOPTOSIS_FUNCTIONAL)], 1);
     }
 }
 

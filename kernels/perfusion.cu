@@ -33,6 +33,6 @@ OL_ENTRY perfuse_lines(const u8 *kind, u8 *perfused, int axis, u32 *changed, OL_
             }
         }
     }
-    if (grew) OL_MAX_BITS(changed, 1u);
+    if (grew) keep_max(changed, 1u);
     OL_END_FOR_EACH_INDEX
 }

@@ -31,7 +31,8 @@ def test_run_bench_reports_every_pass(tmp_path):
     assert data["passes"]["relax_oxygen"]["voxel_updates_per_sweep_per_s"] > 0
     assert data["bytes_per_voxel"] == BYTES_PER_VOXEL
     assert data["lattice"]["voxels"] == 24 ** 3 and data["backend"] == "numba"
-    assert len(data["o2_sweeps"]) == 2 and data["threads"] >= 1
+    assert all(len(n) == 2 for n in data["field_sweeps"].values()) and data["threads"] >= 1
+    assert set(data["field_sweeps"]) == {"relax_oxygen", "relax_vegf"}
     assert "step (total)" in out.getvalue()
 
 
@@ -78,7 +79,7 @@ def test_traffic_is_counted_from_the_arrays_each_pass_touches():
     from tools.bench import bytes_per_voxel
     # one sweep reads pO2 (float32), kind, organ and perfused (uint8) and writes pO2
     assert bytes_per_voxel(relax_oxygen) == (7, 4)
-    assert bytes_per_voxel(take_census) == (7, 0)
+    assert bytes_per_voxel(take_census) == (11, 0)        # + VEGF (float32)
     for process in PASSES:
         read, written = bytes_per_voxel(process)
         assert read > 0, process.name

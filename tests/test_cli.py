@@ -68,16 +68,16 @@ BAD_SCENARIOS = [
     ("unknown-key", "diffusion_um2_per_s = 1750.0", "difusion_um2_per_s = 1750.0",
      "oxygen.difusion_um2_per_s", "did you mean 'oxygen.diffusion_um2_per_s'", "difusion_um2_per_s ="),
     ("wrong-type", "max_sweeps = 500", "max_sweeps = 1.5", "oxygen.max_sweeps", "wrong type",
-     "max_sweeps ="),
+     "max_sweeps = 1.5"),
     ("string-for-number", "vessel_mmHg = 38.0", 'vessel_mmHg = "38"', "oxygen.vessel_mmHg",
      "wrong type", "vessel_mmHg ="),
     ("out-of-range", "sor_omega = 1.5", "sor_omega = 2.0", "oxygen.sor_omega", "out of range",
-     "sor_omega ="),
+     "sor_omega = 2.0"),
     ("trait-level", "proliferation_level = 8", "proliferation_level = 16",
      "tumor.traits.proliferation_level", "out of range", "proliferation_level ="),
     ("organ-overlap", "z_um = [400.0, 480.0]", "z_um = [300.0, 480.0]", "organs[1].z_um",
      "overlaps", "z_um = [300"),
-    ("malformed", "max_sweeps = 500", "max_sweeps = 500,", None, "malformed TOML", "max_sweeps ="),
+    ("malformed", "max_sweeps = 500", "max_sweeps = 500,", None, "malformed TOML", "max_sweeps = 500,"),
 ]
 
 

@@ -21,7 +21,8 @@ z_um = [0.0, 480.0]
 """
 
 # unit a parameter must have, by the unit suffix of its key name
-SUFFIX_UNITS = [("_um2_per_s", "µm²/s"), ("_per_min", "1/min"), ("_per_h", "1/h"),
+SUFFIX_UNITS = [("_um2_per_s", "µm²/s"), ("_ng_per_mL_per_h", "ng/mL/h"), ("_ng_per_mL", "ng/mL"),
+                ("_per_min", "1/min"), ("_per_h", "1/h"),
                 ("_mmHg", "mmHg"), ("_um", "µm"), ("_h", "h")]
 
 
@@ -222,7 +223,7 @@ def test_scenario_error_is_a_user_error_with_exit_status_2():
 
 def test_find_line_keys_tables_and_organs():
     t = QUICKSTART
-    assert find_line(t, "oxygen.sor_omega") == line_of(t, "sor_omega =")
+    assert find_line(t, "oxygen.sor_omega") == line_of(t, "sor_omega = 1.5")
     assert find_line(t, "lattice.shape") == line_of(t, "shape = [96")
     assert find_line(t, "oxygen") == line_of(t, "[oxygen]")
     assert find_line(t, "tumor.traits.adhesion_level") == line_of(t, "adhesion_level =")
@@ -263,9 +264,9 @@ BAD = [
      "tumor.extras", "[tumor.extras]", ["unknown"]),
     # wrong types
     ("string-for-float", "diffusion_um2_per_s = 1750.0", 'diffusion_um2_per_s = "1750.0"',
-     "oxygen.diffusion_um2_per_s", "diffusion_um2_per_s =", ["wrong type"]),
+     "oxygen.diffusion_um2_per_s", 'diffusion_um2_per_s = "1750.0"', ["wrong type"]),
     ("float-for-int", "max_sweeps = 500", "max_sweeps = 1.5",
-     "oxygen.max_sweeps", "max_sweeps =", ["wrong type", "integer"]),
+     "oxygen.max_sweeps", "max_sweeps = 1.5", ["wrong type", "integer"]),
     ("bool-for-number", "vessel_mmHg = 38.0", "vessel_mmHg = true",
      "oxygen.vessel_mmHg", "vessel_mmHg =", ["wrong type"]),
     ("bool-for-int", "seed = 20261121", "seed = false", "scenario.seed", "seed = false", ["wrong type"]),
@@ -278,14 +279,14 @@ BAD = [
      "organs[0].capillary_spacing_um", 'capillary_spacing_um = "140 um"', ["wrong type"]),
     # out of range
     ("negative-diffusion", "diffusion_um2_per_s = 1750.0", "diffusion_um2_per_s = -1750.0",
-     "oxygen.diffusion_um2_per_s", "diffusion_um2_per_s =", ["out of range"]),
+     "oxygen.diffusion_um2_per_s", "diffusion_um2_per_s = -1750.0", ["out of range"]),
     ("zero-diffusion", "diffusion_um2_per_s = 1750.0", "diffusion_um2_per_s = 0.0",
-     "oxygen.diffusion_um2_per_s", "diffusion_um2_per_s =", ["out of range"]),
-    ("sor-omega-2", "sor_omega = 1.5", "sor_omega = 2.0", "oxygen.sor_omega", "sor_omega =",
+     "oxygen.diffusion_um2_per_s", "diffusion_um2_per_s = 0.0", ["out of range"]),
+    ("sor-omega-2", "sor_omega = 1.5", "sor_omega = 2.0", "oxygen.sor_omega", "sor_omega = 2.0",
      ["out of range", "< 2"]),
-    ("sor-omega-0", "sor_omega = 1.5", "sor_omega = 0.0", "oxygen.sor_omega", "sor_omega =",
+    ("sor-omega-0", "sor_omega = 1.5", "sor_omega = 0.0", "oxygen.sor_omega", "sor_omega = 0.0",
      ["out of range"]),
-    ("nan", "sor_omega = 1.5", "sor_omega = nan", "oxygen.sor_omega", "sor_omega =", ["finite"]),
+    ("nan", "sor_omega = 1.5", "sor_omega = nan", "oxygen.sor_omega", "sor_omega = nan", ["finite"]),
     ("inf", "capillary_spacing_um = 140.0", "capillary_spacing_um = inf",
      "organs[0].capillary_spacing_um", "capillary_spacing_um = inf", ["finite"]),
     ("trait-level-16", "proliferation_level = 8", "proliferation_level = 16",
@@ -353,7 +354,7 @@ def test_malformed_toml_gives_file_and_line(tmp_path):
     path, message = load_bad(tmp_path, text)
     assert message.startswith(path)
     assert "malformed TOML" in message
-    assert f"line {line_of(text, 'max_sweeps =')}" in message
+    assert f"line {line_of(text, 'max_sweeps = = 500')}" in message
 
 
 def test_duplicate_key_is_malformed(tmp_path):

@@ -14,7 +14,7 @@ red-black sweep.  Medians over the timed steps are reported.
 
 Memory traffic: each kernel declares the voxel arrays it streams through
 (`Kernel.reads` / `Kernel.writes`); their item sizes give the bytes read and
-written per voxel (oxygen: per sweep, times the sweeps of the step).  Achieved
+written per voxel (fields: per sweep, times the sweeps of the step).  Achieved
 bandwidth is bytes x voxels / time, reported as a percentage of the copy
 bandwidth (bytes read + written by a plain array copy) measured in the same
 run on the same device: a parallel Numba copy on the CPU, a device-to-device
@@ -39,7 +39,7 @@ from numba import prange
 from engine import __version__
 from engine.output import write_summary
 from engine.scenario import load_scenario
-from engine.simulation import PASSES, Simulation
+from engine.simulation import FIELD_PASSES, PASSES, Simulation
 from engine.state import (BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, VOXEL_ARRAYS,
                           WORK_BYTES_PER_VOXEL)
 from kernels.census import take_census
@@ -142,12 +142,12 @@ def _stats(times_s, voxels, bytes_moved, copy_bw, sweeps=None) -> dict:
     return row
 
 
-def time_steps(sim: Simulation, steps: int, sync) -> tuple[dict[str, list[float]], list[int]]:
-    """Run `steps` steps pass by pass, as `Simulation.step` does; seconds per pass per step
-    (census included) and the oxygen sweeps of each step."""
+def time_steps(sim: Simulation, steps: int, sync):
+    """Run `steps` steps pass by pass, as `Simulation.step` does: seconds per pass per step
+    (census included), and the sweeps of each field pass per step ({name: [sweeps]})."""
     names = [p.name for p in PASSES] + [take_census.name]
     times = {name: [] for name in names}
-    sweeps = []
+    sweeps = {p.name: [] for p in FIELD_PASSES}
     lat, rules = sim.lattice, sim.rules
     for _ in range(steps):
         sim.step_index += 1
@@ -159,9 +159,8 @@ def time_steps(sim: Simulation, steps: int, sync) -> tuple[dict[str, list[float]
             result = process(lat, rules, s)
             sync()
             times[names[i]].append(time.perf_counter() - t0)
-            if i == 0:
-                sim.o2_stats = result
-                sweeps.append(int(result[0]))
+            if process in FIELD_PASSES:
+                sweeps[process.name].append(int(result[0]))
         t0 = time.perf_counter()
         take_census(lat, rules, s)
         sync()
@@ -181,7 +180,8 @@ def format_table(r: dict) -> str:
         f"{r['work_bytes_per_voxel']} work)",
         f"timed: {r['steps']} steps after {r['warmup_steps']} warm-up steps "
         f"(setup incl. JIT {r['setup_s']:.2f} s); tumour cells {r['tumor_cells']:,}; "
-        f"oxygen sweeps/step {min(r['o2_sweeps'])}-{max(r['o2_sweeps'])}",
+        "sweeps/step: " + ", ".join(f"{name} {min(n)}-{max(n)}"
+                                    for name, n in r["field_sweeps"].items()),
         f"copy bandwidth (same run): {r['copy_GB_per_s']:.1f} GB/s",
         "",
         f"{'pass':<24}{'ms/step':>10}{'min ms':>10}{'voxel-upd/s':>13}{'per sweep/s':>13}"
@@ -222,10 +222,10 @@ def run_bench(size: int, backend: str, steps: int, json_path: Path | None,
     passes, moved = {}, {}
     for process in PASSES + (take_census,):
         per_pass = sum(bytes_per_voxel(process))
-        oxygen = process is PASSES[0]
-        moved[process.name] = [per_pass * n for n in sweeps] if oxygen else [per_pass] * steps
+        field = sweeps.get(process.name)
+        moved[process.name] = [per_pass * n for n in field] if field else [per_pass] * steps
         passes[process.name] = _stats(times[process.name], voxels, moved[process.name], copy_bw,
-                                      sweeps if oxygen else None)
+                                      field)
     totals = [sum(t[i] for t in times.values()) for i in range(steps)]
     step_bytes = [sum(m[i] for m in moved.values()) for i in range(steps)]
     result = {
@@ -246,7 +246,7 @@ def run_bench(size: int, backend: str, steps: int, json_path: Path | None,
         "steps": steps,
         "setup_s": setup_s,
         "tumor_cells": int(sim.census()["tumor"]),
-        "o2_sweeps": sweeps,
+        "field_sweeps": sweeps,
         "passes": passes,
         "copy_GB_per_s": copy_bw / 1e9,
         "step": _stats(totals, voxels, step_bytes, copy_bw),
