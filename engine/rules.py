@@ -13,10 +13,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels.lattice import (CLOCK_UNITS_PER_CYCLE, EMPTY, FUNCTIONAL, LYMPH, N_KINDS, N_TRAITS,
-                             NECROTIC, TRAIT_LEVELS, TUMOR, VESSEL)
+                             NECROTIC, SPROUT, TIP, TRAIT_LEVELS, TUMOR, VESSEL)
 from kernels.philox import probability_threshold, seed_key
 
 NEUTRAL_LEVEL = 8  # proliferation level at which a cell divides at its nominal rate
+
+
+@dataclass(frozen=True)
+class AngiogenesisRules:
+    """Sprouting thresholds and weights (kernels/angiogenesis.py)."""
+
+    enabled: bool
+    sprout_vegf: np.float32         # ng/mL
+    sprout_thr: np.uint32           # P(sprout) per step of an activated vessel voxel
+    move_p: np.float32              # P(tip moves one voxel) per step
+    chi0: np.float32                # chemotaxis weight per ng/mL of VEGF rise
+    inv_csat: np.float32            # 1 / chemotaxis saturation (mL/ng)
+    base: np.float32                # random motility weight
+    haptotaxis: np.float32          # matrix preference weight
+    branch_age: np.int64            # steps
+    branch_p: np.float32            # P(branch) per step at saturating VEGF
+    inv_cbranch: np.float32         # 1 / branching saturation (mL/ng)
+    anastomosis_age: np.int64       # steps
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,7 @@ class Rules:
     vegf_omega: np.float32
     vegf_tolerance: float
     vegf_max_sweeps: int
+    angiogenesis: AngiogenesisRules
 
 
 def diffusion_coefficient(lam_per_h: float, h_um: float, d_um2_per_h: float) -> np.float32:
@@ -71,7 +90,8 @@ def build_rules(scenario) -> Rules:
     uptake[EMPTY, :] = ox["matrix_decay_per_min"] * 60.0
     uptake[NECROTIC, :] = ox["matrix_decay_per_min"] * 60.0
     uptake[LYMPH, :] = ox["matrix_decay_per_min"] * 60.0
-    uptake[VESSEL, :] = ox["matrix_decay_per_min"] * 60.0      # unperfused vessels only
+    for matrix_like in (VESSEL, SPROUT, TIP):          # (unperfused) endothelium supplies nothing
+        uptake[matrix_like, :] = ox["matrix_decay_per_min"] * 60.0
     uptake[TUMOR, :] = tumor["o2_uptake_per_min"] * 60.0
     uptake[FUNCTIONAL, 0] = ox["matrix_decay_per_min"] * 60.0
     for label, organ in enumerate(organs, start=1):
@@ -93,7 +113,8 @@ def build_rules(scenario) -> Rules:
     vegf = v["vegf"]
     d_vegf = vegf["diffusion_um2_per_s"] * 3600.0
     vegf_loss = np.full(N_KINDS, vegf["decay_per_min"] * 60.0)
-    vegf_loss[VESSEL] += vegf["endothelial_uptake_per_min"] * 60.0
+    for endothelium in (VESSEL, SPROUT, TIP):
+        vegf_loss[endothelium] += vegf["endothelial_uptake_per_min"] * 60.0
     vegf_source = np.zeros(N_KINDS)
     vegf_source[TUMOR] = vegf["tumor_secretion_ng_per_mL_per_h"] * h * h / d_vegf
     vegf_source[FUNCTIONAL] = vegf["functional_secretion_ng_per_mL_per_h"] * h * h / d_vegf
@@ -123,4 +144,24 @@ def build_rules(scenario) -> Rules:
         vegf_omega=np.float32(vegf["sor_omega"]),
         vegf_tolerance=float(np.float32(vegf["tolerance_ng_per_mL"])),
         vegf_max_sweeps=int(vegf["max_sweeps"]),
+        angiogenesis=angiogenesis_rules(v["angiogenesis"], h, dt),
+    )
+
+
+def angiogenesis_rules(a, h, dt) -> AngiogenesisRules:
+    """Per-step probabilities (float64 on the host) and float32 weights."""
+    steps = lambda hours: np.int64(max(0, math.ceil(hours / dt - 1e-9)))   # noqa: E731
+    return AngiogenesisRules(
+        enabled=bool(a["enabled"]),
+        sprout_vegf=np.float32(a["sprout_vegf_threshold_ng_per_mL"]),
+        sprout_thr=np.uint32(probability_threshold(-math.expm1(-a["sprout_rate_per_h"] * dt))),
+        move_p=np.float32(min(1.0, a["tip_speed_um_per_h"] * dt / h)),
+        chi0=np.float32(a["chemotaxis_mL_per_ng"]),
+        inv_csat=np.float32(1.0 / a["chemotaxis_saturation_ng_per_mL"]),
+        base=np.float32(a["random_motility_weight"]),
+        haptotaxis=np.float32(a["haptotaxis_weight"]),
+        branch_age=steps(a["branch_age_h"]),
+        branch_p=np.float32(-math.expm1(-a["branch_rate_per_h"] * dt)),
+        inv_cbranch=np.float32(1.0 / a["branch_vegf_saturation_ng_per_mL"]),
+        anastomosis_age=steps(a["anastomosis_min_age_h"]),
     )

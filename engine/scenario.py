@@ -26,7 +26,7 @@ REQUIRED = object()
 class Param:
     """One scenario parameter: type, default, bounds, unit and source."""
 
-    type: str                  # "float", "int", "str", "vec3", "range", "shape"
+    type: str                  # "float", "int", "bool", "str", "vec3", "range", "shape"
     default: Any = REQUIRED
     lo: float | None = None
     hi: float | None = None
@@ -90,12 +90,26 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "diffusion_um2_per_s": _pos(70.0, "µm²/s", "VEGF 40-100 µm²/s (Kihara 2013; Mac Gabhann & Popel)", hi=1e5),
         "decay_per_min": _nonneg(0.0206, "1/min", "plasma clearance 0.0206 /min, half-life ~34 min (Stefanini 2008)"),
         "endothelial_uptake_per_min": _nonneg(0.2, "1/min", "(approx.) receptor binding and internalisation"),
-        "tumor_secretion_ng_per_mL_per_h": _nonneg(6.0, "ng/mL/h", "(approx.) hypoxic tumour reaches a few ng/mL"),
-        "functional_secretion_ng_per_mL_per_h": _nonneg(1.0, "ng/mL/h", "(approx.) hypoxic normal tissue"),
+        "tumor_secretion_ng_per_mL_per_h": _nonneg(50.0, "ng/mL/h", "(approx.) a hypoxic nodule of ~100 µm reaches ~1 ng/mL"),
+        "functional_secretion_ng_per_mL_per_h": _nonneg(10.0, "ng/mL/h", "(approx.) hypoxic normal tissue"),
         "tolerance_ng_per_mL": _pos(1e-4, "ng/mL", "largest correction of the last sweep", hi=10.0),
         "max_sweeps": Param("int", 500, lo=1, hi=10**6, unit="sweeps per step"),
         "sor_omega": Param("float", 1.9, lo=0.0, hi=2.0, lo_open=True, hi_open=True,
                            unit="-", source="red-black SOR factor (weak decay: near 2)"),
+    },
+    "angiogenesis": {
+        "enabled": Param("bool", True, unit="switch", source="false: no sprouting (experiments, therapy)"),
+        "sprout_vegf_threshold_ng_per_mL": _nonneg(0.2, "ng/mL", "(approx.) tip-cell activation threshold"),
+        "sprout_rate_per_h": _nonneg(0.005, "1/h", "(approx.) per activated perfused vessel voxel", hi=1e3),
+        "tip_speed_um_per_h": _nonneg(20.0, "µm/h", "(approx.) endothelial tip migration 10-50 µm/h"),
+        "random_motility_weight": _nonneg(1.0, "-", "Anderson & Chaplain 1998: random motility D"),
+        "chemotaxis_mL_per_ng": _nonneg(200.0, "mL/ng", "(approx.) χ0: bias per ng/mL of VEGF rise"),
+        "chemotaxis_saturation_ng_per_mL": _pos(2.0, "ng/mL", "χ(c) = χ0/(1 + c/c_sat), Anderson & Chaplain α"),
+        "haptotaxis_weight": _nonneg(0.5, "-", "(approx.) ρ: preference for matrix voxels"),
+        "branch_age_h": _nonneg(18.0, "h", "(approx.) sprouts branch once this old (Anderson & Chaplain)"),
+        "branch_rate_per_h": _nonneg(0.005, "1/h", "(approx.) per stalk voxel at saturating VEGF", hi=1e3),
+        "branch_vegf_saturation_ng_per_mL": _pos(2.0, "ng/mL", "(approx.) branching rises with VEGF up to this"),
+        "anastomosis_min_age_h": _nonneg(3.0, "h", "(approx.) a sprout must leave its parent first"),
     },
     "vessels": {
         "jitter_um": _nonneg(20.0, "µm", "random offset of each capillary node from its grid point"),
@@ -322,6 +336,10 @@ def _check_value(path, text, dotted, value, p: Param):
     if p.type == "str":
         if not isinstance(value, str):
             bad("has the wrong type: expected a string")
+        return value
+    if p.type == "bool":
+        if not isinstance(value, bool):
+            bad("has the wrong type: expected true or false")
         return value
     if p.type in ("float", "int"):
         return number(value, integer=p.type == "int")

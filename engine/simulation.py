@@ -2,7 +2,12 @@
 
     relax oxygen → relax VEGF → decide fate (necrosis, apoptosis) → propose division
     → settle division claims → choose escape → settle escape claims
-    → move displaced functional cells → place daughters → census
+    → move displaced functional cells → place daughters
+    → propose sprouting → grow sprouts → [lumenise → spread perfusion] → census
+
+(the angiogenesis passes only where the scenario enables angiogenesis; lumen and
+perfusion are recomputed only in a step where a sprout anastomosed, the only
+change to the set of blood vessels)
 
 Every pass is a kernel from `kernels/` with the signature
 `pass(lattice, rules, step)`; the loop never looks at the backend.
@@ -13,11 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernels.angiogenesis import grow_sprouts, lumenise, propose_sprouting
 from kernels.census import take_census
 from kernels.displacement import choose_escape, move_displaced, settle_escape_claims
 from kernels.division import place_daughters, propose_division, settle_division_claims
 from kernels.fate import decide_fate
-from kernels.lattice import EVENT_NAMES, FUNCTIONAL, KIND_NAMES, TUMOR
+from kernels.lattice import ANASTOMOSIS, EVENT_NAMES, FUNCTIONAL, KIND_NAMES, STALK_LAID, TUMOR
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
 from kernels.vegf import relax_vegf
@@ -29,7 +35,9 @@ from .tissue import build_tissue
 CELL_PASSES = (decide_fate, propose_division, settle_division_claims, choose_escape,
                settle_escape_claims, move_displaced, place_daughters)
 FIELD_PASSES = (relax_oxygen, relax_vegf)
-PASSES = FIELD_PASSES + CELL_PASSES
+ANGIOGENESIS_PASSES = (propose_sprouting, grow_sprouts)
+CIRCULATION_PASSES = (lumenise, spread_perfusion)
+PASSES = FIELD_PASSES + CELL_PASSES + ANGIOGENESIS_PASSES + CIRCULATION_PASSES
 
 
 # What a snapshot stores, with its dtype and units.
@@ -46,6 +54,7 @@ def counts_dtype(organ_names) -> np.dtype:
                ("hypoxic_functional", np.int64), ("vessel_perfused", np.int64),
                ("perfused_fraction", np.float64)]
     fields += [(name, np.int64) for name in EVENT_NAMES]
+    fields += [("new_vessel_length_um", np.float64)]
     fields += [("vegf_max_ng_per_mL", np.float64)]
     fields += [("o2_sweeps", np.int64), ("o2_residual_mmHg", np.float64),
                ("vegf_sweeps", np.int64), ("vegf_residual_ng_per_mL", np.float64)]
@@ -62,12 +71,13 @@ class Simulation:
     def __post_init__(self):
         self.arch = architecture(self.backend)
         self.rules = build_rules(self.scenario)
+        self.angiogenesis = self.rules.angiogenesis.enabled
         self.lattice = self.arch.place(build_tissue(self.scenario))
         self.organ_names = tuple(o["name"] for o in self.scenario.organs)
         self.dtype = counts_dtype(self.organ_names)
         self.step_index = 0
-        spread_perfusion(self.lattice, self.rules, 0)
-        self.field_stats = [relax(self.lattice, self.rules, 0) for relax in FIELD_PASSES]
+        self.run_pass(spread_perfusion)
+        self.field_stats = [self.run_pass(relax) for relax in FIELD_PASSES]
         self.initial = None
         self.initial = self.census()
 
@@ -75,20 +85,28 @@ class Simulation:
     def time_h(self) -> float:
         return self.step_index * self.rules.step_h
 
+    def run_pass(self, process):
+        """Run one pass on the lattice at the current step (the benchmark times this)."""
+        return process(self.lattice, self.rules, self.step_index)
+
     def step(self) -> np.ndarray:
         """Advance one step; returns that step's counts row."""
         self.step_index += 1
-        lat, rules, s = self.lattice, self.rules, self.step_index
-        lat.events[...] = 0
-        self.field_stats = [relax(lat, rules, s) for relax in FIELD_PASSES]
+        self.lattice.events[...] = 0
+        self.field_stats = [self.run_pass(relax) for relax in FIELD_PASSES]
         for process in CELL_PASSES:
-            process(lat, rules, s)
+            self.run_pass(process)
+        if self.angiogenesis:
+            for process in ANGIOGENESIS_PASSES:
+                self.run_pass(process)
+            if self.arch.to_host(self.lattice.events[:, ANASTOMOSIS]).sum() > 0:
+                for process in CIRCULATION_PASSES:
+                    self.run_pass(process)
         return self.census()
 
     def census(self) -> np.ndarray:
         """The counts row of the current state (and of the last step's events)."""
-        by_kind_organ, hypoxic, perfused, vegf_max = take_census(self.lattice, self.rules,
-                                                                 self.step_index)
+        by_kind_organ, hypoxic, perfused, vegf_max = self.run_pass(take_census)
         row = np.zeros((), dtype=self.dtype)
         row["step"] = self.step_index
         row["time_h"] = self.time_h
@@ -106,6 +124,7 @@ class Simulation:
         events = self.arch.to_host(self.lattice.events).sum(axis=0)
         for i, name in enumerate(EVENT_NAMES):
             row[name] = events[i]
+        row["new_vessel_length_um"] = events[STALK_LAID] * self.scenario["lattice.voxel_um"]
         row["vegf_max_ng_per_mL"] = vegf_max
         row["o2_sweeps"], row["o2_residual_mmHg"] = self.field_stats[0]
         row["vegf_sweeps"], row["vegf_residual_ng_per_mL"] = self.field_stats[1]

@@ -9,7 +9,9 @@ constexpr u8 TUMOR = 2;
 constexpr u8 NECROTIC = 3;
 constexpr u8 VESSEL = 4;
 constexpr u8 LYMPH = 5;
-constexpr int N_KINDS = 6;
+constexpr u8 SPROUT = 6;
+constexpr u8 TIP = 7;
+constexpr int N_KINDS = 8;
 
 constexpr int PROLIFERATION = 0;
 constexpr int ADHESION = 1;
@@ -31,7 +33,11 @@ constexpr int NECROSIS_TUMOR = 4;
 constexpr int NECROSIS_FUNCTIONAL = 5;
 constexpr int COMPRESSION_FUNCTIONAL = 6;
 constexpr int DISPLACED_FUNCTIONAL = 7;
-constexpr int N_EVENTS = 8;
+constexpr int TIP_SPROUTED = 8;
+constexpr int STALK_LAID = 9;
+constexpr int ANASTOMOSIS = 10;
+constexpr int DEBRIS_CLEARED = 11;
+constexpr int N_EVENTS = 12;
 
 // Face neighbours 1..6: -x, +x, -y, +y, -z, +z.
 OL_HD int opposite(int d) { return ((d - 1) ^ 1) + 1; }
@@ -48,6 +54,8 @@ OL_HD i64 global_index(const Slab &s, int z, int y, int x) {
 }
 
 OL_HD bool is_live(u8 k) { return k == FUNCTIONAL || k == TUMOR; }
+
+OL_HD bool is_endothelium(u8 k) { return k == VESSEL || k == SPROUT || k == TIP; }
 
 // Row of the per-cell-type tables: 0 for tumour cells, the organ label for functional cells.
 OL_HD int table_row(u8 k, u8 organ) { return k == TUMOR ? 0 : organ; }

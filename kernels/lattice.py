@@ -16,8 +16,10 @@ TUMOR = 2
 NECROTIC = 3     # dead cell debris
 VESSEL = 4       # blood vessel (capillary or feeding arteriole)
 LYMPH = 5        # lymphatic vessel
-N_KINDS = 6
-KIND_NAMES = ("empty", "functional", "tumor", "necrotic", "vessel", "lymph_vessel")
+SPROUT = 6       # endothelial stalk of a sprout: no lumen, no blood until anastomosis
+TIP = 7          # endothelial tip cell leading a sprout
+N_KINDS = 8
+KIND_NAMES = ("empty", "functional", "tumor", "necrotic", "vessel", "lymph_vessel", "sprout", "tip")
 
 # Heritable traits (uint8 levels 0..TRAIT_LEVELS-1), one plane each in `traits`.
 PROLIFERATION = 0
@@ -56,10 +58,15 @@ NECROSIS_TUMOR = 4
 NECROSIS_FUNCTIONAL = 5
 COMPRESSION_FUNCTIONAL = 6   # functional cell crushed by a tumour daughter
 DISPLACED_FUNCTIONAL = 7     # functional cell pushed one voxel aside
-N_EVENTS = 8
+TIP_SPROUTED = 8             # a new tip cell left a vessel or a stalk
+STALK_LAID = 9               # a tip moved on, leaving one stalk voxel (new vessel length)
+ANASTOMOSIS = 10             # a tip fused with other endothelium
+DEBRIS_CLEARED = 11          # a tip cleared necrotic debris from its path
+N_EVENTS = 12
 EVENT_NAMES = ("birth_tumor", "birth_functional", "apoptosis_tumor",
                "apoptosis_functional", "necrosis_tumor", "necrosis_functional",
-               "compression_functional", "displaced_functional")
+               "compression_functional", "displaced_functional", "tip_sprouted",
+               "stalk_laid", "anastomosis", "debris_cleared")
 
 
 @numba.njit(inline="always", cache=True)
@@ -89,6 +96,12 @@ def global_index(z, y, x, z0, ny, nx):
 def is_live(k):
     """Live cells: the ones that consume oxygen, age, divide and die."""
     return k == FUNCTIONAL or k == TUMOR
+
+
+@numba.njit(inline="always", cache=True)
+def is_endothelium(k):
+    """Vessel walls, stalks and tips: they bind VEGF and anastomose."""
+    return k == VESSEL or k == SPROUT or k == TIP
 
 
 @numba.njit(inline="always", cache=True)

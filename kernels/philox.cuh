@@ -9,6 +9,7 @@ constexpr u32 STREAM_ESCAPE = 3;
 constexpr u32 STREAM_MUTATION = 4;
 constexpr u32 STREAM_TISSUE = 5;
 constexpr u32 STREAM_CYCLE_PHASE = 6;
+constexpr u32 STREAM_SPROUT = 7;
 
 struct Draw {
     u32 w[4];

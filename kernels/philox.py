@@ -32,6 +32,7 @@ STREAM_ESCAPE = 3        # word 0: escape site, word 1: claim priority
 STREAM_MUTATION = 4      # words 0..2: one per heritable trait
 STREAM_TISSUE = 5        # building the initial tissue (host side)
 STREAM_CYCLE_PHASE = 6   # initial cell-cycle phase of seeded cells
+STREAM_SPROUT = 7        # word 0: act (sprout, branch, move), 1: claim priority, 2: direction
 
 
 @numba.njit(inline="always", cache=True)

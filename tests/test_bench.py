@@ -11,9 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from engine.simulation import PASSES, Simulation
+from engine.simulation import (ANGIOGENESIS_PASSES, CELL_PASSES, FIELD_PASSES, PASSES,
+                               Simulation)
 from engine.state import BYTES_PER_VOXEL
-from tools.bench import bench_scenario, run_bench, time_steps
+from tools.bench import TimedSimulation, bench_scenario, run_bench, time_steps
 
 
 def test_run_bench_reports_every_pass(tmp_path):
@@ -22,9 +23,12 @@ def test_run_bench_reports_every_pass(tmp_path):
     result = run_bench(size=24, backend="numba", steps=2, json_path=tmp_path / "b.json", out=out)
     data = json.loads((tmp_path / "b.json").read_text())
     assert data == json.loads(json.dumps(result))
-    names = [p.name for p in PASSES]
+    every_step = FIELD_PASSES + CELL_PASSES + ANGIOGENESIS_PASSES      # run whatever happens
+    names = [p.name for p in every_step]
     assert "relax_oxygen" in names and "place_daughters" in names
+    assert set(data["passes"]) <= {p.name for p in PASSES} | {"take_census"}
     for name in names + ["take_census"]:
+        assert data["passes"][name]["runs"] == 2
         assert data["passes"][name]["voxel_updates_per_s"] > 0
         assert name in out.getvalue()
     assert data["step"]["voxel_updates_per_s"] > 0
@@ -42,11 +46,12 @@ def test_bench_scenario_and_pass_by_pass_step_match_simulation():
     s = bench_scenario(32)
     assert s.shape == (32, 32, 32)
     assert s.organs[0]["z_um"] == [0.0, 480.0] and s.organs[1]["z_um"][1] == 640.0
-    a, b = Simulation(bench_scenario(16)), Simulation(bench_scenario(16))
+    a, b = Simulation(bench_scenario(16)), TimedSimulation(bench_scenario(16))
     assert a.initial["tumor"] > 0
     for _ in range(2):
         a.step()
-    time_steps(b, 2, lambda: None)
+    times, _ = time_steps(b, 2)
+    assert all(t is not None and t >= 0 for t in times["relax_oxygen"])
     assert a.step_index == b.step_index == 2
     for key, arr in a.lattice.arrays.items():
         assert np.array_equal(arr, b.lattice.arrays[key]), key

@@ -20,11 +20,11 @@ import kernels.lattice as lattice_py
 import kernels.philox as philox_py
 from engine.rules import build_rules
 from engine.scenario import load_scenario, parse_scenario
-from engine.simulation import CELL_PASSES, Simulation
+from engine.simulation import ANGIOGENESIS_PASSES, CELL_PASSES, CIRCULATION_PASSES, Simulation
 from engine.state import VOXEL_ARRAYS, allocate
 from kernels.census import take_census
 from kernels.cuda import KERNEL_DIR, SOURCES, compiler, draw_words
-from kernels.lattice import CLOCK_FULL, EMPTY, FUNCTIONAL, TUMOR, VACANCY, VESSEL
+from kernels.lattice import CLOCK_FULL, EMPTY, FUNCTIONAL, SPROUT, TIP, TUMOR, VACANCY, VESSEL
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
 
@@ -87,8 +87,8 @@ def random_lattice(shape, seed, z0=0):
     rng = np.random.default_rng(seed)
     lat = allocate("r", 0, "numba", shape)
     lat.z0 = z0
-    lat.kind[...] = rng.choice([EMPTY, FUNCTIONAL, TUMOR, 3, VESSEL], size=shape,
-                               p=[0.3, 0.35, 0.25, 0.05, 0.05])
+    lat.kind[...] = rng.choice([EMPTY, FUNCTIONAL, TUMOR, 3, VESSEL, SPROUT, TIP], size=shape,
+                               p=[0.28, 0.33, 0.23, 0.05, 0.05, 0.03, 0.03])
     lat.organ[...] = rng.integers(0, 3, size=shape)
     lat.traits[...] = rng.integers(0, 16, size=lat.traits.shape)
     lat.clock[...] = np.where(rng.random(shape) < 0.4, CLOCK_FULL,
@@ -98,6 +98,7 @@ def random_lattice(shape, seed, z0=0):
     lat.lineage[...] = rng.integers(0, 5, size=shape)
     lat.oxygen[...] = rng.uniform(0.0, 40.0, size=shape).astype(np.float32)
     lat.oxygen[lat.kind == VESSEL] = 38.0
+    lat.vegf[...] = rng.uniform(0.0, 3.0, size=shape).astype(np.float32)
     lat.perfused[...] = (lat.kind == VESSEL) & (rng.random(shape) < 0.7)
     return lat
 
@@ -140,7 +141,10 @@ def test_philox_stream_matches_numpy_twin(backend, rules):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     shape = (9, 10, 11)
-    r = dataclasses.replace(rules, key=(seed * 7919, seed), o2_max_sweeps=25)
+    # sprouting and branching made likely, so every angiogenesis path runs
+    eager = dataclasses.replace(rules.angiogenesis, sprout_vegf=np.float32(0.5),
+                                sprout_thr=np.uint32(2**31), branch_p=np.float32(0.5))
+    r = dataclasses.replace(rules, key=(seed * 7919, seed), o2_max_sweeps=25, angiogenesis=eager)
     step = 100 + seed
     solved = random_lattice(shape, seed, z0=seed)
     solved_twin = on(backend, solved)
@@ -149,7 +153,7 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     # the cell passes start from the raw random field, anoxic voxels included
     reference = random_lattice(shape, seed, z0=seed)
     twin = on(backend, reference)
-    for process in CELL_PASSES:
+    for process in CELL_PASSES + ANGIOGENESIS_PASSES + CIRCULATION_PASSES:
         process(reference, r, step)
         process(twin, r, step)
         assert_same_state(reference, twin, process.name)
@@ -162,6 +166,8 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     events = host(reference)["events"].sum(axis=0)
     assert events[lattice_py.BIRTH_TUMOR] > 0 and events[lattice_py.DISPLACED_FUNCTIONAL] > 0
     assert events[lattice_py.NECROSIS_TUMOR] > 0 and events[lattice_py.COMPRESSION_FUNCTIONAL] > 0
+    assert events[lattice_py.TIP_SPROUTED] > 0 and events[lattice_py.STALK_LAID] > 0
+    assert events[lattice_py.ANASTOMOSIS] > 0
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)

@@ -21,7 +21,7 @@ z_um = [0.0, 480.0]
 """
 
 # unit a parameter must have, by the unit suffix of its key name
-SUFFIX_UNITS = [("_um2_per_s", "µm²/s"), ("_ng_per_mL_per_h", "ng/mL/h"), ("_ng_per_mL", "ng/mL"),
+SUFFIX_UNITS = [("_um2_per_s", "µm²/s"), ("_um_per_h", "µm/h"), ("_ng_per_mL_per_h", "ng/mL/h"), ("_ng_per_mL", "ng/mL"),
                 ("_per_min", "1/min"), ("_per_h", "1/h"),
                 ("_mmHg", "mmHg"), ("_um", "µm"), ("_h", "h")]
 
@@ -110,10 +110,10 @@ def test_every_parameter_has_a_unit(dotted, key, p):
 
 @pytest.mark.parametrize("dotted,key,p", list(all_params()), ids=lambda v: v if isinstance(v, str) else "")
 def test_schema_bounds_are_consistent(dotted, key, p):
-    assert p.type in ("float", "int", "str", "vec3", "range", "shape")
+    assert p.type in ("float", "int", "bool", "str", "vec3", "range", "shape")
     if p.lo is not None and p.hi is not None:
         assert p.lo < p.hi, dotted
-    if p.type == "str":
+    if p.type in ("str", "bool"):
         assert p.lo is None and p.hi is None
 
 

@@ -6,9 +6,9 @@ fascia gap, pectoral muscle) and the tumour seed, a ball of radius size/8
 voxels, sits in the middle of the breast slab so the cell passes have real work.
 
 After a warm-up (building the Simulation JIT-compiles the kernels and solves
-oxygen once, then 2 untimed steps) each timed step calls the passes of
-`engine.simulation.PASSES` one by one, in the order `Simulation.step` runs them,
-plus the census, and times each with `time.perf_counter`.  A voxel-update is
+oxygen once, then 2 untimed steps) each timed step is `Simulation.step` itself,
+with every pass (and the census) timed through `Simulation.run_pass`; a pass the
+step did not need (lumen and perfusion when nothing anastomosed) is not counted.  A voxel-update is
 one voxel visited by one pass; the oxygen solver also reports updates per
 red-black sweep.  Medians over the timed steps are reported.
 
@@ -142,29 +142,39 @@ def _stats(times_s, voxels, bytes_moved, copy_bw, sweeps=None) -> dict:
     return row
 
 
-def time_steps(sim: Simulation, steps: int, sync):
-    """Run `steps` steps pass by pass, as `Simulation.step` does: seconds per pass per step
-    (census included), and the sweeps of each field pass per step ({name: [sweeps]})."""
+class TimedSimulation(Simulation):
+    """A Simulation whose passes are timed one by one, the device synchronised around each."""
+
+    def __post_init__(self):
+        self.sync = _synchronizer(self.backend)
+        self.timing = None
+        super().__post_init__()
+
+    def run_pass(self, process):
+        if self.timing is None:
+            return super().run_pass(process)
+        self.sync()
+        t0 = time.perf_counter()
+        result = super().run_pass(process)
+        self.sync()
+        self.timing[process.name] = time.perf_counter() - t0
+        return result
+
+
+def time_steps(sim: TimedSimulation, steps: int):
+    """Run `steps` steps exactly as a run does: seconds per pass per step (None where a
+    pass did not run that step, census included) and the sweeps of each field pass."""
     names = [p.name for p in PASSES] + [take_census.name]
     times = {name: [] for name in names}
     sweeps = {p.name: [] for p in FIELD_PASSES}
-    lat, rules = sim.lattice, sim.rules
     for _ in range(steps):
-        sim.step_index += 1
-        s = sim.step_index
-        lat.events[...] = 0
-        sync()
-        for i, process in enumerate(PASSES):
-            t0 = time.perf_counter()
-            result = process(lat, rules, s)
-            sync()
-            times[names[i]].append(time.perf_counter() - t0)
-            if process in FIELD_PASSES:
-                sweeps[process.name].append(int(result[0]))
-        t0 = time.perf_counter()
-        take_census(lat, rules, s)
-        sync()
-        times[take_census.name].append(time.perf_counter() - t0)
+        sim.timing = {}
+        sim.step()
+        for name in names:
+            times[name].append(sim.timing.get(name))
+        for process, (n, _) in zip(FIELD_PASSES, sim.field_stats):
+            sweeps[process.name].append(int(n))
+    sim.timing = None
     return times, sweeps
 
 
@@ -198,6 +208,14 @@ def format_table(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_pass_bytes(process, sweeps, times, i) -> int:
+    """Bytes per voxel `process` moved in step i (0 if it did not run)."""
+    if times[process.name][i] is None:
+        return 0
+    field = sweeps.get(process.name)
+    return sum(bytes_per_voxel(process)) * (field[i] if field else 1)
+
+
 def run_bench(size: int, backend: str, steps: int, json_path: Path | None,
               out=sys.stdout) -> dict:
     """Benchmark a `size`³ lattice on `backend` for `steps` timed steps.
@@ -208,26 +226,31 @@ def run_bench(size: int, backend: str, steps: int, json_path: Path | None,
     sweeps, bytes per voxel, lattice, backend, threads, date and machine.
     """
     scenario = bench_scenario(size)
-    sync = _synchronizer(backend)
     t0 = time.perf_counter()
-    sim = Simulation(scenario, backend=backend)
+    sim = TimedSimulation(scenario, backend=backend)
     for _ in range(WARMUP_STEPS):
         sim.step()
-    sync()
+    sim.sync()
     setup_s = time.perf_counter() - t0
 
-    times, sweeps = time_steps(sim, steps, sync)
-    copy_bw = copy_bandwidth(backend, sync)
+    times, sweeps = time_steps(sim, steps)
+    copy_bw = copy_bandwidth(backend, sim.sync)
     voxels = sim.lattice.voxels
     passes, moved = {}, {}
     for process in PASSES + (take_census,):
+        ran = [i for i, t in enumerate(times[process.name]) if t is not None]
+        if not ran:
+            continue                     # e.g. lumen and perfusion: no anastomosis this time
         per_pass = sum(bytes_per_voxel(process))
         field = sweeps.get(process.name)
-        moved[process.name] = [per_pass * n for n in field] if field else [per_pass] * steps
-        passes[process.name] = _stats(times[process.name], voxels, moved[process.name], copy_bw,
-                                      field)
-    totals = [sum(t[i] for t in times.values()) for i in range(steps)]
-    step_bytes = [sum(m[i] for m in moved.values()) for i in range(steps)]
+        moved[process.name] = [per_pass * (field[i] if field else 1) for i in ran]
+        passes[process.name] = _stats([times[process.name][i] for i in ran], voxels,
+                                      moved[process.name], copy_bw,
+                                      [field[i] for i in ran] if field else None)
+        passes[process.name]["runs"] = len(ran)
+    totals = [sum(t[i] or 0.0 for t in times.values()) for i in range(steps)]
+    step_bytes = [sum(per_pass_bytes(process, sweeps, times, i) for process in PASSES + (take_census,))
+                  for i in range(steps)]
     result = {
         "format": FORMAT,
         "version": __version__,

@@ -1,0 +1,184 @@
+// Sprouting angiogenesis: the CUDA twin of kernels/angiogenesis.py (rules in its docstring).
+#include "claims.cuh"
+
+constexpr u8 ANASTOMOSE = 7;
+constexpr u8 NEW_TIP = 8;
+constexpr u8 LUMEN_SEED = 2;
+
+// A float in [0, 1) from the top 24 bits of a Philox word.
+OL_HD float uniform(u32 word) { return (float)(word >> 8) * 5.9604644775390625e-08f; }
+
+OL_HD bool is_free(u8 k) { return k == EMPTY || k == FUNCTIONAL || k == NECROTIC; }
+
+// w = w0 + chi max(0, c_j - c_i) + rho [matrix], summed in this order.
+OL_HD float sprout_weight(float c_here, float c_there, float chi, u8 target_kind, float base,
+                          float haptotaxis) {
+    const float rise = c_there - c_here;
+    const float w = base + chi * (rise > 0.0f ? rise : 0.0f);
+    return w + (target_kind == EMPTY ? haptotaxis : 0.0f);
+}
+
+OL_HD int choose_target(const u8 *kind, const float *vegf, const Slab &s, int z, int y, int x,
+                        u32 word, float chi0, float inv_csat, float base, float haptotaxis) {
+    const float c_here = vegf[at(s, z, y, x)];
+    const float chi = chi0 / (1.0f + c_here * inv_csat);
+    float total = 0.0f;
+    int zz, yy, xx;
+    for (int d = 1; d <= 6; ++d) {
+        if (neighbour(s, z, y, x, d, zz, yy, xx) && is_free(kind[at(s, zz, yy, xx)])) {
+            const i64 j = at(s, zz, yy, xx);
+            total = total + sprout_weight(c_here, vegf[j], chi, kind[j], base, haptotaxis);
+        }
+    }
+    if (total == 0.0f) return 0;
+    const float pick = uniform(word) * total;
+    float running = 0.0f;
+    int last = 0;
+    for (int d = 1; d <= 6; ++d) {
+        if (neighbour(s, z, y, x, d, zz, yy, xx) && is_free(kind[at(s, zz, yy, xx)])) {
+            const i64 j = at(s, zz, yy, xx);
+            running = running + sprout_weight(c_here, vegf[j], chi, kind[j], base, haptotaxis);
+            last = d;
+            if (pick < running) return d;
+        }
+    }
+    return last;
+}
+
+constexpr int ANY_ENDOTHELIUM = 0, TIP_OR_STALK = 1, TIP_ONLY = 2;
+
+// Whether a face neighbour other than direction `skip` is `what`: any endothelium,
+// a tip or stalk, or a tip.
+OL_HD bool touches(const u8 *kind, const Slab &s, int z, int y, int x, int what, int skip) {
+    int zz, yy, xx;
+    for (int d = 1; d <= 6; ++d) {
+        if (!neighbour(s, z, y, x, d, zz, yy, xx) || d == skip) continue;
+        const u8 k = kind[at(s, zz, yy, xx)];
+        if (k == TIP || (what == TIP_OR_STALK && k == SPROUT) ||
+            (what == ANY_ENDOTHELIUM && is_endothelium(k)))
+            return true;
+    }
+    return false;
+}
+
+OL_ENTRY propose_sprouting(const u8 *kind, const u8 *perfused, const float *vegf, const u16 *clock,
+                           const u8 *trail, u8 *intent, float sprout_vegf, u32 sprout_thr,
+                           float move_p, float chi0, float inv_csat, float base, float haptotaxis,
+                           int branch_age, float branch_p, float inv_cbranch, int anastomosis_age,
+                           u32 step, OL_SLAB_PARAMS) {
+    const Slab s = OL_SLAB;
+    OL_FOR_EACH_VOXEL(s)
+    const i64 i = at(s, z, y, x);
+    intent[i] = 0;
+    const u8 k = kind[i];
+    if (k == TIP || k == SPROUT || k == VESSEL) {
+        const Draw w = voxel_draw(global_index(s, z, y, x), step, STREAM_SPROUT, s);
+        bool act = false, anastomose = false;
+        u8 new_tip = 0;
+        if (k == TIP) {
+            if (clock[i] >= anastomosis_age && touches(kind, s, z, y, x, ANY_ENDOTHELIUM, trail[i])) {
+                anastomose = true;
+            } else {
+                act = uniform(w.w[0]) < move_p;
+            }
+        } else if (k == VESSEL) {
+            act = perfused[i] == 1 && vegf[i] >= sprout_vegf && w.w[0] < sprout_thr &&
+                  !touches(kind, s, z, y, x, TIP_OR_STALK, 0);
+            new_tip = NEW_TIP;
+        } else {
+            const float scaled = vegf[i] * inv_cbranch;
+            const float level = scaled < 1.0f ? scaled : 1.0f;
+            act = clock[i] >= branch_age && uniform(w.w[0]) < branch_p * level &&
+                  !touches(kind, s, z, y, x, TIP_ONLY, 0);
+            new_tip = NEW_TIP;
+        }
+        if (anastomose) {
+            intent[i] = ANASTOMOSE;
+        } else if (act) {
+            const int d = choose_target(kind, vegf, s, z, y, x, w.w[2], chi0, inv_csat, base, haptotaxis);
+            if (d != 0) intent[i] = (u8)(d | new_tip);
+        }
+    }
+    OL_END_FOR_EACH_VOXEL
+}
+
+OL_HD void grow_sprout_voxel(u8 *kind, u8 *perfused, u16 *clock, u8 *trail, u8 *traits,
+                             u16 *lineage, const u8 *intent, u32 step, i64 *events, const Slab &s,
+                             int z, int y, int x) {
+    const i64 i = at(s, z, y, x);
+    const u8 k = kind[i];
+    i64 *plane = &events[(i64)z * N_EVENTS];
+    if (is_free(k)) {
+        const int w = strongest_claimant(intent, 0, s, z, y, x, step, STREAM_SPROUT);
+        if (w == 0) return;
+        int uz, uy, ux;
+        neighbour(s, z, y, x, w, uz, uy, ux);
+        const i64 u = at(s, uz, uy, ux);
+        if (k == FUNCTIONAL) count_event(&plane[COMPRESSION_FUNCTIONAL], 1);
+        else if (k == NECROTIC) count_event(&plane[DEBRIS_CLEARED], 1);
+        const bool new_tip = (intent[u] & NEW_TIP) != 0;
+        if (new_tip) count_event(&plane[TIP_SPROUTED], 1);
+        kind[i] = TIP;
+        clock[i] = new_tip ? 0 : (u16)(clock[u] < 65535 ? clock[u] + 1 : 65535);
+        trail[i] = (u8)w;
+        for (int t = 0; t < N_TRAITS; ++t) traits[t * s.nvox + i] = 0;
+        lineage[i] = 0;
+        perfused[i] = 0;
+    } else if (k == TIP) {
+        const int d = intent[i] & 7;
+        if (d == ANASTOMOSE) {
+            kind[i] = VESSEL;
+            perfused[i] = LUMEN_SEED;
+            trail[i] = 0;
+            count_event(&plane[ANASTOMOSIS], 1);
+            return;
+        }
+        bool moved = false;
+        if (d != 0 && (intent[i] & NEW_TIP) == 0) {
+            int tz, ty, tx;
+            neighbour(s, z, y, x, d, tz, ty, tx);
+            moved = strongest_claimant(intent, 0, s, tz, ty, tx, step, STREAM_SPROUT) == opposite(d);
+        }
+        if (moved) {
+            kind[i] = SPROUT;                  // the stalk keeps the sprout's age
+            count_event(&plane[STALK_LAID], 1);
+        } else {
+            clock[i] = (u16)(clock[i] < 65535 ? clock[i] + 1 : 65535);
+        }
+    } else if (k == SPROUT) {
+        clock[i] = (u16)(clock[i] < 65535 ? clock[i] + 1 : 65535);
+    }
+}
+
+OL_ENTRY grow_sprouts(u8 *kind, u8 *perfused, u16 *clock, u8 *trail, u8 *traits, u16 *lineage,
+                      const u8 *intent, u32 step, i64 *events, OL_SLAB_PARAMS) {
+    const Slab s = OL_SLAB;
+    OL_FOR_EACH_VOXEL(s)
+    grow_sprout_voxel(kind, perfused, clock, trail, traits, lineage, intent, step, events, s, z, y, x);
+    OL_END_FOR_EACH_VOXEL
+}
+
+// One thread per lattice line along `axis`: stalks next to new lumen get a lumen.
+OL_ENTRY lumenise_lines(u8 *kind, u8 *perfused, int axis, u32 *changed, OL_SLAB_PARAMS) {
+    const Slab s = OL_SLAB;
+    const int len = axis == 0 ? s.nz : axis == 1 ? s.ny : s.nx;
+    const i64 stride = axis == 0 ? (i64)s.ny * s.nx : axis == 1 ? s.nx : 1;
+    const i64 lines = s.nvox / len;
+    OL_FOR_EACH_INDEX(line, lines)
+    const i64 base = axis == 0 ? line : axis == 1 ? (line / s.nx) * s.ny * s.nx + line % s.nx
+                                                  : line * s.nx;
+    u32 grew = 0;
+    for (int pass = 0; pass < 2; ++pass) {
+        const int first = pass == 0 ? 1 : len - 2, last = pass == 0 ? len : -1, step = pass == 0 ? 1 : -1;
+        for (int t = first; t != last; t += step) {
+            const i64 i = base + t * stride;
+            if (kind[i] == SPROUT && perfused[i - step * stride] == LUMEN_SEED) {
+                kind[i] = VESSEL;
+                perfused[i] = LUMEN_SEED;
+                grew = 1;
+            }
+        }
+    }
+    if (grew) keep_max(changed, 1u);
+    OL_END_FOR_EACH_INDEX
+}

@@ -1,0 +1,330 @@
+"""Sprouting angiogenesis, in the spirit of Anderson & Chaplain (1998).
+
+Three passes each step, after division:
+
+1. `propose_sprouting` — every endothelial voxel that may act chooses a target face
+   neighbour (a free voxel: empty matrix, a functional cell or necrotic debris):
+   * a tip cell at least `anastomosis_min_age` old that touches endothelium other
+     than its own trail (the stalk it came from) anastomoses instead of moving;
+   * otherwise it moves with probability p = speed·Δt/h;
+   * a perfused vessel voxel with VEGF c ≥ the sprouting threshold and no sprout
+     beside it sprouts a new tip with probability rate·Δt;
+   * a stalk voxel older than the branching age and with no tip beside it
+     branches with probability rate·Δt·min(1, c / c_branch).
+   The direction is drawn with weights (face neighbour j of voxel i)
+
+       w_j = w0 + χ(c_i) · max(0, c_j − c_i) + ρ [j is matrix],   χ(c) = χ0 / (1 + c / c_sat),
+
+   random motility w0, chemotaxis up the VEGF gradient saturating with
+   concentration, and haptotaxis along the matrix.
+2. `grow_sprouts` — a free voxel chosen by several becomes a tip of the one with the
+   highest (Philox priority, global index); a moving tip leaves a stalk voxel behind
+   (new vessel length); a functional cell in the way dies, debris is cleared; an
+   anastomosing tip becomes a lumenised vessel.
+3. `lumenise` — every stalk joined through stalks to a tip that anastomosed this
+   step gets a lumen (becomes a vessel).  `spread_perfusion` then lets blood in: a
+   sprout carries blood exactly from the step it joins the network.
+
+Tips and stalks keep in `clock` the age of their sprout (steps) and in `hypoxia` the
+direction back along their trail.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from .claims import strongest_claimant
+from .cuda import slab_args
+from .lattice import (ANASTOMOSIS, COMPRESSION_FUNCTIONAL, DEBRIS_CLEARED, EMPTY, FUNCTIONAL,
+                      NECROTIC, SPROUT, STALK_LAID, TIP, TIP_SPROUTED, VESSEL, global_index,
+                      is_endothelium, neighbour, opposite)
+from .philox import STREAM_SPROUT, voxel_draw
+from .twin import kernel
+
+ANASTOMOSE = 7      # intent of a tip that fuses (not a direction)
+NEW_TIP = 8         # intent bit: the target becomes a new tip (sprouting or branching)
+LUMEN_SEED = 2      # `perfused` mark of new lumen until perfusion is recomputed
+U24 = np.float32(1.0 / 16777216.0)
+
+
+@numba.njit(inline="always", cache=True)
+def uniform(word):
+    """A float32 in [0, 1) from the top 24 bits of a Philox word."""
+    return np.float32(np.uint64(word) >> np.uint64(8)) * U24
+
+
+@numba.njit(inline="always", cache=True)
+def is_free(k):
+    """What a sprout can grow into: matrix, a functional cell, necrotic debris."""
+    return k == EMPTY or k == FUNCTIONAL or k == NECROTIC
+
+
+@numba.njit(inline="always", cache=True)
+def weight(c_here, c_there, chi, target_kind, base, haptotaxis):
+    """w = w0 + χ max(0, c_j − c_i) + ρ [matrix], summed in this order."""
+    w = base + chi * max(c_there - c_here, np.float32(0.0))
+    return w + (haptotaxis if target_kind == EMPTY else np.float32(0.0))
+
+
+@numba.njit(inline="always", cache=True)
+def choose_target(kind, vegf, z, y, x, nz, ny, nx, word, chi0, inv_csat, base, haptotaxis):
+    """Direction (1..6) drawn with the weights above among free neighbours; 0 if none."""
+    c_here = vegf[z, y, x]
+    chi = chi0 / (np.float32(1.0) + c_here * inv_csat)
+    total = np.float32(0.0)
+    for d in range(1, 7):
+        zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
+        if inside and is_free(kind[zz, yy, xx]):
+            total = total + weight(c_here, vegf[zz, yy, xx], chi, kind[zz, yy, xx], base,
+                                   haptotaxis)
+    if total == np.float32(0.0):
+        return 0
+    pick = uniform(word) * total
+    running = np.float32(0.0)
+    last = 0
+    for d in range(1, 7):
+        zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
+        if inside and is_free(kind[zz, yy, xx]):
+            running = running + weight(c_here, vegf[zz, yy, xx], chi, kind[zz, yy, xx], base,
+                                       haptotaxis)
+            last = d
+            if pick < running:
+                return d
+    return last
+
+
+ANY_ENDOTHELIUM, TIP_OR_STALK, TIP_ONLY = 0, 1, 2
+
+
+@numba.njit(inline="always", cache=True)
+def touches(kind, z, y, x, nz, ny, nx, what, skip):
+    """Whether a face neighbour other than direction `skip` is `what`: any
+    endothelium, a tip or stalk, or a tip."""
+    for d in range(1, 7):
+        zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
+        if not inside or d == skip:
+            continue
+        k = kind[zz, yy, xx]
+        if k == TIP or (what == TIP_OR_STALK and k == SPROUT) or (
+                what == ANY_ENDOTHELIUM and is_endothelium(k)):
+            return True
+    return False
+
+
+@numba.njit(parallel=True, cache=True)
+def _propose_sprouting_numba(kind, perfused, vegf, clock, trail, intent, p):
+    (sprout_vegf, sprout_thr, move_p, chi0, inv_csat, base, haptotaxis, branch_age, branch_p,
+     inv_cbranch, anastomosis_age, step, z0, ny_g, nx_g, lattice_id, k0, k1) = p
+    nz, ny, nx = kind.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                intent[z, y, x] = 0
+                k = kind[z, y, x]
+                if k != TIP and k != SPROUT and k != VESSEL:
+                    continue
+                g = global_index(z, y, x, z0, ny_g, nx_g)
+                w = voxel_draw(g, step, STREAM_SPROUT, lattice_id, k0, k1)
+                act = False
+                new_tip = 0
+                if k == TIP:
+                    if (clock[z, y, x] >= anastomosis_age
+                            and touches(kind, z, y, x, nz, ny, nx, ANY_ENDOTHELIUM,
+                                        trail[z, y, x])):
+                        intent[z, y, x] = ANASTOMOSE
+                        continue
+                    act = uniform(w[0]) < move_p
+                elif k == VESSEL:
+                    act = (perfused[z, y, x] == 1 and vegf[z, y, x] >= sprout_vegf
+                           and w[0] < sprout_thr
+                           and not touches(kind, z, y, x, nz, ny, nx, TIP_OR_STALK, 0))
+                    new_tip = NEW_TIP
+                else:
+                    level = min(vegf[z, y, x] * inv_cbranch, np.float32(1.0))
+                    act = (clock[z, y, x] >= branch_age and uniform(w[0]) < branch_p * level
+                           and not touches(kind, z, y, x, nz, ny, nx, TIP_ONLY, 0))
+                    new_tip = NEW_TIP
+                if act:
+                    d = choose_target(kind, vegf, z, y, x, nz, ny, nx, w[2], chi0, inv_csat,
+                                      base, haptotaxis)
+                    if d != 0:
+                        intent[z, y, x] = d | new_tip
+
+
+@numba.njit(parallel=True, cache=True)
+def _grow_sprouts_numba(kind, perfused, clock, trail, traits, lineage, intent, step, z0, ny_g,
+                        nx_g, lattice_id, k0, k1, events):
+    nz, ny, nx = kind.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                k = kind[z, y, x]
+                if is_free(k):
+                    w = strongest_claimant(intent, 0, z, y, x, nz, ny, nx, step, STREAM_SPROUT,
+                                           z0, ny_g, nx_g, lattice_id, k0, k1)
+                    if w == 0:
+                        continue
+                    uz, uy, ux, _ = neighbour(z, y, x, w, nz, ny, nx)
+                    if k == FUNCTIONAL:
+                        events[z, COMPRESSION_FUNCTIONAL] += 1
+                    elif k == NECROTIC:
+                        events[z, DEBRIS_CLEARED] += 1
+                    new_tip = (intent[uz, uy, ux] & NEW_TIP) != 0
+                    if new_tip:
+                        events[z, TIP_SPROUTED] += 1
+                    kind[z, y, x] = TIP
+                    clock[z, y, x] = 0 if new_tip else min(np.int64(clock[uz, uy, ux]) + 1, 65535)
+                    trail[z, y, x] = w
+                    for t in range(traits.shape[0]):
+                        traits[t, z, y, x] = 0
+                    lineage[z, y, x] = 0
+                    perfused[z, y, x] = 0
+                elif k == TIP:
+                    d = intent[z, y, x] & 7
+                    if d == ANASTOMOSE:
+                        kind[z, y, x] = VESSEL
+                        perfused[z, y, x] = LUMEN_SEED
+                        trail[z, y, x] = 0
+                        events[z, ANASTOMOSIS] += 1
+                        continue
+                    moved = False
+                    if d != 0 and (intent[z, y, x] & NEW_TIP) == 0:
+                        tz, ty, tx, _ = neighbour(z, y, x, d, nz, ny, nx)
+                        moved = strongest_claimant(intent, 0, tz, ty, tx, nz, ny, nx, step,
+                                                   STREAM_SPROUT, z0, ny_g, nx_g, lattice_id,
+                                                   k0, k1) == opposite(d)
+                    if moved:
+                        kind[z, y, x] = SPROUT          # the stalk keeps the sprout's age
+                        events[z, STALK_LAID] += 1
+                    else:
+                        clock[z, y, x] = min(np.int64(clock[z, y, x]) + 1, 65535)
+                elif k == SPROUT:
+                    clock[z, y, x] = min(np.int64(clock[z, y, x]) + 1, 65535)
+
+
+@numba.njit(inline="always", cache=True)
+def lumen_along(kind, perfused, z, y, x, dz, dy, dx, length):
+    """Forward then backward scan of one line: a stalk next to new lumen gets a lumen."""
+    grew = False
+    for t in range(1, length):
+        a, b, c = z + t * dz, y + t * dy, x + t * dx
+        if kind[a, b, c] == SPROUT and perfused[a - dz, b - dy, c - dx] == LUMEN_SEED:
+            kind[a, b, c] = VESSEL
+            perfused[a, b, c] = LUMEN_SEED
+            grew = True
+    for t in range(length - 2, -1, -1):
+        a, b, c = z + t * dz, y + t * dy, x + t * dx
+        if kind[a, b, c] == SPROUT and perfused[a + dz, b + dy, c + dx] == LUMEN_SEED:
+            kind[a, b, c] = VESSEL
+            perfused[a, b, c] = LUMEN_SEED
+            grew = True
+    return grew
+
+
+@numba.njit(parallel=True, cache=True)
+def _lumenise_lines_numba(kind, perfused, axis, grew):
+    nz, ny, nx = kind.shape
+    if axis == 0:
+        for y in prange(ny):
+            g = False
+            for x in range(nx):
+                g |= lumen_along(kind, perfused, 0, y, x, 1, 0, 0, nz)
+            grew[y] = g
+    else:
+        for z in prange(nz):
+            g = False
+            for other in range(nx if axis == 1 else ny):
+                if axis == 1:
+                    g |= lumen_along(kind, perfused, z, 0, other, 0, 1, 0, ny)
+                else:
+                    g |= lumen_along(kind, perfused, z, other, 0, 0, 0, 1, nx)
+            grew[z] = g
+
+
+def _propose_params(lattice, rules, step):
+    a = rules.angiogenesis
+    return (a.sprout_vegf, a.sprout_thr, a.move_p, a.chi0, a.inv_csat, a.base, a.haptotaxis,
+            a.branch_age, a.branch_p, a.inv_cbranch, a.anastomosis_age, np.uint32(step),
+            np.int64(lattice.z0), np.int64(lattice.ny), np.int64(lattice.nx),
+            np.uint32(lattice.lattice_id), np.uint32(rules.key[0]), np.uint32(rules.key[1]))
+
+
+@kernel(reads=("kind", "perfused", "vegf", "clock", "hypoxia"), writes=("intent",))
+def propose_sprouting(lattice, rules, step):
+    """Tips choose to anastomose or move; vessels sprout; old stalks branch."""
+
+
+@propose_sprouting.on("numba")
+def _propose_sprouting(lattice, rules, step):
+    _propose_sprouting_numba(lattice.kind, lattice.perfused, lattice.vegf, lattice.clock,
+                             lattice.hypoxia, lattice.intent, _propose_params(lattice, rules, step))
+
+
+@propose_sprouting.cuda
+def _propose_sprouting_cuda(launch, lattice, rules, step):
+    a = rules.angiogenesis
+    launch.launch("angiogenesis.cu", "propose_sprouting", lattice.voxels,
+                  (lattice.kind, lattice.perfused, lattice.vegf, lattice.clock, lattice.hypoxia,
+                   lattice.intent, a.sprout_vegf, a.sprout_thr, a.move_p, a.chi0, a.inv_csat,
+                   a.base, a.haptotaxis, np.int32(a.branch_age), a.branch_p, a.inv_cbranch,
+                   np.int32(a.anastomosis_age), np.uint32(step), *slab_args(lattice, rules)))
+
+
+@kernel(reads=("kind", "intent", "clock"), writes=("kind", "clock"))
+def grow_sprouts(lattice, rules, step):
+    """Tips take the voxels they won, leave stalks behind, or fuse."""
+
+
+@grow_sprouts.on("numba")
+def _grow_sprouts(lattice, rules, step):
+    _grow_sprouts_numba(lattice.kind, lattice.perfused, lattice.clock, lattice.hypoxia,
+                        lattice.traits, lattice.lineage, lattice.intent, step, lattice.z0,
+                        lattice.ny, lattice.nx, lattice.lattice_id, rules.key[0], rules.key[1],
+                        lattice.events)
+
+
+@grow_sprouts.cuda
+def _grow_sprouts_cuda(launch, lattice, rules, step):
+    launch.launch("angiogenesis.cu", "grow_sprouts", lattice.voxels,
+                  (lattice.kind, lattice.perfused, lattice.clock, lattice.hypoxia,
+                   lattice.traits, lattice.lineage, lattice.intent, np.uint32(step),
+                   lattice.events, *slab_args(lattice, rules)))
+
+
+AXES = (0, 1, 2)
+
+
+@kernel(reads=("kind", "perfused"), writes=("kind", "perfused"))
+def lumenise(lattice, rules, step):
+    """Stalks joined through stalks to new lumen become vessels; returns the rounds."""
+
+
+@lumenise.on("numba")
+def _lumenise(lattice, rules, step):
+    grew = np.zeros(max(lattice.shape), dtype=np.bool_)
+    rounds = 0
+    while True:
+        rounds += 1
+        changed = False
+        for axis in AXES:
+            grew[:] = False
+            _lumenise_lines_numba(lattice.kind, lattice.perfused, axis, grew)
+            changed |= bool(grew.any())
+        if not changed:
+            return rounds
+
+
+@lumenise.cuda
+def _lumenise_cuda(launch, lattice, rules, step):
+    changed = launch.zeros(1, np.uint32)
+    rounds = 0
+    while True:
+        rounds += 1
+        changed[...] = 0
+        for axis in AXES:
+            launch.launch("angiogenesis.cu", "lumenise_lines", lattice.voxels // lattice.shape[axis],
+                          (lattice.kind, lattice.perfused, np.int32(axis), changed,
+                           *slab_args(lattice, rules)))
+        if not launch.to_host(changed)[0]:
+            return rounds
