@@ -65,6 +65,9 @@ class Rules:
     vegf_tolerance: float
     vegf_max_sweeps: int
     angiogenesis: AngiogenesisRules
+    # vessel regression
+    regression_compressing: int
+    regression_steps: int
 
 
 def diffusion_coefficient(lam_per_h: float, h_um: float, d_um2_per_h: float) -> np.float32:
@@ -145,6 +148,8 @@ def build_rules(scenario) -> Rules:
         vegf_tolerance=float(np.float32(vegf["tolerance_ng_per_mL"])),
         vegf_max_sweeps=int(vegf["max_sweeps"]),
         angiogenesis=angiogenesis_rules(v["angiogenesis"], h, dt),
+        regression_compressing=int(v["vessels"]["compressing_tumor_neighbours"]),
+        regression_steps=max(1, math.ceil(v["vessels"]["regression_delay_h"] / dt - 1e-9)),
     )
 
 

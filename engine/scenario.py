@@ -116,6 +116,10 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "feeding_spacing_um": _pos(400.0, "µm", "(approx.) distance between feeding arterioles"),
         "feeding_radius_um": _nonneg(20.0, "µm", "(approx.) arteriole radius 10-25 µm"),
         "lymph_spacing_um": _pos(300.0, "µm", "(approx.) lymphatic capillaries are sparser than blood capillaries"),
+        "compressing_tumor_neighbours": Param("int", 4, lo=1, hi=6, unit="face neighbours",
+                                              source="(approx.) tumour cells that collapse a vessel"),
+        "regression_delay_h": _pos(72.0, "h", "(approx.) co-opted vessels regress within days (Holash 1999)",
+                                   hi=65535.0),
     },
     "cells": {
         "o2_proliferation_threshold_mmHg": _nonneg(5.0, "mmHg", "PhysiCell proliferation threshold"),

@@ -3,11 +3,12 @@
     relax oxygen → relax VEGF → decide fate (necrosis, apoptosis) → propose division
     → settle division claims → choose escape → settle escape claims
     → move displaced functional cells → place daughters
-    → propose sprouting → grow sprouts → [lumenise → spread perfusion] → census
+    → propose sprouting → grow sprouts → regress vessels
+    → [lumenise → spread perfusion] → census
 
-(the angiogenesis passes only where the scenario enables angiogenesis; lumen and
-perfusion are recomputed only in a step where a sprout anastomosed, the only
-change to the set of blood vessels)
+(sprouting only where the scenario enables angiogenesis; lumen and perfusion are
+recomputed only in a step where a sprout anastomosed or a vessel regressed, the
+only changes to the set of blood vessels)
 
 Every pass is a kernel from `kernels/` with the signature
 `pass(lattice, rules, step)`; the loop never looks at the backend.
@@ -23,7 +24,9 @@ from kernels.census import take_census
 from kernels.displacement import choose_escape, move_displaced, settle_escape_claims
 from kernels.division import place_daughters, propose_division, settle_division_claims
 from kernels.fate import decide_fate
-from kernels.lattice import ANASTOMOSIS, EVENT_NAMES, FUNCTIONAL, KIND_NAMES, STALK_LAID, TUMOR
+from kernels.lattice import (ANASTOMOSIS, EVENT_NAMES, FUNCTIONAL, KIND_NAMES, STALK_LAID, TUMOR,
+                             VESSEL_REGRESSED)
+from kernels.regression import regress_vessels
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
 from kernels.vegf import relax_vegf
@@ -36,8 +39,9 @@ CELL_PASSES = (decide_fate, propose_division, settle_division_claims, choose_esc
                settle_escape_claims, move_displaced, place_daughters)
 FIELD_PASSES = (relax_oxygen, relax_vegf)
 ANGIOGENESIS_PASSES = (propose_sprouting, grow_sprouts)
+VESSEL_PASSES = (regress_vessels,)
 CIRCULATION_PASSES = (lumenise, spread_perfusion)
-PASSES = FIELD_PASSES + CELL_PASSES + ANGIOGENESIS_PASSES + CIRCULATION_PASSES
+PASSES = FIELD_PASSES + CELL_PASSES + ANGIOGENESIS_PASSES + VESSEL_PASSES + CIRCULATION_PASSES
 
 
 # What a snapshot stores, with its dtype and units.
@@ -96,12 +100,12 @@ class Simulation:
         self.field_stats = [self.run_pass(relax) for relax in FIELD_PASSES]
         for process in CELL_PASSES:
             self.run_pass(process)
-        if self.angiogenesis:
-            for process in ANGIOGENESIS_PASSES:
+        for process in (ANGIOGENESIS_PASSES if self.angiogenesis else ()) + VESSEL_PASSES:
+            self.run_pass(process)
+        changed = self.arch.to_host(self.lattice.events[:, [ANASTOMOSIS, VESSEL_REGRESSED]])
+        if changed.sum() > 0:
+            for process in CIRCULATION_PASSES:
                 self.run_pass(process)
-            if self.arch.to_host(self.lattice.events[:, ANASTOMOSIS]).sum() > 0:
-                for process in CIRCULATION_PASSES:
-                    self.run_pass(process)
         return self.census()
 
     def census(self) -> np.ndarray:

@@ -37,7 +37,8 @@ constexpr int TIP_SPROUTED = 8;
 constexpr int STALK_LAID = 9;
 constexpr int ANASTOMOSIS = 10;
 constexpr int DEBRIS_CLEARED = 11;
-constexpr int N_EVENTS = 12;
+constexpr int VESSEL_REGRESSED = 12;
+constexpr int N_EVENTS = 13;
 
 // Face neighbours 1..6: -x, +x, -y, +y, -z, +z.
 OL_HD int opposite(int d) { return ((d - 1) ^ 1) + 1; }

@@ -62,11 +62,12 @@ TIP_SPROUTED = 8             # a new tip cell left a vessel or a stalk
 STALK_LAID = 9               # a tip moved on, leaving one stalk voxel (new vessel length)
 ANASTOMOSIS = 10             # a tip fused with other endothelium
 DEBRIS_CLEARED = 11          # a tip cleared necrotic debris from its path
-N_EVENTS = 12
+VESSEL_REGRESSED = 12        # a compressed or unperfused vessel voxel died back
+N_EVENTS = 13
 EVENT_NAMES = ("birth_tumor", "birth_functional", "apoptosis_tumor",
                "apoptosis_functional", "necrosis_tumor", "necrosis_functional",
                "compression_functional", "displaced_functional", "tip_sprouted",
-               "stalk_laid", "anastomosis", "debris_cleared")
+               "stalk_laid", "anastomosis", "debris_cleared", "vessel_regressed")
 
 
 @numba.njit(inline="always", cache=True)

@@ -20,7 +20,8 @@ import kernels.lattice as lattice_py
 import kernels.philox as philox_py
 from engine.rules import build_rules
 from engine.scenario import load_scenario, parse_scenario
-from engine.simulation import ANGIOGENESIS_PASSES, CELL_PASSES, CIRCULATION_PASSES, Simulation
+from engine.simulation import (ANGIOGENESIS_PASSES, CELL_PASSES, CIRCULATION_PASSES,
+                               VESSEL_PASSES, Simulation)
 from engine.state import VOXEL_ARRAYS, allocate
 from kernels.census import take_census
 from kernels.cuda import KERNEL_DIR, SOURCES, compiler, draw_words
@@ -144,7 +145,8 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     # sprouting and branching made likely, so every angiogenesis path runs
     eager = dataclasses.replace(rules.angiogenesis, sprout_vegf=np.float32(0.5),
                                 sprout_thr=np.uint32(2**31), branch_p=np.float32(0.5))
-    r = dataclasses.replace(rules, key=(seed * 7919, seed), o2_max_sweeps=25, angiogenesis=eager)
+    r = dataclasses.replace(rules, key=(seed * 7919, seed), o2_max_sweeps=25, angiogenesis=eager,
+                            regression_steps=3)
     step = 100 + seed
     solved = random_lattice(shape, seed, z0=seed)
     solved_twin = on(backend, solved)
@@ -153,7 +155,7 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     # the cell passes start from the raw random field, anoxic voxels included
     reference = random_lattice(shape, seed, z0=seed)
     twin = on(backend, reference)
-    for process in CELL_PASSES + ANGIOGENESIS_PASSES + CIRCULATION_PASSES:
+    for process in CELL_PASSES + ANGIOGENESIS_PASSES + VESSEL_PASSES + CIRCULATION_PASSES:
         process(reference, r, step)
         process(twin, r, step)
         assert_same_state(reference, twin, process.name)
@@ -168,6 +170,7 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     assert events[lattice_py.NECROSIS_TUMOR] > 0 and events[lattice_py.COMPRESSION_FUNCTIONAL] > 0
     assert events[lattice_py.TIP_SPROUTED] > 0 and events[lattice_py.STALK_LAID] > 0
     assert events[lattice_py.ANASTOMOSIS] > 0
+    assert events[lattice_py.VESSEL_REGRESSED] > 0
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)
