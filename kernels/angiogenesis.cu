@@ -157,28 +157,3 @@ OL_ENTRY grow_sprouts(u8 *kind, u8 *perfused, u16 *clock, u8 *trail, u8 *traits,
     grow_sprout_voxel(kind, perfused, clock, trail, traits, lineage, intent, step, events, s, z, y, x);
     OL_END_FOR_EACH_VOXEL
 }
-
-// One thread per lattice line along `axis`: stalks next to new lumen get a lumen.
-OL_ENTRY lumenise_lines(u8 *kind, u8 *perfused, int axis, u32 *changed, OL_SLAB_PARAMS) {
-    const Slab s = OL_SLAB;
-    const int len = axis == 0 ? s.nz : axis == 1 ? s.ny : s.nx;
-    const i64 stride = axis == 0 ? (i64)s.ny * s.nx : axis == 1 ? s.nx : 1;
-    const i64 lines = s.nvox / len;
-    OL_FOR_EACH_INDEX(line, lines)
-    const i64 base = axis == 0 ? line : axis == 1 ? (line / s.nx) * s.ny * s.nx + line % s.nx
-                                                  : line * s.nx;
-    u32 grew = 0;
-    for (int pass = 0; pass < 2; ++pass) {
-        const int first = pass == 0 ? 1 : len - 2, last = pass == 0 ? len : -1, step = pass == 0 ? 1 : -1;
-        for (int t = first; t != last; t += step) {
-            const i64 i = base + t * stride;
-            if (kind[i] == SPROUT && perfused[i - step * stride] == LUMEN_SEED) {
-                kind[i] = VESSEL;
-                perfused[i] = LUMEN_SEED;
-                grew = 1;
-            }
-        }
-    }
-    if (grew) keep_max(changed, 1u);
-    OL_END_FOR_EACH_INDEX
-}

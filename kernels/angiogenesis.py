@@ -39,6 +39,7 @@ from .cuda import slab_args
 from .lattice import (ANASTOMOSIS, COMPRESSION_FUNCTIONAL, DEBRIS_CLEARED, EMPTY, FUNCTIONAL,
                       NECROTIC, SPROUT, STALK_LAID, TIP, TIP_SPROUTED, VESSEL, global_index,
                       is_endothelium, neighbour, opposite)
+from .perfusion import flood
 from .philox import STREAM_SPROUT, voxel_draw
 from .twin import kernel
 
@@ -203,45 +204,6 @@ def _grow_sprouts_numba(kind, perfused, clock, trail, traits, lineage, intent, s
                     clock[z, y, x] = min(np.int64(clock[z, y, x]) + 1, 65535)
 
 
-@numba.njit(inline="always", cache=True)
-def lumen_along(kind, perfused, z, y, x, dz, dy, dx, length):
-    """Forward then backward scan of one line: a stalk next to new lumen gets a lumen."""
-    grew = False
-    for t in range(1, length):
-        a, b, c = z + t * dz, y + t * dy, x + t * dx
-        if kind[a, b, c] == SPROUT and perfused[a - dz, b - dy, c - dx] == LUMEN_SEED:
-            kind[a, b, c] = VESSEL
-            perfused[a, b, c] = LUMEN_SEED
-            grew = True
-    for t in range(length - 2, -1, -1):
-        a, b, c = z + t * dz, y + t * dy, x + t * dx
-        if kind[a, b, c] == SPROUT and perfused[a + dz, b + dy, c + dx] == LUMEN_SEED:
-            kind[a, b, c] = VESSEL
-            perfused[a, b, c] = LUMEN_SEED
-            grew = True
-    return grew
-
-
-@numba.njit(parallel=True, cache=True)
-def _lumenise_lines_numba(kind, perfused, axis, grew):
-    nz, ny, nx = kind.shape
-    if axis == 0:
-        for y in prange(ny):
-            g = False
-            for x in range(nx):
-                g |= lumen_along(kind, perfused, 0, y, x, 1, 0, 0, nz)
-            grew[y] = g
-    else:
-        for z in prange(nz):
-            g = False
-            for other in range(nx if axis == 1 else ny):
-                if axis == 1:
-                    g |= lumen_along(kind, perfused, z, 0, other, 0, 1, 0, ny)
-                else:
-                    g |= lumen_along(kind, perfused, z, other, 0, 0, 0, 1, nx)
-            grew[z] = g
-
-
 def _propose_params(lattice, rules, step):
     a = rules.angiogenesis
     return (a.sprout_vegf, a.sprout_thr, a.move_p, a.chi0, a.inv_csat, a.base, a.haptotaxis,
@@ -292,9 +254,6 @@ def _grow_sprouts_cuda(launch, lattice, rules, step):
                    lattice.events, *slab_args(lattice, rules)))
 
 
-AXES = (0, 1, 2)
-
-
 @kernel(reads=("kind", "perfused"), writes=("kind", "perfused"))
 def lumenise(lattice, rules, step):
     """Stalks joined through stalks to new lumen become vessels; returns the rounds."""
@@ -302,29 +261,9 @@ def lumenise(lattice, rules, step):
 
 @lumenise.on("numba")
 def _lumenise(lattice, rules, step):
-    grew = np.zeros(max(lattice.shape), dtype=np.bool_)
-    rounds = 0
-    while True:
-        rounds += 1
-        changed = False
-        for axis in AXES:
-            grew[:] = False
-            _lumenise_lines_numba(lattice.kind, lattice.perfused, axis, grew)
-            changed |= bool(grew.any())
-        if not changed:
-            return rounds
+    return flood(lattice, rules, None, SPROUT, VESSEL, LUMEN_SEED)
 
 
 @lumenise.cuda
 def _lumenise_cuda(launch, lattice, rules, step):
-    changed = launch.zeros(1, np.uint32)
-    rounds = 0
-    while True:
-        rounds += 1
-        changed[...] = 0
-        for axis in AXES:
-            launch.launch("angiogenesis.cu", "lumenise_lines", lattice.voxels // lattice.shape[axis],
-                          (lattice.kind, lattice.perfused, np.int32(axis), changed,
-                           *slab_args(lattice, rules)))
-        if not launch.to_host(changed)[0]:
-            return rounds
+    return flood(lattice, rules, launch, SPROUT, VESSEL, LUMEN_SEED)

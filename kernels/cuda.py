@@ -30,7 +30,7 @@ HOST_FLAGS = ("-x", "c++", "-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-
               "-fPIC", "-shared", "-DOL_HOST_HARNESS")
 THREADS_PER_BLOCK = 256
 
-_CTYPES = {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.uint32): ctypes.c_uint32,
+_CTYPES = {np.dtype(np.uint8): ctypes.c_uint8, np.dtype(np.int32): ctypes.c_int32, np.dtype(np.uint32): ctypes.c_uint32,
            np.dtype(np.int64): ctypes.c_int64, np.dtype(np.float32): ctypes.c_float}
 
 

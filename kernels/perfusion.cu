@@ -1,4 +1,4 @@
-// Perfusion along connected blood vessels: the CUDA twin of kernels/perfusion.py.
+// Perfusion and lumen along connected endothelium: the CUDA twin of kernels/perfusion.py.
 #include "lattice.cuh"
 
 // Seed: a blood vessel voxel on a lattice face is perfused; every other voxel is not.
@@ -10,10 +10,11 @@ OL_ENTRY seed_perfusion(const u8 *kind, u8 *perfused, OL_SLAB_PARAMS) {
     OL_END_FOR_EACH_VOXEL
 }
 
-// One thread per lattice line along `axis` (0: z, 1: y, 2: x): a forward and a
-// backward scan carry perfusion along runs of blood vessel voxels; `changed` is set
-// when any voxel became perfused.
-OL_ENTRY perfuse_lines(const u8 *kind, u8 *perfused, int axis, u32 *changed, OL_SLAB_PARAMS) {
+// One thread per lattice line along `axis` (0: z, 1: y, 2: x): a forward and a backward
+// scan turn every voxel of kind `from` whose predecessor carries `value` in `mark` into
+// kind `to` marked `value`; `changed` is set when any voxel changed.
+OL_ENTRY flood_lines(u8 *kind, u8 *mark, int axis, u8 from, u8 to, u8 value, u32 *changed,
+                     OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     const int len = axis == 0 ? s.nz : axis == 1 ? s.ny : s.nx;
     const i64 stride = axis == 0 ? (i64)s.ny * s.nx : axis == 1 ? s.nx : 1;
@@ -27,8 +28,9 @@ OL_ENTRY perfuse_lines(const u8 *kind, u8 *perfused, int axis, u32 *changed, OL_
         const int first = pass == 0 ? 1 : len - 2, last = pass == 0 ? len : -1, step = pass == 0 ? 1 : -1;
         for (int t = first; t != last; t += step) {
             const i64 i = base + t * stride;
-            if (kind[i] == VESSEL && !perfused[i] && perfused[i - step * stride]) {
-                perfused[i] = 1;
+            if (kind[i] == from && mark[i] != value && mark[i - step * stride] == value) {
+                kind[i] = to;
+                mark[i] = value;
                 grew = 1;
             }
         }

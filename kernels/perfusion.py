@@ -34,40 +34,76 @@ def _seed_numba(kind, perfused):
 
 
 @numba.njit(inline="always", cache=True)
-def carry_along(kind, perfused, z, y, x, dz, dy, dx, length):
-    """Forward then backward scan of one line; True if a voxel became perfused."""
+def flood_along(kind, mark, z, y, x, dz, dy, dx, length, source, target, value):
+    """Forward then backward scan of one line: a voxel of kind `source` whose predecessor
+    carries `value` in `mark` becomes kind `target` marked `value`.  True if any did."""
     grew = False
     for t in range(1, length):
         a, b, c = z + t * dz, y + t * dy, x + t * dx
-        if kind[a, b, c] == VESSEL and perfused[a, b, c] == 0 and perfused[a - dz, b - dy, c - dx]:
-            perfused[a, b, c] = 1
+        if (kind[a, b, c] == source and mark[a, b, c] != value
+                and mark[a - dz, b - dy, c - dx] == value):
+            kind[a, b, c] = target
+            mark[a, b, c] = value
             grew = True
     for t in range(length - 2, -1, -1):
         a, b, c = z + t * dz, y + t * dy, x + t * dx
-        if kind[a, b, c] == VESSEL and perfused[a, b, c] == 0 and perfused[a + dz, b + dy, c + dx]:
-            perfused[a, b, c] = 1
+        if (kind[a, b, c] == source and mark[a, b, c] != value
+                and mark[a + dz, b + dy, c + dx] == value):
+            kind[a, b, c] = target
+            mark[a, b, c] = value
             grew = True
     return grew
 
 
 @numba.njit(parallel=True, cache=True)
-def _perfuse_lines_numba(kind, perfused, axis, grew):
+def _flood_lines_numba(kind, mark, axis, source, target, value, grew):
     nz, ny, nx = kind.shape
     if axis == 0:
         for y in prange(ny):
             g = False
             for x in range(nx):
-                g |= carry_along(kind, perfused, 0, y, x, 1, 0, 0, nz)
+                g |= flood_along(kind, mark, 0, y, x, 1, 0, 0, nz, source, target, value)
             grew[y] = g
     else:
         for z in prange(nz):
             g = False
             for other in range(nx if axis == 1 else ny):
                 if axis == 1:
-                    g |= carry_along(kind, perfused, z, 0, other, 0, 1, 0, ny)
+                    g |= flood_along(kind, mark, z, 0, other, 0, 1, 0, ny, source, target, value)
                 else:
-                    g |= carry_along(kind, perfused, z, other, 0, 0, 0, 1, nx)
+                    g |= flood_along(kind, mark, z, other, 0, 0, 0, 1, nx, source, target, value)
             grew[z] = g
+
+
+def flood(lattice, rules, launch, source, target, value) -> int:
+    """Repeat line scans along z, y and x until nothing changes: every voxel of kind
+    `source` joined through such voxels to one marked `value` (in `perfused`) becomes
+    kind `target` marked `value`.  The result is a connected component, the same in
+    any scan order.  `launch` is None on Numba, else the CUDA launcher.  Returns rounds."""
+    if launch is None:
+        grew = np.zeros(max(lattice.shape), dtype=np.bool_)
+    else:
+        changed = launch.zeros(1, np.uint32)
+    rounds = 0
+    while True:
+        rounds += 1
+        if launch is None:
+            any_grew = False
+            for axis in AXES:
+                grew[:] = False
+                _flood_lines_numba(lattice.kind, lattice.perfused, axis, source, target, value,
+                                   grew)
+                any_grew |= bool(grew.any())
+        else:
+            changed[...] = 0
+            for axis in AXES:
+                launch.launch("perfusion.cu", "flood_lines", lattice.voxels // lattice.shape[axis],
+                              (lattice.kind, lattice.perfused, np.int32(axis), np.uint8(source),
+                               np.uint8(target), np.uint8(value), changed,
+                               *slab_args(lattice, rules)))
+            any_grew = bool(launch.to_host(changed)[0])
+        if not any_grew:
+            return rounds
 
 
 @kernel(reads=("kind", "perfused"), writes=("perfused",))
@@ -78,32 +114,11 @@ def spread_perfusion(lattice, rules, step):
 @spread_perfusion.on("numba")
 def _spread_perfusion(lattice, rules, step):
     _seed_numba(lattice.kind, lattice.perfused)
-    grew = np.zeros(max(lattice.shape), dtype=np.bool_)
-    rounds = 0
-    while True:
-        rounds += 1
-        changed = False
-        for axis in AXES:
-            grew[:] = False
-            _perfuse_lines_numba(lattice.kind, lattice.perfused, axis, grew)
-            changed |= bool(grew.any())
-        if not changed:
-            return rounds
+    return flood(lattice, rules, None, VESSEL, VESSEL, 1)
 
 
 @spread_perfusion.cuda
 def _spread_perfusion_cuda(launch, lattice, rules, step):
-    slab = slab_args(lattice, rules)
     launch.launch("perfusion.cu", "seed_perfusion", lattice.voxels,
-                  (lattice.kind, lattice.perfused, *slab))
-    changed = launch.zeros(1, np.uint32)
-    rounds = 0
-    while True:
-        rounds += 1
-        changed[...] = 0
-        for axis in AXES:
-            lines = lattice.voxels // lattice.shape[axis]
-            launch.launch("perfusion.cu", "perfuse_lines", lines,
-                          (lattice.kind, lattice.perfused, np.int32(axis), changed, *slab))
-        if not launch.to_host(changed)[0]:
-            return rounds
+                  (lattice.kind, lattice.perfused, *slab_args(lattice, rules)))
+    return flood(lattice, rules, launch, VESSEL, VESSEL, 1)
