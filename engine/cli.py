@@ -17,8 +17,8 @@ from . import __version__
 from .backend import BACKENDS, gpu_free_bytes, gpu_status, select_backend
 from .errors import UserError
 from .scenario import load_scenario
-from .state import (BYTES_PER_VOXEL, HOST_SNAPSHOT_BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL, human_bytes,
-                    run_bytes)
+from .state import (BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL,
+                    host_bytes_per_voxel, human_bytes, run_bytes)
 
 DEFAULT_SCENARIO = "quickstart"
 
@@ -124,9 +124,8 @@ def cmd_check(args) -> int:
           f"before compression")
     host = available_host_bytes()
     if host:
-        per_voxel = BYTES_PER_VOXEL + HOST_SNAPSHOT_BYTES_PER_VOXEL   # CPU run: state + staging
         print(f"host: {human_bytes(host)} available; largest cubic lattice that fits a CPU run: "
-              f"{largest_cube(host, per_voxel)}^3")
+              f"{largest_cube(host, host_bytes_per_voxel('numba'))}^3")
     usable, why = gpu_status()
     gpu_free = gpu_free_bytes()
     if gpu_free:

@@ -16,7 +16,7 @@ from .backend import cpu_threads, gpu_free_bytes
 from .errors import DoesNotFit, UserError
 from .output import LatticeInfo, RunWriter, write_summary
 from .simulation import SNAPSHOT_FIELDS, Simulation
-from .state import human_bytes, run_bytes
+from .state import host_bytes_per_voxel, human_bytes, run_bytes
 
 KIND_CODES = ",".join(f"{i}={name}" for i, name in enumerate(KIND_NAMES))
 
@@ -44,14 +44,12 @@ def ensure_fits(shape, backend: str) -> None:
     backends the device is the host)."""
     need = run_bytes(shape)
     size = f"lattice {shape[0]}x{shape[1]}x{shape[2]}"
-    on_host = need["device_bytes"] + need["host_bytes"]
+    on_host = need["voxels"] * host_bytes_per_voxel(backend)
     if backend == "cupy":
         free = gpu_free_bytes()
         if free is not None and need["device_bytes"] > free:
             raise DoesNotFit(f"{size} needs {human_bytes(need['device_bytes'])} of GPU memory "
                              f"but the device has {human_bytes(free)} free")
-    else:
-        on_host += need["device_bytes"]
     have = available_host_bytes()
     if have is not None and on_host > have:
         raise DoesNotFit(f"{size} needs about {human_bytes(on_host)} of host memory for the "

@@ -98,6 +98,14 @@ def run_bytes(shape) -> dict[str, int]:
             "host_bytes": voxels * HOST_SNAPSHOT_BYTES_PER_VOXEL}
 
 
+def host_bytes_per_voxel(backend: str) -> int:
+    """Host memory a run needs per voxel: the initial tissue as it is built (every
+    array), a staged snapshot, and on the CPU backends a second allowance for the
+    running state (conservative: Numba runs on the arrays it built)."""
+    per_voxel = BYTES_PER_VOXEL + HOST_SNAPSHOT_BYTES_PER_VOXEL
+    return per_voxel if backend == "cupy" else per_voxel + BYTES_PER_VOXEL
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":

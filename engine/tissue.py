@@ -23,7 +23,8 @@ from numba import prange
 
 from kernels.lattice import (ADHESION, APOPTOSIS_RESISTANCE, CLOCK_FULL, FUNCTIONAL,
                              LYMPH, PROLIFERATION, TUMOR, VESSEL, global_index)
-from kernels.philox import STREAM_CYCLE_PHASE, STREAM_TISSUE, choose, probability_threshold, voxel_draw
+from kernels.philox import (STREAM_CYCLE_PHASE, STREAM_TISSUE, choose, probability_threshold,
+                            seed_key, voxel_draw)
 
 from .rules import NEUTRAL_LEVEL
 from .state import allocate
@@ -76,11 +77,6 @@ def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, ra
                     clock[z, y, x] = choose(word, CLOCK_FULL)
 
 
-def _key(scenario):
-    seed = scenario["scenario.seed"]
-    return seed & 0xFFFFFFFF, seed >> 32
-
-
 def build_tissue(scenario, name="primary", lattice_id=0, z0=0, nz=None):
     """Host (NumPy) lattice holding the initial tissue of planes [z0, z0 + nz)."""
     global_shape = scenario.shape
@@ -99,7 +95,7 @@ def build_tissue(scenario, name="primary", lattice_id=0, z0=0, nz=None):
     tr = scenario.values["tumor.traits"]
     founder = np.array([tr["proliferation_level"], tr["adhesion_level"],
                         tr["apoptosis_resistance_level"]], dtype=np.uint8)
-    k0, k1 = _key(scenario)
+    k0, k1 = seed_key(scenario["scenario.seed"])
     _populate_numba(lat.kind, lat.organ, lat.traits, lat.clock, lat.lineage, density_thr,
                     np.array(centre, dtype=np.float64) / h,
                     (scenario["tumor.seed_radius_um"] / h) ** 2, founder, z0,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.philox import STREAM_TISSUE, philox4x32_numpy
+from kernels.philox import STREAM_TISSUE, philox4x32_numpy, seed_key
 
 CAPILLARY, LYMPHATIC = 1, 2     # network ids in the Philox counter
 
@@ -127,8 +127,7 @@ def build_vasculature(scenario, shape):
     """Boolean masks (blood, lymph) of the whole lattice of `shape`."""
     h = scenario["lattice.voxel_um"]
     v = scenario.values["vessels"]
-    seed = scenario["scenario.seed"]
-    key = (seed & 0xFFFFFFFF, seed >> 32)
+    key = seed_key(scenario["scenario.seed"])
     blood = np.zeros(shape, dtype=bool)
     feeding = np.zeros(shape, dtype=bool)
     lymph = np.zeros(shape, dtype=bool)

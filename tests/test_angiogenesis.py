@@ -10,7 +10,6 @@ from engine.rules import build_rules
 from engine.scenario import load_scenario
 from engine.simulation import ANGIOGENESIS_PASSES, CIRCULATION_PASSES
 from engine.state import allocate
-from kernels.angiogenesis import grow_sprouts, lumenise, propose_sprouting
 from kernels.cuda import compiler
 from kernels.lattice import (ANASTOMOSIS, EMPTY, SPROUT, STALK_LAID, TIP, TIP_SPROUTED, TUMOR,
                              VESSEL)

@@ -66,7 +66,7 @@ def test_source_compiles_with_nvcc_without_fused_multiply_add(source, arch, tmp_
 
 
 def test_sources_compile_with_nvrtc():
-    cupy = pytest.importorskip("cupy", reason="CuPy not installed: NVRTC check skipped")
+    pytest.importorskip("cupy", reason="CuPy not installed: NVRTC check skipped")
     from cupy.cuda import compiler as nvrtc
     for source in SOURCES:
         for arch in ("80", "90"):

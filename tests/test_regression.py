@@ -1,5 +1,4 @@
 """Vessel regression: compressed or unperfused vessels die back after the stated delay."""
-import numpy as np
 import pytest
 
 from engine.rules import build_rules

@@ -236,17 +236,15 @@ def run_bench(size: int, backend: str, steps: int, json_path: Path | None,
     times, sweeps = time_steps(sim, steps)
     copy_bw = copy_bandwidth(backend, sim.sync)
     voxels = sim.lattice.voxels
-    passes, moved = {}, {}
+    passes = {}
     for process in PASSES + (take_census,):
         ran = [i for i, t in enumerate(times[process.name]) if t is not None]
         if not ran:
             continue                     # e.g. lumen and perfusion: no anastomosis this time
-        per_pass = sum(bytes_per_voxel(process))
         field = sweeps.get(process.name)
-        moved[process.name] = [per_pass * (field[i] if field else 1) for i in ran]
         passes[process.name] = _stats([times[process.name][i] for i in ran], voxels,
-                                      moved[process.name], copy_bw,
-                                      [field[i] for i in ran] if field else None)
+                                      [per_pass_bytes(process, sweeps, times, i) for i in ran],
+                                      copy_bw, [field[i] for i in ran] if field else None)
         passes[process.name]["runs"] = len(ran)
     totals = [sum(t[i] or 0.0 for t in times.values()) for i in range(steps)]
     step_bytes = [sum(per_pass_bytes(process, sweeps, times, i) for process in PASSES + (take_census,))
