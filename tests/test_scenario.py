@@ -287,6 +287,8 @@ BAD = [
     ("sor-omega-0", "sor_omega = 1.5", "sor_omega = 0.0", "oxygen.sor_omega", "sor_omega = 0.0",
      ["out of range"]),
     ("nan", "sor_omega = 1.5", "sor_omega = nan", "oxygen.sor_omega", "sor_omega = nan", ["finite"]),
+    ("number-for-switch", "enabled = true", "enabled = 1", "angiogenesis.enabled", "enabled = 1",
+     ["wrong type", "true or false"]),
     ("inf", "capillary_spacing_um = 140.0", "capillary_spacing_um = inf",
      "organs[0].capillary_spacing_um", "capillary_spacing_um = inf", ["finite"]),
     ("trait-level-16", "proliferation_level = 8", "proliferation_level = 16",
