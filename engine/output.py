@@ -10,11 +10,16 @@ Layout of ``RUN.h5`` (format ``oncolattice-run-1``)::
     /snapshots/time_h       float64 (T,)
     /counts                 structured (N,), one row per step
 
-A snapshot's field data are written before its time index entry, so a reader
-that trusts ``/snapshots`` never sees a torn snapshot.  Every object is created
-in the constructor, so the writer can later switch to SWMR streaming (which
-forbids creating objects after it starts).  ``status`` is ``"running"`` until
-``close()``; only ``close("complete")`` marks a run complete.
+The file is streamed with HDF5 SWMR (single writer, multiple readers): every
+object is created in the constructor, then SWMR mode starts, so readers
+(``tools.runfile.RunFile``, opened with ``swmr=True``) can follow a run live.
+A snapshot's field data are written and flushed before its time index entry,
+which is flushed last, so a reader that trusts ``/snapshots/step`` never sees
+a torn snapshot, and a run killed at any moment leaves every snapshot in the
+index readable.  ``status`` is ``"running"`` while the run goes on (and stays
+so if the process is killed outright); ``close()`` ends SWMR, then reopens the
+file to record the final status, so no attribute changes under SWMR.  Only
+``close("complete")`` marks a run complete.
 
 ``RUN.xdmf`` (XDMF 3) sits next to ``RUN.h5`` and names it relatively; it is
 rewritten after every snapshot and at close.
@@ -145,10 +150,11 @@ class RunWriter:
 
         self._pending = []              # counts rows not yet written to the file
         self._closed = False
-        self._f = h5py.File(self.path, "w")
+        self._f = h5py.File(self.path, "w", libver="latest")
         try:
             self._create(attrs, field_attrs)
             self._f.flush()
+            self._f.swmr_mode = True        # no new objects or attributes from here on
             self._write_xdmf()
         except BaseException:
             self._f.close()
@@ -217,11 +223,12 @@ class RunWriter:
             ds.resize(t + 1, axis=0)
             ds[t] = a
         self._flush_counts()
+        self._f.flush()               # the data reach the file before the index names them
         for name, value in (("time_h", float(time_h)), ("step", int(step))):
             ds = self._f[f"snapshots/{name}"]
             ds.resize(t + 1, axis=0)
             ds[t] = value
-        self._f.flush()
+            ds.flush()
         self._write_xdmf()
 
     def append_counts(self, row: np.ndarray) -> None:
@@ -255,11 +262,12 @@ class RunWriter:
         self._closed = True
         try:
             self._flush_counts()
-            self._f.attrs["status"] = status
             self._f.flush()
             self._write_xdmf()
         finally:
             self._f.close()
+        with h5py.File(self.path, "r+") as f:      # out of SWMR: attributes may change
+            f.attrs["status"] = status
 
     def __enter__(self):
         return self
