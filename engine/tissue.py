@@ -8,7 +8,8 @@
 * Each other organ voxel holds a functional cell with probability
   `functional_density` (one Philox word per voxel).
 * The tumour seed fills the ball of `seed_radius_um` around `seed_center_um`
-  (blood and lymph vessels excepted) with founder cells of lineage 1.
+  with founder cells of lineage 1.  It is an avascular nodule: the ball
+  replaces the vessels inside it, and vessels it cuts off lose their flow.
 * Functional cells start quiescent (G0) and ready to refill vacancies; tumour
   cells start at a uniformly random point of their cycle.
 
@@ -52,13 +53,14 @@ def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, ra
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                if kind[z, y, x] == VESSEL or kind[z, y, x] == LYMPH:
-                    continue
                 g = global_index(z, y, x, z0, ny_global, nx_global)
                 dz = (z0 + z + 0.5) - centre[0]
                 dy = (y + 0.5) - centre[1]
                 dx = (x + 0.5) - centre[2]
-                if dz * dz + dy * dy + dx * dx <= radius2:
+                inside = dz * dz + dy * dy + dx * dx <= radius2
+                if not inside and (kind[z, y, x] == VESSEL or kind[z, y, x] == LYMPH):
+                    continue
+                if inside:
                     kind[z, y, x] = TUMOR
                     for t in range(traits.shape[0]):
                         traits[t, z, y, x] = founder[t]

@@ -29,7 +29,7 @@ def small_scenario_text(edge=24, seed_radius_um=60.0, extra=""):
                 .replace("z_um = [1520.0, 1920.0]", f"z_um = [{breast_end + 2 * h}, {z}]")
                 .replace("seed_center_um = [720.0, 960.0, 960.0]",
                          f"seed_center_um = [{breast_end / 2}, {z / 2}, {z / 2}]")
-                .replace("seed_radius_um = 50.0", f"seed_radius_um = {seed_radius_um}"))
+                .replace("seed_radius_um = 300.0", f"seed_radius_um = {seed_radius_um}"))
     return text + extra
 
 

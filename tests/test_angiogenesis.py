@@ -7,7 +7,7 @@ import pytest
 
 from engine.backend import architecture
 from engine.rules import build_rules
-from engine.scenario import load_scenario
+from engine.scenario import load_scenario, parse_scenario
 from engine.simulation import ANGIOGENESIS_PASSES, CIRCULATION_PASSES
 from engine.state import allocate
 from kernels.cuda import compiler
@@ -21,9 +21,13 @@ SOURCE = (14, 16, 16)
 
 @pytest.fixture(scope="module")
 def rules():
-    """Quickstart rules; the activation threshold is lowered so the small test source
-    (200 µm from the vessel) activates it: these tests are about the mechanics."""
-    r = build_rules(load_scenario("quickstart"))
+    """Quickstart rules with a stronger source and sprouting rate, and the activation
+    threshold lowered so the small test source (200 µm from the vessel) activates
+    it: these tests are about the mechanics, not the quickstart's calibration."""
+    text = (load_scenario("quickstart").text
+            .replace("tumor_secretion_ng_per_mL_per_h = 20.0", "tumor_secretion_ng_per_mL_per_h = 50.0")
+            .replace("sprout_rate_per_h = 0.002", "sprout_rate_per_h = 0.005"))
+    r = build_rules(parse_scenario(text, "angiogenesis-test"))
     angio = dataclasses.replace(r.angiogenesis, sprout_vegf=np.float32(0.05))
     return dataclasses.replace(r, vegf_tolerance=1e-5, vegf_max_sweeps=5000, angiogenesis=angio)
 

@@ -33,7 +33,7 @@ def small_scenario():
     t = edit(t, "z_um = [0.0, 1440.0]", "z_um = [0.0, 360.0]")
     t = edit(t, "z_um = [1520.0, 1920.0]", "z_um = [400.0, 480.0]")
     t = edit(t, "seed_center_um = [720.0, 960.0, 960.0]", "seed_center_um = [180.0, 240.0, 240.0]")
-    t = edit(t, "seed_radius_um = 50.0", "seed_radius_um = 40.0")
+    t = edit(t, "seed_radius_um = 300.0", "seed_radius_um = 40.0")
     return t
 
 

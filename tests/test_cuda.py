@@ -220,6 +220,7 @@ def test_tile_constants():
 
 
 QUIESCENT = (load_scenario("quickstart").text
+             .replace("seed_radius_um = 300.0", "seed_radius_um = 50.0")   # a small nodule
              .replace("apoptosis_per_h = 0.0005 ", "apoptosis_per_h = 0.0 ")
              .replace("apoptosis_per_h = 0.0001 ", "apoptosis_per_h = 0.0 "))
 

@@ -6,7 +6,7 @@ import pytest
 
 from engine.backend import architecture
 from engine.rules import build_rules
-from engine.scenario import load_scenario
+from engine.scenario import load_scenario, parse_scenario
 from engine.simulation import Simulation
 from engine.state import allocate
 from kernels.cuda import compiler
@@ -75,6 +75,17 @@ def test_only_perfused_vessels_supply_oxygen(rules):
     assert lat.perfused.sum() == 9 and lat.oxygen[4, 4, 4] == rules.vessel_mmHg
 
 
-def test_quickstart_network_is_fully_perfused():
-    row = Simulation(load_scenario("quickstart")).initial
+def test_quickstart_network_is_fully_perfused_until_the_nodule_cuts_it():
+    text = load_scenario("quickstart").text
+    host = parse_scenario(text.replace("seed_radius_um = 300.0", "seed_radius_um = 10.0"), "host")
+    row = Simulation(host).initial
+    assert row["tumor"] == 0
     assert row["vessel_perfused"] == row["vessel"] > 0 and row["perfused_fraction"] == 1.0
+    # the avascular nodule replaces the vessels inside it; pieces it cuts off carry no blood
+    sim = Simulation(load_scenario("quickstart"))
+    kind, perfused = np.asarray(sim.lattice.kind), np.asarray(sim.lattice.perfused)
+    assert sim.initial["vessel"] < row["vessel"]
+    cut = np.argwhere((kind == VESSEL) & (perfused == 0)) * 20.0 + 10.0
+    assert len(cut) > 0
+    far = np.linalg.norm(cut - np.array([720.0, 960.0, 960.0]), axis=1)
+    assert far.max() < 300.0 + 2 * 140.0          # within a capillary spacing or two

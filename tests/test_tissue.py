@@ -1,7 +1,7 @@
 """The initial tissue: a function of global coordinates and the seed."""
 import numpy as np
 
-from engine.scenario import load_scenario
+from engine.scenario import load_scenario, parse_scenario
 from engine.state import VOXEL_ARRAYS
 from engine.tissue import build_tissue
 from kernels.lattice import FUNCTIONAL, LYMPH, TUMOR, VESSEL
@@ -17,8 +17,14 @@ def test_a_slab_equals_the_same_planes_of_the_whole_lattice():
             assert np.array_equal(a[..., z0:z0 + nz, :, :], b), (name, z0)
 
 
+def host_tissue():
+    """The quickstart's tissue without its nodule: the vasculature as generated."""
+    text = load_scenario("quickstart").text.replace("seed_radius_um = 300.0", "seed_radius_um = 10.0")
+    return parse_scenario(text, "host")
+
+
 def test_quickstart_tissue_matches_its_scenario():
-    s = load_scenario("quickstart")
+    s = host_tissue()
     lat = build_tissue(s)
     h = s["lattice.voxel_um"]
     breast = lat.organ == 1
@@ -30,9 +36,17 @@ def test_quickstart_tissue_matches_its_scenario():
     expected = 3 * h * h / s.organs[0]["capillary_spacing_um"] ** 2
     core = lat.kind[4:60, 4:92, 4:92]                    # breast, away from the faces
     assert expected < (core == VESSEL).mean() < 1.6 * expected
-    tumour = np.argwhere(lat.kind == TUMOR) * h + h / 2
-    radius = np.linalg.norm(tumour - np.array(s["tumor.seed_center_um"]), axis=1)
-    assert radius.max() <= s["tumor.seed_radius_um"] and len(tumour) > 40
+    assert not (lat.kind == TUMOR).any()
+
+
+def test_the_nodule_is_an_avascular_ball_of_founder_cells():
+    s = load_scenario("quickstart")
+    lat, h = build_tissue(s), s["lattice.voxel_um"]
+    centres = np.argwhere(np.ones(lat.shape, bool)).reshape(*lat.shape, 3) * h + h / 2
+    inside = np.linalg.norm(centres - np.array(s["tumor.seed_center_um"]), axis=-1) \
+        <= s["tumor.seed_radius_um"]
+    assert (lat.kind[inside] == TUMOR).all() and not (lat.kind[~inside] == TUMOR).any()
+    assert inside.sum() > 14_000                        # 4/3 π (300 µm / 20 µm)³ ≈ 14 137
 
 
 def reachable_from_faces(mask):
@@ -51,7 +65,7 @@ def reachable_from_faces(mask):
 
 
 def test_capillary_networks_are_connected_and_lymphatics_separate():
-    s = load_scenario("quickstart")
+    s = host_tissue()
     lat = build_tissue(s)
     blood = lat.kind == VESSEL
     assert np.array_equal(reachable_from_faces(blood), blood)
