@@ -1,4 +1,4 @@
-"""The `oncolattice` command: run, check, bench.
+"""The `oncolattice` command: run, check, bench, view, render, report.
 
 Errors a user can fix are printed as one line on stderr with a non-zero exit
 status (2 for bad input); a traceback is shown only with ONCOLATTICE_DEBUG=1.
@@ -6,6 +6,7 @@ status (2 for bad input); a traceback is shown only with ONCOLATTICE_DEBUG=1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import re
@@ -21,6 +22,11 @@ from .state import (BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL
                     host_bytes_per_voxel, human_bytes, run_bytes)
 
 DEFAULT_SCENARIO = "quickstart"
+
+# Commands that read run files live in tools/: each module has HELP,
+# add_arguments(parser) and command(args) -> exit status, and imports its heavy
+# libraries (vispy, Qt, matplotlib) only when its command runs.
+TOOL_COMMANDS = {"view": "tools.viewer", "render": "tools.render", "report": "tools.report"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", default="auto", choices=BACKENDS)
     bench.add_argument("--steps", type=int, default=10, help="timed steps (after warm-up)")
     bench.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+
+    for name, module in TOOL_COMMANDS.items():
+        tool = importlib.import_module(module)
+        tool.add_arguments(sub.add_parser(name, help=tool.HELP, description=tool.HELP))
     return parser
 
 
@@ -161,6 +171,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         args = build_parser().parse_args(argv)
+        if args.command in TOOL_COMMANDS:
+            return importlib.import_module(TOOL_COMMANDS[args.command]).command(args)
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"oncolattice: error: {exc}", file=sys.stderr)
