@@ -62,8 +62,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args) -> int:
     """Open the viewer window and run the Qt event loop until it is closed."""
     app, window = open_viewer(args)
+    _quit_on_signals(app)
     window.show()
     return int(app.exec())
+
+
+def _quit_on_signals(app) -> None:
+    """Ctrl-C and SIGTERM close the window like its close button.
+
+    Python runs signal handlers only between bytecodes, so a short idle timer
+    hands control back to the interpreter while Qt's loop waits for events."""
+    import signal
+
+    from PyQt6 import QtCore
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: app.quit())
+    timer = QtCore.QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
 
 
 def open_viewer(args):
