@@ -147,3 +147,16 @@ def test_runfile_bad_input_is_one_line_user_error(tmp_path):
         f["x"] = 1
     with pytest.raises(UserError, match="not an oncolattice run file"):
         RunFile(tmp_path / "other.h5")
+
+
+def test_default_lattice_is_the_primary_tumour_even_when_others_sort_first(tmp_path):
+    from engine.output import LatticeInfo, RunWriter
+    dt = np.dtype([("step", np.int64), ("time_h", np.float64)])
+    lats = [LatticeInfo(name, SHAPE, 20.0, np.ones(SHAPE, np.uint8), ("none", "breast"))
+            for name in ("primary", "met1")]
+    with RunWriter(tmp_path / "two.h5", attrs={}, lattices=lats, counts_dtype=dt,
+                   snapshot_fields={"kind": np.uint8}):
+        pass
+    with RunFile(tmp_path / "two.h5") as run:
+        assert list(run.lattices) == ["met1", "primary"]      # HDF5 lists groups by name
+        assert run.lattice().name == "primary"

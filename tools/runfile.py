@@ -112,9 +112,9 @@ class RunFile:
     # -- data --------------------------------------------------------------------
 
     def lattice(self, name: str | None = None) -> LatticeMeta:
-        """A lattice by name; the first one if `name` is None."""
+        """A lattice by name; the primary tumour's (else the first) if `name` is None."""
         if name is None:
-            return next(iter(self.lattices.values()))
+            return self.lattices.get("primary") or next(iter(self.lattices.values()))
         try:
             return self.lattices[name]
         except KeyError:
