@@ -25,7 +25,7 @@ from tools import report
 from tools.palette import kind_code, kind_colour
 from tools.runfile import RunFile
 
-ROOT = Path(report.__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]          # the repository (tests/ is importable from it)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SHAPE = (6, 20, 24)                 # (nz, ny, nx)
 VOXEL_UM = 10.0
