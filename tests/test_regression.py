@@ -1,4 +1,5 @@
 """Vessel regression: compressed or unperfused vessels die back after the stated delay."""
+import numpy as np
 import pytest
 
 from engine.rules import build_rules
@@ -37,3 +38,29 @@ def test_relief_resets_the_count_and_unperfused_vessels_regress(rules):
         regress_vessels(lat, rules, step)
     assert list(lat.kind[1, 1]) == [VESSEL, VESSEL, EMPTY]
     assert (lat.clock[1, 1, :2] == 0).all()                   # never threatened
+
+
+def test_a_large_nodule_has_a_necrotic_core_and_a_vascular_rim():
+    """A 500 µm avascular nodule in the quickstart breast: its core, five O2
+    diffusion lengths from any capillary, is anoxic and dies within a day, while
+    new capillaries crowd its rim and the host tissue around stays as it was."""
+    from engine.scenario import parse_scenario
+    from engine.simulation import Simulation
+    from kernels.lattice import NECROTIC, SPROUT, TIP
+    text = load_scenario("quickstart").text.replace("seed_radius_um = 300.0",
+                                                    "seed_radius_um = 500.0")
+    sim = Simulation(parse_scenario(text, "large-nodule"))
+    for _ in range(30):
+        sim.step()
+    kind = np.asarray(sim.lattice.kind)
+    centre, radius, h = np.array([720.0, 960.0, 960.0]), 500.0, 20.0
+    r = np.linalg.norm(np.indices(kind.shape).transpose(1, 2, 3, 0) * h + h / 2 - centre, axis=-1)
+    necrotic = kind == NECROTIC
+    assert necrotic.sum() > 500
+    assert r[necrotic].max() < 0.6 * radius                 # the core, not the rim
+    endothelium = (kind == VESSEL) | (kind == SPROUT) | (kind == TIP)
+    breast = np.asarray(sim.lattice.organ) == 1
+    rim = (r > radius) & (r < radius + 40)                  # the first two voxels outside
+    host = (r > radius + 200) & (r < radius + 300) & breast
+    assert endothelium[rim].mean() > 1.2 * endothelium[host].mean()
+    assert not endothelium[r < 0.6 * radius].any()
