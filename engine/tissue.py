@@ -22,7 +22,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from kernels.lattice import (ADHESION, APOPTOSIS_RESISTANCE, CLOCK_FULL, FUNCTIONAL,
+from kernels.lattice import (ADHESION, APOPTOSIS_RESISTANCE, CLOCK_FULL, EMPTY, FUNCTIONAL,
                              LYMPH, PROLIFERATION, TUMOR, VESSEL, global_index)
 from kernels.philox import (STREAM_CYCLE_PHASE, STREAM_TISSUE, choose, probability_threshold,
                             seed_key, voxel_draw)
@@ -57,15 +57,12 @@ def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, ra
                 dz = (z0 + z + 0.5) - centre[0]
                 dy = (y + 0.5) - centre[1]
                 dx = (x + 0.5) - centre[2]
-                inside = dz * dz + dy * dy + dx * dx <= radius2
-                if not inside and (kind[z, y, x] == VESSEL or kind[z, y, x] == LYMPH):
-                    continue
-                if inside:
+                if dz * dz + dy * dy + dx * dx <= radius2:     # the nodule, vessels and all
                     kind[z, y, x] = TUMOR
                     for t in range(traits.shape[0]):
                         traits[t, z, y, x] = founder[t]
                     lineage[z, y, x] = FOUNDER_LINEAGE
-                elif organ[z, y, x] > 0:
+                elif organ[z, y, x] > 0 and kind[z, y, x] == EMPTY:   # not a vessel
                     word = voxel_draw(g, 0, STREAM_TISSUE, 0, k0, k1)[0]
                     if word < density_thr[organ[z, y, x]]:
                         kind[z, y, x] = FUNCTIONAL
