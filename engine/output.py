@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -301,9 +303,8 @@ class RunWriter:
             for t, time_h in enumerate(times):
                 self._xdmf_grid(coll, lat, h5name, t, float(time_h))
         ET.indent(root)
-        tmp = self.xdmf_path.with_name(self.xdmf_path.name + ".tmp")
-        ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
-        os.replace(tmp, self.xdmf_path)
+        with atomic_path(self.xdmf_path) as tmp:
+            ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
 
     def _xdmf_grid(self, parent, lat, h5name, t, time_h):
         dims = " ".join(map(str, lat.shape))
@@ -337,7 +338,31 @@ class RunWriter:
                           Format="HDF").text = f"{h5name}:/lattices/{lat.name}/{fname}"
 
 
-# -- small readers and the summary ----------------------------------------------
+# -- atomic files and the summary ------------------------------------------------
+
+@contextmanager
+def atomic_path(dest):
+    """Yield a temporary path beside `dest` (same suffix, so writers that pick a
+    format by extension still can); if the block succeeds, flush it to disk and
+    rename it to `dest`, else delete it.  A reader of `dest` sees the old file or
+    the whole new one, never a half-written one."""
+    dest = Path(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}",
+                               dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        umask = os.umask(0)                 # mkstemp made it 0600; give it the usual mode
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
 
 def _json_default(o):
     if isinstance(o, np.generic):
@@ -350,41 +375,10 @@ def _json_default(o):
 
 
 def write_summary(path, summary: dict) -> None:
-    """Write `summary` as JSON (indent 2) atomically: ``path.tmp``, fsync, rename.
+    """Write `summary` as JSON (indent 2) atomically (:func:`atomic_path`).
 
     numpy scalars and arrays are converted to plain numbers and lists.
     """
-    tmp = f"{os.fspath(path)}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=2, default=_json_default)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def read_counts(path) -> np.ndarray:
-    """All counts rows of a run file, as a structured array."""
-    with h5py.File(path, "r") as f:
-        return f["counts"][()]
-
-
-def read_snapshot(path, lattice: str, field: str, index: int) -> np.ndarray:
-    """One field of one lattice at snapshot `index` (negative counts from the end).
-
-    Only snapshots in the time index count; ``field="organ"`` returns the
-    static organ labels whatever `index` is.
-    """
-    with h5py.File(path, "r") as f:
-        g = f[f"lattices/{lattice}"]
-        if field == "organ":
-            return g["organ"][()]
-        n = f["snapshots/step"].shape[0]
-        if not -n <= index < n:
-            raise IndexError(f"snapshot {index} out of range: {path} has {n}")
-        return g[field][index % n]
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2, default=_json_default)
+        fh.write("\n")

@@ -6,8 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from engine.output import (LatticeInfo, RunWriter, _chunks, read_counts,
-                           read_snapshot, write_summary)
+from engine.errors import UserError
+from engine.output import LatticeInfo, RunWriter, _chunks, write_summary
+from tools.runfile import RunFile
 
 SHAPE = (4, 5, 6)
 FIELDS = {"kind": np.uint8, "oxygen": np.float32}
@@ -81,13 +82,16 @@ def test_hdf5_layout(run):
 
 def test_readers(run):
     expected = np.concatenate([counts_row(s)[None] for s in range(8)])
-    np.testing.assert_array_equal(read_counts(run), expected)
-    np.testing.assert_array_equal(read_snapshot(run, "primary", "oxygen", 1),
-                                  snapshot(1)["primary"]["oxygen"].astype(np.float32))
-    np.testing.assert_array_equal(read_snapshot(run, "met1", "kind", -1), np.full(SHAPE, 2))
-    np.testing.assert_array_equal(read_snapshot(run, "primary", "organ", 0), lattice().organ)
-    with pytest.raises(IndexError):
-        read_snapshot(run, "primary", "kind", 3)
+    with RunFile(run) as f:
+        np.testing.assert_array_equal(f.counts(), expected)
+        np.testing.assert_array_equal(f.snapshot("primary", "oxygen", 1),
+                                      snapshot(1)["primary"]["oxygen"].astype(np.float32))
+        np.testing.assert_array_equal(f.snapshot("met1", "kind", -1), np.full(SHAPE, 2))
+        np.testing.assert_array_equal(f.snapshot("primary", "organ", 0), lattice().organ)
+        np.testing.assert_array_equal(f.snapshot("primary", "oxygen", 1, z=2),
+                                      snapshot(1)["primary"]["oxygen"].astype(np.float32)[2])
+        with pytest.raises(UserError, match="out of range"):
+            f.snapshot("primary", "kind", 3)
 
 
 def test_xdmf(run):
@@ -160,7 +164,8 @@ def test_exception_in_with_marks_failed(tmp_path):
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "failed"
         assert f["snapshots/step"].shape == (1,)
-    assert len(read_counts(path)) == 1
+    with RunFile(path) as f:
+        assert len(f.counts()) == 1
 
 
 def test_keyboard_interrupt_marks_interrupted(tmp_path):

@@ -16,11 +16,10 @@ import ctypes.util
 import os
 import subprocess
 import sys
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.output import atomic_path
 
 HELP = "draw a snapshot to PNG (or every snapshot to MP4) without a display"
 
@@ -183,25 +182,6 @@ def write_movie(path: Path, run, view: dict, scene, fps: float) -> int:
         finally:
             writer.close()
     return n
-
-
-@contextmanager
-def atomic_path(dest: Path):
-    """Yield a temporary path beside `dest`; rename it to `dest` if the block
-    succeeds, delete it if not."""
-    dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=dest.suffix, dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # -- the headless OpenGL backend ------------------------------------------------------

@@ -40,7 +40,6 @@ import html
 import io
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -382,42 +381,20 @@ def _centroid_index(per_z: np.ndarray) -> int | None:
     return round(float((per_z * np.arange(len(per_z))).sum() / total))
 
 
-def _dataset(run, meta, field: str, index: int):
-    """The h5py dataset of `field` and the snapshot's position in it, or None.
-
-    Reading planes and slabs straight from the dataset keeps a report of a
-    large lattice from loading whole float volumes to show one plane; only
-    snapshots in the run's time index are read, as :meth:`RunFile.snapshot` does.
-    """
-    n = run.n_snapshots
-    if not -n <= index < n:
-        raise UserError(f"{run.path}: snapshot {index} out of range (has {n})")
-    f = getattr(run, "_f", None)
-    if f is None or f"lattices/{meta.name}/{field}" not in f:
-        return None, index % n
-    ds = f[f"lattices/{meta.name}/{field}"]
-    ds.refresh()
-    return ds, index % n
-
-
 def snapshot_plane(run, meta, field: str, index: int, z: int) -> np.ndarray:
-    """Plane `z` of `field` at snapshot `index`."""
-    ds, i = _dataset(run, meta, field, index)
-    if ds is None:
-        return run.snapshot(meta.name, field, index)[z]
-    return ds[i, z]
+    """Plane `z` of `field` at snapshot `index`, read without the rest of the
+    volume (a report of a large lattice never loads whole float fields)."""
+    return run.snapshot(meta.name, field, index, z=z)
 
 
 def snapshot_tumour_plane(run, meta, index: int) -> int | None:
     """:func:`tumour_plane` of a snapshot's kinds, read in slabs of z planes."""
-    ds, i = _dataset(run, meta, "kind", index)
-    if ds is None:
-        return tumour_plane(run.snapshot(meta.name, "kind", index))
+    from engine.output import CHUNK_EDGE
     nz = meta.shape[0]
-    step = ds.chunks[1] if ds.chunks else 64
     per_z = np.zeros(nz, dtype=np.int64)
-    for z0 in range(0, nz, step):
-        per_z[z0:z0 + step] = np.count_nonzero(tumour_mask(ds[i, z0:z0 + step]), axis=(1, 2))
+    for z0 in range(0, nz, CHUNK_EDGE):
+        slab = run.snapshot(meta.name, "kind", index, z=slice(z0, z0 + CHUNK_EDGE))
+        per_z[z0:z0 + CHUNK_EDGE] = np.count_nonzero(tumour_mask(slab), axis=(1, 2))
     return _centroid_index(per_z)
 
 
@@ -789,23 +766,13 @@ def render_html(summary: dict, scenario_toml: str, images: dict[str, bytes],
 # -- writing ----------------------------------------------------------------------
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    from engine.output import atomic_path
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _prepare_out(out: Path) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
+    """Create the report folder (write_report has checked it is not a file)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -827,9 +794,7 @@ def write_report(run_path, out, *, lattice: str | None = None) -> dict:
                             f"nothing to report")
         figures = build_figures(run, meta.name, s)
         summary = summarise(run, s, meta.name)
-        scenario_toml = run.attrs.get("scenario_toml", "")
-        if not isinstance(scenario_toml, str):
-            scenario_toml = str(scenario_toml)
+        scenario_toml = run.attrs.get("scenario_toml", "")      # attrs decodes text
     images = {}
     for name, fig in figures.items():
         if fig is not None:

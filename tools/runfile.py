@@ -121,15 +121,17 @@ class RunFile:
             raise UserError(f"{self.path}: no lattice {name!r} "
                             f"(has {', '.join(self.lattices)})") from None
 
-    def snapshot(self, lattice: str | None, field: str, index: int) -> np.ndarray:
-        """One field of one lattice at snapshot `index` (negative from the end).
+    def snapshot(self, lattice: str | None, field: str, index: int,
+                 z: int | slice = slice(None)) -> np.ndarray:
+        """One field of one lattice at snapshot `index` (negative from the end);
+        only plane(s) `z` of it if given, read without loading the rest.
 
         Only snapshots in the time index as of the last :meth:`refresh` exist,
         so a snapshot still being written is never returned.
         """
         meta = self.lattice(lattice)
         if field == "organ":
-            return meta.organ
+            return meta.organ[z]
         if field not in self.fields:
             raise UserError(f"{self.path}: no field {field!r} (has organ, "
                             f"{', '.join(self.fields)})")
@@ -138,7 +140,7 @@ class RunFile:
             raise UserError(f"{self.path}: snapshot {index} out of range (has {n})")
         ds = self._f[f"lattices/{meta.name}/{field}"]
         ds.refresh()
-        return ds[index % n]
+        return ds[index % n, z]
 
     def index_of_step(self, step: int) -> int:
         """The snapshot index holding model step `step`."""
