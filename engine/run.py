@@ -114,7 +114,7 @@ def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     info = LatticeInfo(name=lat.name, shape=lat.shape, voxel_um=scenario["lattice.voxel_um"],
-                       organ=np.asarray(lat.organ), organ_names=("none",) + sim.organ_names)
+                       organ=sim.arch.to_host(lat.organ), organ_names=("none",) + sim.organ_names)
     field_attrs = {name: {"units": units} for name, (_, units) in SNAPSHOT_FIELDS.items()}
     field_attrs["kind"]["codes"] = KIND_CODES
     out.parent.mkdir(parents=True, exist_ok=True)
