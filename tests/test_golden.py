@@ -1,0 +1,42 @@
+"""The quickstart's numbers are pinned: a hash of what a run file holds after 48 steps
+(the snapshot fields kind, oxygen and VEGF, and every counts column listed below).
+
+Refactoring the engine (process declarations, the generic field solver, the active-tile
+scheme) must leave these bits alone.  A deliberate change of the model changes the hash:
+then update GOLDEN in the same commit and say in its message what changed and why."""
+import hashlib
+
+import numpy as np
+
+from engine.scenario import load_scenario
+from engine.simulation import Simulation
+
+STEPS = 48
+# The counts columns of the run file as of 2026-11-29 (new columns may be added freely).
+COLUMNS = ("step", "time_h", "empty", "functional", "tumor", "necrotic", "vessel", "lymph_vessel",
+           "sprout", "tip", "functional_breast", "functional_pectoral_muscle",
+           "functional_fraction", "hypoxic_tumor", "hypoxic_functional", "vessel_perfused",
+           "perfused_fraction", "birth_tumor", "birth_functional", "apoptosis_tumor",
+           "apoptosis_functional", "necrosis_tumor", "necrosis_functional",
+           "compression_functional", "displaced_functional", "tip_sprouted", "stalk_laid",
+           "anastomosis", "debris_cleared", "vessel_regressed", "new_vessel_length_um",
+           "vegf_max_ng_per_mL", "o2_sweeps", "o2_residual_mmHg", "vegf_sweeps",
+           "vegf_residual_ng_per_mL")
+GOLDEN = "f6bc8cd39d9c99cf94de5f5252e8d562e629b3c3f1b43503166a92fb363a3c00"
+
+
+def quickstart_digest(backend="numba") -> str:
+    sim = Simulation(load_scenario("quickstart"), backend=backend)
+    rows = [sim.initial] + [sim.step() for _ in range(STEPS)]
+    digest = hashlib.sha256()
+    for name in COLUMNS:
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray([r[name] for r in rows]).tobytes())
+    for name, array in sim.snapshot().items():
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def test_quickstart_after_48_steps_is_bit_identical_to_the_pinned_hash():
+    assert quickstart_digest() == GOLDEN
