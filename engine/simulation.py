@@ -1,17 +1,9 @@
-"""The step loop: one step is the list of biological processes, in order.
+"""The simulation: a scenario's lattice, its rules, and the clock of the run.
 
-    relax oxygen → relax VEGF → decide fate (necrosis, apoptosis) → propose division
-    → settle division claims → choose escape → settle escape claims
-    → move displaced functional cells → place daughters
-    → propose sprouting → grow sprouts → regress vessels
-    → [lumenise → spread perfusion] → census
-
-(sprouting only where the scenario enables angiogenesis; lumen and perfusion are
-recomputed only in a step where a sprout anastomosed or a vessel regressed, the
-only changes to the set of blood vessels)
-
-Every pass is a kernel from `kernels/` with the signature
-`pass(lattice, rules, step)`; the loop never looks at the backend.
+One step runs the passes of `engine.schedule.STEP` in order, each under its
+condition (the README's pass table shows the schedule).  Every pass is a kernel from
+`kernels/` with the signature `pass(lattice, rules, step)`; the loop never looks at
+the backend.
 """
 from __future__ import annotations
 
@@ -19,29 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.angiogenesis import grow_sprouts, lumenise, propose_sprouting
 from kernels.census import take_census
-from kernels.displacement import choose_escape, move_displaced, settle_escape_claims
-from kernels.division import place_daughters, propose_division, settle_division_claims
-from kernels.fate import decide_fate
-from kernels.lattice import (ANASTOMOSIS, EVENT_NAMES, FUNCTIONAL, KIND_NAMES, STALK_LAID, TUMOR,
-                             VESSEL_REGRESSED)
-from kernels.regression import regress_vessels
-from kernels.oxygen import relax_oxygen
+from kernels.lattice import FUNCTIONAL, KIND_NAMES, TUMOR
 from kernels.perfusion import spread_perfusion
-from kernels.vegf import relax_vegf
 
 from .backend import architecture
 from .rules import build_rules
+from .schedule import EVENT_NAMES, FIELD_PASSES, STEP
 from .tissue import build_tissue
-
-CELL_PASSES = (decide_fate, propose_division, settle_division_claims, choose_escape,
-               settle_escape_claims, move_displaced, place_daughters)
-FIELD_PASSES = (relax_oxygen, relax_vegf)
-ANGIOGENESIS_PASSES = (propose_sprouting, grow_sprouts)
-VESSEL_PASSES = (regress_vessels,)
-CIRCULATION_PASSES = (lumenise, spread_perfusion)
-PASSES = FIELD_PASSES + CELL_PASSES + ANGIOGENESIS_PASSES + VESSEL_PASSES + CIRCULATION_PASSES
 
 
 # What a snapshot stores, with its dtype and units.
@@ -94,19 +71,21 @@ class Simulation:
         return process(self.lattice, self.rules, self.step_index)
 
     def step(self) -> np.ndarray:
-        """Advance one step; returns that step's counts row."""
+        """Advance one step (the schedule's passes, each where its condition holds);
+        returns that step's counts row."""
         self.step_index += 1
         self.lattice.events[...] = 0
-        self.field_stats = [self.run_pass(relax) for relax in FIELD_PASSES]
-        for process in CELL_PASSES:
-            self.run_pass(process)
-        for process in (ANGIOGENESIS_PASSES if self.angiogenesis else ()) + VESSEL_PASSES:
-            self.run_pass(process)
-        changed = self.arch.to_host(self.lattice.events[:, [ANASTOMOSIS, VESSEL_REGRESSED]])
-        if changed.sum() > 0:
-            for process in CIRCULATION_PASSES:
-                self.run_pass(process)
+        results = {}
+        for stage in STEP:
+            if stage.when is None or stage.when.holds(self):
+                results[stage.run] = self.run_pass(stage.run)
+        self.field_stats = [results[relax] for relax in FIELD_PASSES]
         return self.census()
+
+    def events_this_step(self, *names) -> int:
+        """Sum of the named event counters so far in this step."""
+        rows = [EVENT_NAMES.index(n) for n in names]
+        return int(self.arch.to_host(self.lattice.events[rows]).sum())
 
     def census(self) -> np.ndarray:
         """The counts row of the current state (and of the last step's events)."""
@@ -125,10 +104,11 @@ class Simulation:
         row["hypoxic_functional"] = hypoxic[FUNCTIONAL]
         row["vessel_perfused"] = perfused
         row["perfused_fraction"] = perfused / row["vessel"] if row["vessel"] else 0.0
-        events = self.arch.to_host(self.lattice.events).sum(axis=0)
+        events = self.arch.to_host(self.lattice.events).sum(axis=1)
         for i, name in enumerate(EVENT_NAMES):
             row[name] = events[i]
-        row["new_vessel_length_um"] = events[STALK_LAID] * self.scenario["lattice.voxel_um"]
+        row["new_vessel_length_um"] = (events[EVENT_NAMES.index("stalk_laid")]
+                                       * self.scenario["lattice.voxel_um"])
         row["vegf_max_ng_per_mL"] = vegf_max
         row["o2_sweeps"], row["o2_residual_mmHg"] = self.field_stats[0]
         row["vegf_sweeps"], row["vegf_residual_ng_per_mL"] = self.field_stats[1]

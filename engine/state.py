@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.lattice import N_EVENTS, N_TRAITS
+from kernels.lattice import N_TRAITS
 
 # (name, dtype, values per voxel, is work buffer)
 VOXEL_ARRAYS = (
@@ -55,6 +55,11 @@ class Lattice:
     shape: tuple[int, int, int]        # local (nz, ny, nx)
     z0: int = 0                        # global z of local plane 0
     arrays: dict = field(default_factory=dict)
+    event_layout: dict = field(default_factory=dict)
+
+    def event_rows(self, process) -> slice:
+        """Rows of `process`'s counters in `events` (see engine.schedule)."""
+        return self.event_layout[process.name]
 
     def __getattr__(self, name):
         try:
@@ -80,14 +85,16 @@ class Lattice:
 
 
 def allocate(name, lattice_id, backend, shape, xp=np) -> Lattice:
-    """Zeroed arrays for every voxel quantity plus the per-plane work rows."""
+    """Zeroed arrays for every voxel quantity plus the per-plane work rows and the
+    event table (one row per event of the schedule, one column per z plane)."""
+    from .schedule import EVENT_NAMES, event_layout
     arrays = {}
     for key, dtype, n, _ in VOXEL_ARRAYS:
         arrays[key] = xp.zeros(((n,) if n > 1 else ()) + tuple(shape), dtype=dtype)
-    arrays["events"] = xp.zeros((shape[0], N_EVENTS), dtype=np.int64)
+    arrays["events"] = xp.zeros((len(EVENT_NAMES), shape[0]), dtype=np.int64)
     arrays["plane_max"] = xp.zeros(shape[0], dtype=np.float32)
     return Lattice(name=name, lattice_id=lattice_id, backend=backend, shape=tuple(shape),
-                   arrays=arrays)
+                   arrays=arrays, event_layout=event_layout())
 
 
 def run_bytes(shape) -> dict[str, int]:

@@ -24,12 +24,12 @@ from numba import prange
 
 from kernels.lattice import (ADHESION, APOPTOSIS_RESISTANCE, CLOCK_FULL, EMPTY, FUNCTIONAL,
                              LYMPH, PROLIFERATION, TUMOR, VESSEL, global_index)
-from kernels.philox import (STREAM_CYCLE_PHASE, STREAM_TISSUE, choose, probability_threshold,
+from kernels.philox import (choose, probability_threshold,
                             seed_key, voxel_draw)
 
 from .rules import NEUTRAL_LEVEL
 from .state import allocate
-from .vasculature import build_vasculature
+from .vasculature import STREAM_CYCLE_PHASE, STREAM_TISSUE, build_vasculature
 
 FUNCTIONAL_ADHESION = 15
 FOUNDER_LINEAGE = 1

@@ -22,7 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.philox import STREAM_TISSUE, philox4x32_numpy, seed_key
+from kernels.philox import philox4x32_numpy, seed_key
+from kernels.process import Process
+
+# Building the initial tissue (host side): where cells and capillary nodes go, and the
+# cell-cycle phase of seeded cells.
+TISSUE = Process("tissue", streams={"tissue": 5, "cycle_phase": 6})
+STREAM_TISSUE, STREAM_CYCLE_PHASE = TISSUE.streams["tissue"], TISSUE.streams["cycle_phase"]
 
 CAPILLARY, LYMPHATIC = 1, 2     # network ids in the Philox counter
 

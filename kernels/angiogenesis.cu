@@ -107,17 +107,16 @@ OL_HD void grow_sprout_voxel(u8 *kind, u8 *perfused, u16 *clock, u8 *trail, u8 *
                              int z, int y, int x) {
     const i64 i = at(s, z, y, x);
     const u8 k = kind[i];
-    i64 *plane = &events[(i64)z * N_EVENTS];
     if (is_free(k)) {
         const int w = strongest_claimant(intent, 0, s, z, y, x, step, STREAM_SPROUT);
         if (w == 0) return;
         int uz, uy, ux;
         neighbour(s, z, y, x, w, uz, uy, ux);
         const i64 u = at(s, uz, uy, ux);
-        if (k == FUNCTIONAL) count_event(&plane[COMPRESSION_FUNCTIONAL], 1);
-        else if (k == NECROTIC) count_event(&plane[DEBRIS_CLEARED], 1);
+        if (k == FUNCTIONAL) count_event(&events[(i64)FUNCTIONAL_CLEARED_BY_SPROUT * s.nz + z], 1);
+        else if (k == NECROTIC) count_event(&events[(i64)DEBRIS_CLEARED * s.nz + z], 1);
         const bool new_tip = (intent[u] & NEW_TIP) != 0;
-        if (new_tip) count_event(&plane[TIP_SPROUTED], 1);
+        if (new_tip) count_event(&events[(i64)TIP_SPROUTED * s.nz + z], 1);
         kind[i] = TIP;
         clock[i] = new_tip ? 0 : (u16)(clock[u] < 65535 ? clock[u] + 1 : 65535);
         trail[i] = (u8)w;
@@ -130,7 +129,7 @@ OL_HD void grow_sprout_voxel(u8 *kind, u8 *perfused, u16 *clock, u8 *trail, u8 *
             kind[i] = VESSEL;
             perfused[i] = LUMEN_SEED;
             trail[i] = 0;
-            count_event(&plane[ANASTOMOSIS], 1);
+            count_event(&events[(i64)ANASTOMOSIS * s.nz + z], 1);
             return;
         }
         bool moved = false;
@@ -141,7 +140,7 @@ OL_HD void grow_sprout_voxel(u8 *kind, u8 *perfused, u16 *clock, u8 *trail, u8 *
         }
         if (moved) {
             kind[i] = SPROUT;                  // the stalk keeps the sprout's age
-            count_event(&plane[STALK_LAID], 1);
+            count_event(&events[(i64)STALK_LAID * s.nz + z], 1);
         } else {
             clock[i] = (u16)(clock[i] < 65535 ? clock[i] + 1 : 65535);
         }

@@ -35,13 +35,20 @@ import numpy as np
 from numba import prange
 
 from .claims import strongest_claimant
-from .cuda import slab_args
-from .lattice import (ANASTOMOSIS, COMPRESSION_FUNCTIONAL, DEBRIS_CLEARED, EMPTY, FUNCTIONAL,
-                      NECROTIC, SPROUT, STALK_LAID, TIP, TIP_SPROUTED, VESSEL, global_index,
+from .lattice import (EMPTY, FUNCTIONAL, NECROTIC, SPROUT, TIP, VESSEL, global_index,
                       is_endothelium, neighbour, opposite)
 from .perfusion import flood
-from .philox import STREAM_SPROUT, voxel_draw
+from .philox import voxel_draw
+from .process import Process
 from .twin import kernel
+
+ANGIOGENESIS = Process("angiogenesis", "angiogenesis.cu",
+                       events=("tip_sprouted", "stalk_laid", "anastomosis", "debris_cleared",
+                               "functional_cleared_by_sprout"),
+                       streams={"sprout": 7},  # word 0: act, 1: claim priority, 2: direction
+                       rules="angiogenesis")
+TIP_SPROUTED, STALK_LAID, ANASTOMOSIS, DEBRIS_CLEARED, FUNCTIONAL_CLEARED_BY_SPROUT = range(5)
+STREAM_SPROUT = ANGIOGENESIS.streams["sprout"]
 
 ANASTOMOSE = 7      # intent of a tip that fuses (not a direction)
 NEW_TIP = 8         # intent bit: the target becomes a new tip (sprouting or branching)
@@ -113,11 +120,12 @@ def touches(kind, z, y, x, nz, ny, nx, what, skip):
     return False
 
 
+@ANGIOGENESIS.entry("propose_sprouting")
 @numba.njit(parallel=True, cache=True)
-def _propose_sprouting_numba(kind, perfused, vegf, clock, trail, intent, p):
-    (sprout_vegf, sprout_thr, move_p, chi0, inv_csat, base, haptotaxis, branch_age, branch_p,
-     inv_cbranch, anastomosis_age, step, z0, ny_g, nx_g, lattice_id, k0, k1) = p
-    nz, ny, nx = kind.shape
+def _propose_sprouting(kind, perfused, vegf, clock, trail, intent, sprout_vegf, sprout_thr,
+                       move_p, chi0, inv_csat, base, haptotaxis, branch_age, branch_p,
+                       inv_cbranch, anastomosis_age, step,
+                       nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
@@ -125,7 +133,7 @@ def _propose_sprouting_numba(kind, perfused, vegf, clock, trail, intent, p):
                 k = kind[z, y, x]
                 if k != TIP and k != SPROUT and k != VESSEL:
                     continue
-                g = global_index(z, y, x, z0, ny_g, nx_g)
+                g = global_index(z, y, x, z0, ny_global, nx_global)
                 w = voxel_draw(g, step, STREAM_SPROUT, lattice_id, k0, k1)
                 act = False
                 new_tip = 0
@@ -153,27 +161,27 @@ def _propose_sprouting_numba(kind, perfused, vegf, clock, trail, intent, p):
                         intent[z, y, x] = d | new_tip
 
 
+@ANGIOGENESIS.entry("grow_sprouts")
 @numba.njit(parallel=True, cache=True)
-def _grow_sprouts_numba(kind, perfused, clock, trail, traits, lineage, intent, step, z0, ny_g,
-                        nx_g, lattice_id, k0, k1, events):
-    nz, ny, nx = kind.shape
+def _grow_sprouts(kind, perfused, clock, trail, traits, lineage, intent, step, events,
+                  nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
                 k = kind[z, y, x]
                 if is_free(k):
                     w = strongest_claimant(intent, 0, z, y, x, nz, ny, nx, step, STREAM_SPROUT,
-                                           z0, ny_g, nx_g, lattice_id, k0, k1)
+                                           z0, ny_global, nx_global, lattice_id, k0, k1)
                     if w == 0:
                         continue
                     uz, uy, ux, _ = neighbour(z, y, x, w, nz, ny, nx)
                     if k == FUNCTIONAL:
-                        events[z, COMPRESSION_FUNCTIONAL] += 1
+                        events[FUNCTIONAL_CLEARED_BY_SPROUT, z] += 1
                     elif k == NECROTIC:
-                        events[z, DEBRIS_CLEARED] += 1
+                        events[DEBRIS_CLEARED, z] += 1
                     new_tip = (intent[uz, uy, ux] & NEW_TIP) != 0
                     if new_tip:
-                        events[z, TIP_SPROUTED] += 1
+                        events[TIP_SPROUTED, z] += 1
                     kind[z, y, x] = TIP
                     clock[z, y, x] = 0 if new_tip else min(np.int64(clock[uz, uy, ux]) + 1, 65535)
                     trail[z, y, x] = w
@@ -187,71 +195,34 @@ def _grow_sprouts_numba(kind, perfused, clock, trail, traits, lineage, intent, s
                         kind[z, y, x] = VESSEL
                         perfused[z, y, x] = LUMEN_SEED
                         trail[z, y, x] = 0
-                        events[z, ANASTOMOSIS] += 1
+                        events[ANASTOMOSIS, z] += 1
                         continue
                     moved = False
                     if d != 0 and (intent[z, y, x] & NEW_TIP) == 0:
                         tz, ty, tx, _ = neighbour(z, y, x, d, nz, ny, nx)
                         moved = strongest_claimant(intent, 0, tz, ty, tx, nz, ny, nx, step,
-                                                   STREAM_SPROUT, z0, ny_g, nx_g, lattice_id,
+                                                   STREAM_SPROUT, z0, ny_global, nx_global, lattice_id,
                                                    k0, k1) == opposite(d)
                     if moved:
                         kind[z, y, x] = SPROUT          # the stalk keeps the sprout's age
-                        events[z, STALK_LAID] += 1
+                        events[STALK_LAID, z] += 1
                     else:
                         clock[z, y, x] = min(np.int64(clock[z, y, x]) + 1, 65535)
                 elif k == SPROUT:
                     clock[z, y, x] = min(np.int64(clock[z, y, x]) + 1, 65535)
 
 
-def _propose_params(lattice, rules, step):
-    a = rules.angiogenesis
-    return (a.sprout_vegf, a.sprout_thr, a.move_p, a.chi0, a.inv_csat, a.base, a.haptotaxis,
-            a.branch_age, a.branch_p, a.inv_cbranch, a.anastomosis_age, np.uint32(step),
-            np.int64(lattice.z0), np.int64(lattice.ny), np.int64(lattice.nx),
-            np.uint32(lattice.lattice_id), np.uint32(rules.key[0]), np.uint32(rules.key[1]))
-
-
-@kernel(reads=("kind", "perfused", "vegf", "clock", "hypoxia"), writes=("intent",))
+@kernel(reads=("kind", "perfused", "vegf", "clock", "hypoxia"), writes=("intent",),
+        process=ANGIOGENESIS)
 def propose_sprouting(lattice, rules, step):
     """Tips choose to anastomose or move; vessels sprout; old stalks branch."""
+    _propose_sprouting(lattice, rules, step, trail=lattice.hypoxia)
 
 
-@propose_sprouting.on("numba")
-def _propose_sprouting(lattice, rules, step):
-    _propose_sprouting_numba(lattice.kind, lattice.perfused, lattice.vegf, lattice.clock,
-                             lattice.hypoxia, lattice.intent, _propose_params(lattice, rules, step))
-
-
-@propose_sprouting.cuda
-def _propose_sprouting_cuda(launch, lattice, rules, step):
-    a = rules.angiogenesis
-    launch.launch("angiogenesis.cu", "propose_sprouting", lattice.voxels,
-                  (lattice.kind, lattice.perfused, lattice.vegf, lattice.clock, lattice.hypoxia,
-                   lattice.intent, a.sprout_vegf, a.sprout_thr, a.move_p, a.chi0, a.inv_csat,
-                   a.base, a.haptotaxis, np.int32(a.branch_age), a.branch_p, a.inv_cbranch,
-                   np.int32(a.anastomosis_age), np.uint32(step), *slab_args(lattice, rules)))
-
-
-@kernel(reads=("kind", "intent", "clock"), writes=("kind", "clock"))
+@kernel(reads=("kind", "intent", "clock"), writes=("kind", "clock"), process=ANGIOGENESIS)
 def grow_sprouts(lattice, rules, step):
     """Tips take the voxels they won, leave stalks behind, or fuse."""
-
-
-@grow_sprouts.on("numba")
-def _grow_sprouts(lattice, rules, step):
-    _grow_sprouts_numba(lattice.kind, lattice.perfused, lattice.clock, lattice.hypoxia,
-                        lattice.traits, lattice.lineage, lattice.intent, step, lattice.z0,
-                        lattice.ny, lattice.nx, lattice.lattice_id, rules.key[0], rules.key[1],
-                        lattice.events)
-
-
-@grow_sprouts.cuda
-def _grow_sprouts_cuda(launch, lattice, rules, step):
-    launch.launch("angiogenesis.cu", "grow_sprouts", lattice.voxels,
-                  (lattice.kind, lattice.perfused, lattice.clock, lattice.hypoxia,
-                   lattice.traits, lattice.lineage, lattice.intent, np.uint32(step),
-                   lattice.events, *slab_args(lattice, rules)))
+    _grow_sprouts(lattice, rules, step, trail=lattice.hypoxia)
 
 
 @kernel(reads=("kind", "perfused"), writes=("kind", "perfused"))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -42,7 +44,14 @@ def slab_args(lattice, rules) -> tuple:
 
 
 def source_text(name: str) -> str:
-    return (KERNEL_DIR / name).read_text()
+    """A `.cu` file as it is compiled: the constants generated from its process's
+    declaration (events, streams; `kernels.process`), then the file itself."""
+    from .process import c_header_for
+    module = f"kernels.{Path(name).stem}"          # its process module, declared there
+    if importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)
+    return ('#include "cuda_common.cuh"\n' + c_header_for(name)
+            + f'#line 1 "{name}"\n' + (KERNEL_DIR / name).read_text())
 
 
 class CupyLauncher:
@@ -131,7 +140,9 @@ def build_host_harness() -> Path:
     if cxx is None:
         raise RuntimeError("no C++ compiler found for the CUDA host harness (set CXX)")
     digest = hashlib.sha256()
-    for name in SOURCES + HEADERS:
+    for name in SOURCES:
+        digest.update(name.encode() + b"\0" + source_text(name).encode())
+    for name in HEADERS:
         digest.update(name.encode() + b"\0" + (KERNEL_DIR / name).read_bytes())
     digest.update(" ".join((cxx,) + HOST_FLAGS).encode())
     cache = Path(os.environ.get("ONCOLATTICE_CACHE", Path(tempfile.gettempdir()) / "oncolattice"))
@@ -141,7 +152,9 @@ def build_host_harness() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         unit = Path(tmp) / "harness.cpp"
-        unit.write_text("".join(f'#include "{KERNEL_DIR / s}"\n' for s in SOURCES))
+        for s in SOURCES:
+            (Path(tmp) / s).write_text(source_text(s))
+        unit.write_text("".join(f'#include "{Path(tmp) / s}"\n' for s in SOURCES))
         partial = Path(tmp) / lib.name
         proc = subprocess.run([cxx, *HOST_FLAGS, f"-I{KERNEL_DIR}", str(unit), "-o", str(partial)],
                               capture_output=True, text=True)

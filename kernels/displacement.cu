@@ -54,7 +54,7 @@ OL_ENTRY move_displaced(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *line
         clock[i] = clock[j];
         hypoxia[i] = hypoxia[j];
         lineage[i] = lineage[j];
-        count_event(&events[(i64)z * N_EVENTS + DISPLACED_FUNCTIONAL], 1);
+        count_event(&events[(i64)DISPLACED_FUNCTIONAL * s.nz + z], 1);
     }
     OL_END_FOR_EACH_TILE_VOXEL
 }

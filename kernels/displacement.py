@@ -23,16 +23,19 @@ Passes (each a per-voxel gather, between `settle_division_claims` and
 from __future__ import annotations
 
 import numba
-import numpy as np
 from numba import prange
 
-from .lattice import (DISPLACED_FUNCTIONAL, EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3,
-                      global_index, neighbour)
-from .cuda import slab_args
 from .claims import pick_direction, strongest_claimant
-from .philox import STREAM_ESCAPE, voxel_draw
-from .tiles import TILE_VOXELS, active_tiles
+from .lattice import EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3, global_index, neighbour
+from .philox import voxel_draw
+from .process import Process
+from .tiles import active_tiles, layer_tiles, tile_box, tiles_along
 from .twin import kernel
+
+DISPLACEMENT = Process("displacement", "displacement.cu", events=("displaced_functional",),
+                       streams={"escape": 3})     # word 0: escape site, word 1: claim priority
+DISPLACED_FUNCTIONAL = 0
+STREAM_ESCAPE = DISPLACEMENT.streams["escape"]
 
 
 @numba.njit(inline="always", cache=True)
@@ -42,118 +45,103 @@ def is_escape_site(kind, organ, claim, zz, yy, xx, own_organ):
             and (claim[zz, yy, xx] & LOW3) == 0)
 
 
+@numba.njit(inline="always", cache=True)
+def choose_escape_at(kind, organ, intent, claim, step, z, y, x, nz, ny, nx, z0, ny_global,
+                     nx_global, lattice_id, k0, k1):
+    """A claimed functional cell picks a free neighbour of its organ (intent bits 3..5)."""
+    if kind[z, y, x] != FUNCTIONAL or (claim[z, y, x] & LOW3) == 0:
+        return
+    o = organ[z, y, x]
+    mask = 0
+    for d in range(1, 7):
+        zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
+        if inside and is_escape_site(kind, organ, claim, zz, yy, xx, o):
+            mask |= 1 << (d - 1)
+    if mask == 0:
+        return
+    g = global_index(z, y, x, z0, ny_global, nx_global)
+    word = voxel_draw(g, step, STREAM_ESCAPE, lattice_id, k0, k1)[0]
+    intent[z, y, x] = intent[z, y, x] | (pick_direction(mask, word) << ESCAPE_SHIFT)
+
+
+@DISPLACEMENT.entry("choose_escape", over="tiles")
 @numba.njit(parallel=True, cache=True)
-def _choose_escape_numba(kind, organ, intent, claim, step, z0, ny_global, nx_global,
-                         lattice_id, k0, k1):
-    nz, ny, nx = kind.shape
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if kind[z, y, x] != FUNCTIONAL or (claim[z, y, x] & LOW3) == 0:
-                    continue
-                o = organ[z, y, x]
-                mask = 0
-                for d in range(1, 7):
-                    zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
-                    if inside and is_escape_site(kind, organ, claim, zz, yy, xx, o):
-                        mask |= 1 << (d - 1)
-                if mask == 0:
-                    continue
-                g = global_index(z, y, x, z0, ny_global, nx_global)
-                word = voxel_draw(g, step, STREAM_ESCAPE, lattice_id, k0, k1)[0]
-                intent[z, y, x] = intent[z, y, x] | (pick_direction(mask, word) << ESCAPE_SHIFT)
+def _choose_escape(kind, organ, intent, claim, step, tiles, n_tiles,
+                   nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
+    for layer in prange(tiles_along(nz)):
+        first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
+        for t in range(first, last):
+            za, zb, ya, yb, xa, xb = tile_box(tiles[t], nz, ny, nx)
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        choose_escape_at(kind, organ, intent, claim, step, z, y, x, nz, ny, nx,
+                                         z0, ny_global, nx_global, lattice_id, k0, k1)
 
 
+@DISPLACEMENT.entry("settle_escape_claims", over="tiles")
 @numba.njit(parallel=True, cache=True)
-def _settle_escape_claims_numba(kind, intent, claim, step, z0, ny_global, nx_global,
-                                lattice_id, k0, k1):
-    nz, ny, nx = kind.shape
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if kind[z, y, x] != EMPTY or (claim[z, y, x] & LOW3) != 0:
-                    continue
-                best = strongest_claimant(intent, ESCAPE_SHIFT, z, y, x, nz, ny, nx, step,
-                                          STREAM_ESCAPE, z0, ny_global, nx_global, lattice_id,
-                                          k0, k1)
-                if best != 0:
-                    claim[z, y, x] = claim[z, y, x] | (best << ESCAPE_SHIFT)
+def _settle_escape_claims(kind, intent, claim, step, tiles, n_tiles,
+                          nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
+    for layer in prange(tiles_along(nz)):
+        first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
+        for t in range(first, last):
+            za, zb, ya, yb, xa, xb = tile_box(tiles[t], nz, ny, nx)
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        if kind[z, y, x] != EMPTY or (claim[z, y, x] & LOW3) != 0:
+                            continue
+                        best = strongest_claimant(intent, ESCAPE_SHIFT, z, y, x, nz, ny, nx,
+                                                  step, STREAM_ESCAPE, z0, ny_global, nx_global,
+                                                  lattice_id, k0, k1)
+                        if best != 0:
+                            claim[z, y, x] = claim[z, y, x] | (best << ESCAPE_SHIFT)
 
 
+@numba.njit(inline="always", cache=True)
+def move_cell(kind, traits, clock, hypoxia, lineage, events, z, y, x, sz, sy, sx):
+    """The whole cell at (sz, sy, sx) moves to (z, y, x)."""
+    kind[z, y, x] = kind[sz, sy, sx]
+    for t in range(traits.shape[0]):
+        traits[t, z, y, x] = traits[t, sz, sy, sx]
+    clock[z, y, x] = clock[sz, sy, sx]
+    hypoxia[z, y, x] = hypoxia[sz, sy, sx]
+    lineage[z, y, x] = lineage[sz, sy, sx]
+    events[DISPLACED_FUNCTIONAL, z] += 1
+
+
+@DISPLACEMENT.entry("move_displaced", over="tiles")
 @numba.njit(parallel=True, cache=True)
-def _move_displaced_numba(kind, traits, clock, hypoxia, lineage, claim, events):
-    nz, ny, nx = kind.shape
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                s = (claim[z, y, x] >> ESCAPE_SHIFT) & LOW3
-                if s == 0:
-                    continue
-                sz, sy, sx, _ = neighbour(z, y, x, s, nz, ny, nx)
-                kind[z, y, x] = kind[sz, sy, sx]
-                for t in range(traits.shape[0]):
-                    traits[t, z, y, x] = traits[t, sz, sy, sx]
-                clock[z, y, x] = clock[sz, sy, sx]
-                hypoxia[z, y, x] = hypoxia[sz, sy, sx]
-                lineage[z, y, x] = lineage[sz, sy, sx]
-                events[z, DISPLACED_FUNCTIONAL] += 1
+def _move_displaced(kind, traits, clock, hypoxia, lineage, claim, events, tiles, n_tiles,
+                    nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
+    for layer in prange(tiles_along(nz)):
+        first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
+        for t in range(first, last):
+            za, zb, ya, yb, xa, xb = tile_box(tiles[t], nz, ny, nx)
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        s = (claim[z, y, x] >> ESCAPE_SHIFT) & LOW3
+                        if s != 0:
+                            sz, sy, sx, _ = neighbour(z, y, x, s, nz, ny, nx)
+                            move_cell(kind, traits, clock, hypoxia, lineage, events,
+                                      z, y, x, sz, sy, sx)
 
 
-@kernel(reads=("kind", "claim"), writes=())
+@kernel(reads=("kind", "claim"), writes=(), process=DISPLACEMENT)
 def choose_escape(lattice, rules, step):
     """Functional cells about to be displaced pick a free neighbouring voxel."""
+    _choose_escape(lattice, rules, step, **active_tiles(lattice).args())
 
 
-@choose_escape.on("numba")
-def _choose_escape(lattice, rules, step):
-    _choose_escape_numba(lattice.kind, lattice.organ, lattice.intent, lattice.claim, step,
-                         lattice.z0, lattice.ny, lattice.nx, lattice.lattice_id,
-                         rules.key[0], rules.key[1])
-
-
-@kernel(reads=("kind", "claim", "intent"), writes=())
+@kernel(reads=("kind", "claim", "intent"), writes=(), process=DISPLACEMENT)
 def settle_escape_claims(lattice, rules, step):
     """Each free voxel keeps the escaping cell with the highest (priority, index)."""
+    _settle_escape_claims(lattice, rules, step, **active_tiles(lattice).args())
 
 
-@settle_escape_claims.on("numba")
-def _settle_escape_claims(lattice, rules, step):
-    _settle_escape_claims_numba(lattice.kind, lattice.intent, lattice.claim, step,
-                                lattice.z0, lattice.ny, lattice.nx, lattice.lattice_id,
-                                rules.key[0], rules.key[1])
-
-
-@kernel(reads=("claim",), writes=())
+@kernel(reads=("claim",), writes=(), process=DISPLACEMENT)
 def move_displaced(lattice, rules, step):
     """Displaced functional cells move into the escape sites they won."""
-
-
-@move_displaced.on("numba")
-def _move_displaced(lattice, rules, step):
-    _move_displaced_numba(lattice.kind, lattice.traits, lattice.clock, lattice.hypoxia,
-                          lattice.lineage, lattice.claim, lattice.events)
-
-
-@choose_escape.cuda
-def _choose_escape_cuda(launch, lattice, rules, step):
-    tiles = active_tiles(launch, lattice)
-    launch.launch("displacement.cu", "choose_escape", tiles.count * TILE_VOXELS,
-                  (lattice.kind, lattice.organ, lattice.intent, lattice.claim, np.uint32(step),
-                   *tiles.args(), *slab_args(lattice, rules)), block=TILE_VOXELS)
-
-
-@settle_escape_claims.cuda
-def _settle_escape_claims_cuda(launch, lattice, rules, step):
-    tiles = active_tiles(launch, lattice)
-    launch.launch("displacement.cu", "settle_escape_claims", tiles.count * TILE_VOXELS,
-                  (lattice.kind, lattice.intent, lattice.claim, np.uint32(step), *tiles.args(),
-                   *slab_args(lattice, rules)), block=TILE_VOXELS)
-
-
-@move_displaced.cuda
-def _move_displaced_cuda(launch, lattice, rules, step):
-    tiles = active_tiles(launch, lattice)
-    launch.launch("displacement.cu", "move_displaced", tiles.count * TILE_VOXELS,
-                  (lattice.kind, lattice.traits, lattice.clock, lattice.hypoxia, lattice.lineage,
-                   lattice.claim, lattice.events, *tiles.args(), *slab_args(lattice, rules)),
-                  block=TILE_VOXELS)
+    _move_displaced(lattice, rules, step, **active_tiles(lattice).args())

@@ -1,4 +1,5 @@
 // Division (propose -> settle -> place): the CUDA twin of kernels/division.py.
+// Event codes and STREAM_* are generated from the process declaration there.
 #include "claims.cuh"
 
 OL_HD bool can_take_daughter(u8 parent_kind, u8 parent_organ, u8 site_kind, u8 site_organ,
@@ -46,12 +47,12 @@ OL_HD void propose_division_voxel(const u8 *kind, const u8 *organ, const u8 *tra
 
 OL_ENTRY propose_division(const u8 *kind, const u8 *organ, const u8 *traits, u16 *clock,
                           const float *oxygen, u8 *intent, const float *cycle_rate,
-                          float o2_threshold, float o2_inv_span, u32 step, u8 *tile_flags,
-                          OL_SLAB_PARAMS) {
+                          float o2_prolif_threshold, float o2_prolif_inv_span, u32 step,
+                          u8 *tile_flags, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
-    propose_division_voxel(kind, organ, traits, clock, oxygen, intent, cycle_rate, o2_threshold,
-                           o2_inv_span, step, tile_flags, s, z, y, x);
+    propose_division_voxel(kind, organ, traits, clock, oxygen, intent, cycle_rate,
+                           o2_prolif_threshold, o2_prolif_inv_span, step, tile_flags, s, z, y, x);
     OL_END_FOR_EACH_VOXEL
 }
 
@@ -111,7 +112,7 @@ OL_HD void place_daughter_voxel(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u
             neighbour(s, z, y, x, e, ez, ey, ex);
             escaped = ((claim[at(s, ez, ey, ex)] >> ESCAPE_SHIFT) & LOW3) == opposite(e);
         }
-        if (!escaped) count_event(&events[(i64)z * N_EVENTS + COMPRESSION_FUNCTIONAL], 1);
+        if (!escaped) count_event(&events[(i64)COMPRESSION_FUNCTIONAL * s.nz + z], 1);
     }
     const u8 pk = kind[parent];
     const bool tumour = pk == TUMOR;
@@ -121,15 +122,16 @@ OL_HD void place_daughter_voxel(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u
     lineage[i] = lineage[parent];
     clock[i] = 0;
     hypoxia[i] = 0;
-    count_event(&events[(i64)z * N_EVENTS + (tumour ? BIRTH_TUMOR : BIRTH_FUNCTIONAL)], 1);
+    count_event(&events[(i64)(tumour ? BIRTH_TUMOR : BIRTH_FUNCTIONAL) * s.nz + z], 1);
 }
 
 OL_ENTRY place_daughters(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
-                         const u8 *intent, const u8 *claim, const u32 *down_thr,
-                         const u32 *up_thr, u32 step, i64 *events, OL_TILE_PARAMS, OL_SLAB_PARAMS) {
+                         const u8 *intent, const u8 *claim, const u32 *mutation_down_thr,
+                         const u32 *mutation_up_thr, u32 step, i64 *events, OL_TILE_PARAMS,
+                         OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_TILE_VOXEL(s)
-    place_daughter_voxel(kind, traits, clock, hypoxia, lineage, intent, claim, down_thr, up_thr,
-                         step, events, s, z, y, x);
+    place_daughter_voxel(kind, traits, clock, hypoxia, lineage, intent, claim, mutation_down_thr,
+                         mutation_up_thr, step, events, s, z, y, x);
     OL_END_FOR_EACH_TILE_VOXEL
 }

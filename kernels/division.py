@@ -32,15 +32,21 @@ import numba
 import numpy as np
 from numba import prange
 
-from .lattice import (BIRTH_FUNCTIONAL, BIRTH_TUMOR, CLOCK_FULL, COMPRESSION_FUNCTIONAL,
-                      EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3, N_TRAITS, PROLIFERATION,
+from .claims import pick_direction, strongest_claimant
+from .lattice import (CLOCK_FULL, EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3, N_TRAITS, PROLIFERATION,
                       TRAIT_LEVELS, TUMOR, VACANCY, global_index, is_live, neighbour, opposite,
                       table_row)
-from .cuda import slab_args
-from .claims import pick_direction, strongest_claimant
-from .philox import STREAM_DIVISION, STREAM_MUTATION, voxel_draw
-from .tiles import TILE_VOXELS, active_tiles
+from .philox import voxel_draw
+from .process import Process
+from .tiles import active_tiles, layer_tiles, mark_tiles_near, tile_box, tiles_along
 from .twin import kernel
+
+DIVISION = Process("division", "division.cu",
+                   events=("birth_tumor", "birth_functional", "compression_functional"),
+                   streams={"division": 2,      # word 0: daughter site, word 1: claim priority
+                            "mutation": 4})     # words 0..2: one per heritable trait
+BIRTH_TUMOR, BIRTH_FUNCTIONAL, COMPRESSION_FUNCTIONAL = range(3)
+STREAM_DIVISION, STREAM_MUTATION = DIVISION.streams["division"], DIVISION.streams["mutation"]
 
 
 @numba.njit(inline="always", cache=True)
@@ -60,11 +66,11 @@ def advance_cycle(clock, rate, oxygen, o2_threshold, o2_inv_span):
     return min(np.int64(clock) + np.int64(rate * f), CLOCK_FULL)
 
 
+@DIVISION.entry("propose_division")
 @numba.njit(parallel=True, cache=True)
-def _propose_division_numba(kind, organ, traits, clock, oxygen, intent, cycle_rate,
-                            o2_threshold, o2_inv_span, step, z0, ny_global, nx_global,
-                            lattice_id, k0, k1):
-    nz, ny, nx = kind.shape
+def _propose_division(kind, organ, traits, clock, oxygen, intent, cycle_rate, o2_prolif_threshold,
+                      o2_prolif_inv_span, step, tile_flags,
+                      nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
@@ -74,8 +80,8 @@ def _propose_division_numba(kind, organ, traits, clock, oxygen, intent, cycle_ra
                     continue
                 o = organ[z, y, x]
                 rate = cycle_rate[table_row(k, o), traits[PROLIFERATION, z, y, x]]
-                c = advance_cycle(clock[z, y, x], rate, oxygen[z, y, x], o2_threshold,
-                                  o2_inv_span)
+                c = advance_cycle(clock[z, y, x], rate, oxygen[z, y, x], o2_prolif_threshold,
+                                  o2_prolif_inv_span)
                 clock[z, y, x] = c
                 if c < CLOCK_FULL:
                     continue
@@ -94,22 +100,27 @@ def _propose_division_numba(kind, organ, traits, clock, oxygen, intent, cycle_ra
                 g = global_index(z, y, x, z0, ny_global, nx_global)
                 word = voxel_draw(g, step, STREAM_DIVISION, lattice_id, k0, k1)[0]
                 intent[z, y, x] = pick_direction(mask, word)
+                mark_tiles_near(tile_flags, z, y, x, nz, ny, nx)
 
 
+@DIVISION.entry("settle_division_claims", over="tiles")
 @numba.njit(parallel=True, cache=True)
-def _settle_division_claims_numba(kind, intent, claim, step, z0, ny_global, nx_global,
-                                  lattice_id, k0, k1):
-    nz, ny, nx = kind.shape
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                claim[z, y, x] = 0
-                k = kind[z, y, x]
-                if k != EMPTY and k != FUNCTIONAL:
-                    continue
-                claim[z, y, x] = strongest_claimant(intent, 0, z, y, x, nz, ny, nx, step,
-                                                    STREAM_DIVISION, z0, ny_global, nx_global,
-                                                    lattice_id, k0, k1)
+def _settle_division_claims(kind, intent, claim, step, tiles, n_tiles,
+                           nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
+    for layer in prange(tiles_along(nz)):
+        first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
+        for t in range(first, last):
+            za, zb, ya, yb, xa, xb = tile_box(tiles[t], nz, ny, nx)
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        claim[z, y, x] = 0
+                        k = kind[z, y, x]
+                        if k != EMPTY and k != FUNCTIONAL:
+                            continue
+                        claim[z, y, x] = strongest_claimant(
+                            intent, 0, z, y, x, nz, ny, nx, step, STREAM_DIVISION, z0,
+                            ny_global, nx_global, lattice_id, k0, k1)
 
 
 @numba.njit(inline="always", cache=True)
@@ -127,112 +138,77 @@ def inherit_traits(traits, z, y, x, pz, py, px, mutate, draws, down_thr, up_thr)
         traits[t, z, y, x] = level
 
 
+@numba.njit(inline="always", cache=True)
+def place_daughter(kind, traits, clock, hypoxia, lineage, intent, claim, mutation_down_thr,
+                   mutation_up_thr, step, events, z, y, x, nz, ny, nx, z0, ny_global, nx_global,
+                   lattice_id, k0, k1):
+    """A won site becomes the parent's daughter; a parent whose daughter was placed
+    restarts its cycle."""
+    d = claim[z, y, x] & LOW3
+    if d == 0:
+        own = intent[z, y, x] & LOW3
+        if own != 0 and is_live(kind[z, y, x]):
+            tz, ty, tx, _ = neighbour(z, y, x, own, nz, ny, nx)
+            if (claim[tz, ty, tx] & LOW3) == opposite(own):
+                clock[z, y, x] = 0          # parent starts a new cycle
+        return
+    pz, py, px, _ = neighbour(z, y, x, d, nz, ny, nx)
+    if (claim[pz, py, px] & LOW3) != 0:
+        return                              # displaced parent forfeits
+    if kind[z, y, x] == FUNCTIONAL:
+        e = (intent[z, y, x] >> ESCAPE_SHIFT) & LOW3
+        escaped = False
+        if e != 0:
+            ez, ey, ex, _ = neighbour(z, y, x, e, nz, ny, nx)
+            escaped = ((claim[ez, ey, ex] >> ESCAPE_SHIFT) & LOW3) == opposite(e)
+        if not escaped:
+            events[COMPRESSION_FUNCTIONAL, z] += 1
+    pk = kind[pz, py, px]
+    tumour = pk == TUMOR
+    g = global_index(z, y, x, z0, ny_global, nx_global)
+    draws = voxel_draw(g, step, STREAM_MUTATION, lattice_id, k0, k1)
+    inherit_traits(traits, z, y, x, pz, py, px, tumour, draws, mutation_down_thr, mutation_up_thr)
+    kind[z, y, x] = pk
+    lineage[z, y, x] = lineage[pz, py, px]
+    clock[z, y, x] = 0
+    hypoxia[z, y, x] = 0
+    events[BIRTH_TUMOR if tumour else BIRTH_FUNCTIONAL, z] += 1
+
+
+@DIVISION.entry("place_daughters", over="tiles")
 @numba.njit(parallel=True, cache=True)
-def _place_daughters_numba(kind, traits, clock, hypoxia, lineage, intent, claim,
-                           mutation_down_thr, mutation_up_thr, step, z0, ny_global,
-                           nx_global, lattice_id, k0, k1, events):
-    nz, ny, nx = kind.shape
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                d = claim[z, y, x] & LOW3
-                if d == 0:
-                    own = intent[z, y, x] & LOW3
-                    if own != 0 and is_live(kind[z, y, x]):
-                        tz, ty, tx, _ = neighbour(z, y, x, own, nz, ny, nx)
-                        if (claim[tz, ty, tx] & LOW3) == opposite(own):
-                            clock[z, y, x] = 0          # parent starts a new cycle
-                    continue
-                pz, py, px, _ = neighbour(z, y, x, d, nz, ny, nx)
-                if (claim[pz, py, px] & LOW3) != 0:
-                    continue                            # displaced parent forfeits
-                if kind[z, y, x] == FUNCTIONAL:
-                    e = (intent[z, y, x] >> ESCAPE_SHIFT) & LOW3
-                    escaped = False
-                    if e != 0:
-                        ez, ey, ex, _ = neighbour(z, y, x, e, nz, ny, nx)
-                        escaped = ((claim[ez, ey, ex] >> ESCAPE_SHIFT) & LOW3) == opposite(e)
-                    if not escaped:
-                        events[z, COMPRESSION_FUNCTIONAL] += 1
-                pk = kind[pz, py, px]
-                tumour = pk == TUMOR
-                g = global_index(z, y, x, z0, ny_global, nx_global)
-                draws = voxel_draw(g, step, STREAM_MUTATION, lattice_id, k0, k1)
-                inherit_traits(traits, z, y, x, pz, py, px, tumour, draws,
-                               mutation_down_thr, mutation_up_thr)
-                kind[z, y, x] = pk
-                lineage[z, y, x] = lineage[pz, py, px]
-                clock[z, y, x] = 0
-                hypoxia[z, y, x] = 0
-                events[z, BIRTH_TUMOR if tumour else BIRTH_FUNCTIONAL] += 1
-
-
-def _slab_args(lattice, rules):
-    return (lattice.z0, lattice.ny, lattice.nx, lattice.lattice_id, rules.key[0], rules.key[1])
+def _place_daughters(kind, traits, clock, hypoxia, lineage, intent, claim, mutation_down_thr,
+                     mutation_up_thr, step, events, tiles, n_tiles,
+                     nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
+    for layer in prange(tiles_along(nz)):
+        first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
+        for t in range(first, last):
+            za, zb, ya, yb, xa, xb = tile_box(tiles[t], nz, ny, nx)
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        place_daughter(kind, traits, clock, hypoxia, lineage, intent, claim,
+                                       mutation_down_thr, mutation_up_thr, step, events,
+                                       z, y, x, nz, ny, nx, z0, ny_global, nx_global,
+                                       lattice_id, k0, k1)
 
 
 @kernel(reads=("kind", "organ", "traits.proliferation", "clock", "oxygen"),
-        writes=("clock", "intent"))
+        writes=("clock", "intent"), process=DIVISION)
 def propose_division(lattice, rules, step):
     """Advance every cell's cycle; ready cells choose a daughter site."""
+    tiles = active_tiles(lattice)
+    _propose_division(lattice, rules, step, tile_flags=tiles.flags)
+    tiles.refresh()
 
 
-@propose_division.on("numba")
-def _propose_division(lattice, rules, step):
-    _propose_division_numba(lattice.kind, lattice.organ, lattice.traits, lattice.clock,
-                            lattice.oxygen, lattice.intent, rules.cycle_rate,
-                            rules.o2_prolif_threshold, rules.o2_prolif_inv_span, step,
-                            *_slab_args(lattice, rules))
-
-
-@kernel(reads=("kind", "intent"), writes=("claim",))
+@kernel(reads=("kind", "intent"), writes=("claim",), process=DIVISION)
 def settle_division_claims(lattice, rules, step):
     """Each contested site keeps the proposer with the highest (priority, index)."""
+    _settle_division_claims(lattice, rules, step, **active_tiles(lattice).args())
 
 
-@settle_division_claims.on("numba")
-def _settle_division_claims(lattice, rules, step):
-    _settle_division_claims_numba(lattice.kind, lattice.intent, lattice.claim, step,
-                                  *_slab_args(lattice, rules))
-
-
-@kernel(reads=("claim", "intent"), writes=())
+@kernel(reads=("claim", "intent"), writes=(), process=DIVISION)
 def place_daughters(lattice, rules, step):
     """Daughters occupy the sites they won; parents restart their cycle."""
-
-
-@place_daughters.on("numba")
-def _place_daughters(lattice, rules, step):
-    _place_daughters_numba(lattice.kind, lattice.traits, lattice.clock, lattice.hypoxia,
-                           lattice.lineage, lattice.intent, lattice.claim,
-                           rules.mutation_down_thr, rules.mutation_up_thr, step,
-                           *_slab_args(lattice, rules), lattice.events)
-
-
-@propose_division.cuda
-def _propose_division_cuda(launch, lattice, rules, step):
-    tiles = active_tiles(launch, lattice)
-    launch.launch("division.cu", "propose_division", lattice.voxels,
-                  (lattice.kind, lattice.organ, lattice.traits, lattice.clock, lattice.oxygen,
-                   lattice.intent, launch.table(rules.cycle_rate), rules.o2_prolif_threshold,
-                   rules.o2_prolif_inv_span, np.uint32(step), tiles.flags,
-                   *slab_args(lattice, rules)))
-    tiles.refresh(launch)
-
-
-@settle_division_claims.cuda
-def _settle_division_claims_cuda(launch, lattice, rules, step):
-    tiles = active_tiles(launch, lattice)
-    launch.launch("division.cu", "settle_division_claims", tiles.count * TILE_VOXELS,
-                  (lattice.kind, lattice.intent, lattice.claim, np.uint32(step), *tiles.args(),
-                   *slab_args(lattice, rules)), block=TILE_VOXELS)
-
-
-@place_daughters.cuda
-def _place_daughters_cuda(launch, lattice, rules, step):
-    tiles = active_tiles(launch, lattice)
-    launch.launch("division.cu", "place_daughters", tiles.count * TILE_VOXELS,
-                  (lattice.kind, lattice.traits, lattice.clock, lattice.hypoxia, lattice.lineage,
-                   lattice.intent, lattice.claim, launch.table(rules.mutation_down_thr),
-                   launch.table(rules.mutation_up_thr), np.uint32(step), lattice.events,
-                   *tiles.args(), *slab_args(lattice, rules)), block=TILE_VOXELS)
+    _place_daughters(lattice, rules, step, **active_tiles(lattice).args())

@@ -1,4 +1,5 @@
 // Cell fate (hypoxic necrosis, apoptosis): the CUDA twin of kernels/fate.py.
+// Event codes and STREAM_APOPTOSIS are generated from the process declaration there.
 #include "lattice.cuh"
 #include "philox.cuh"
 
@@ -25,7 +26,7 @@ OL_HD void decide_fate_voxel(u8 *kind, const u8 *organ, u8 *traits, u16 *clock, 
         const u16 keep = lineage[i];
         clear_cell(i, s.nvox, traits, clock, hypoxia, lineage);
         lineage[i] = keep;
-        count_event(&events[(i64)z * N_EVENTS + (tumour ? NECROSIS_TUMOR : NECROSIS_FUNCTIONAL)], 1);
+        count_event(&events[(i64)(tumour ? NECROSIS_TUMOR : NECROSIS_FUNCTIONAL) * s.nz + z], 1);
         return;
     }
     const u32 r = voxel_draw(global_index(s, z, y, x), step, STREAM_APOPTOSIS, s).w[0];
@@ -34,7 +35,7 @@ OL_HD void decide_fate_voxel(u8 *kind, const u8 *organ, u8 *traits, u16 *clock, 
         kind[i] = EMPTY;
         clear_cell(i, s.nvox, traits, clock, hypoxia, lineage);
         if (!tumour) clock[i] = VACANCY;
-        count_event(&events[(i64)z * N_EVENTS + (tumour ? APOPTOSIS_TUMOR : APOPTOSIS_FUNCTIONAL)], 1);
+        count_event(&events[(i64)(tumour ? APOPTOSIS_TUMOR : APOPTOSIS_FUNCTIONAL) * s.nz + z], 1);
     }
 }
 

@@ -20,12 +20,18 @@ import numba
 import numpy as np
 from numba import prange
 
-from .cuda import slab_args
-from .lattice import (APOPTOSIS_FUNCTIONAL, APOPTOSIS_RESISTANCE, APOPTOSIS_TUMOR, EMPTY,
-                      NECROSIS_FUNCTIONAL, NECROSIS_TUMOR, NECROTIC, TUMOR, VACANCY, global_index,
-                      is_live, table_row)
-from .philox import STREAM_APOPTOSIS, voxel_draw
+from .lattice import (APOPTOSIS_RESISTANCE, EMPTY, NECROTIC, TUMOR, VACANCY, global_index, is_live,
+                      table_row)
+from .philox import voxel_draw
+from .process import Process
 from .twin import kernel
+
+FATE = Process("fate", "fate.cu",
+               events=("apoptosis_tumor", "apoptosis_functional", "necrosis_tumor",
+                       "necrosis_functional"),
+               streams={"apoptosis": 1})
+APOPTOSIS_TUMOR, APOPTOSIS_FUNCTIONAL, NECROSIS_TUMOR, NECROSIS_FUNCTIONAL = range(4)
+STREAM_APOPTOSIS = FATE.streams["apoptosis"]
 
 
 @numba.njit(inline="always", cache=True)
@@ -38,11 +44,11 @@ def clear_cell(z, y, x, traits, clock, hypoxia, lineage):
     lineage[z, y, x] = 0
 
 
+@FATE.entry("decide_fate")
 @numba.njit(parallel=True, cache=True)
-def _decide_fate_numba(kind, organ, traits, clock, hypoxia, lineage, oxygen,
-                       necrosis_mmHg, necrosis_steps, apoptosis_thr,
-                       step, z0, ny_global, nx_global, lattice_id, k0, k1, events):
-    nz, ny, nx = kind.shape
+def _decide_fate(kind, organ, traits, clock, hypoxia, lineage, oxygen, necrosis_mmHg,
+                 necrosis_steps, apoptosis_thr, step, events,
+                 nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
@@ -61,7 +67,7 @@ def _decide_fate_numba(kind, organ, traits, clock, hypoxia, lineage, oxygen,
                     keep = lineage[z, y, x]
                     clear_cell(z, y, x, traits, clock, hypoxia, lineage)
                     lineage[z, y, x] = keep
-                    events[z, NECROSIS_TUMOR if tumour else NECROSIS_FUNCTIONAL] += 1
+                    events[NECROSIS_TUMOR if tumour else NECROSIS_FUNCTIONAL, z] += 1
                     continue
                 g = global_index(z, y, x, z0, ny_global, nx_global)
                 r = voxel_draw(g, step, STREAM_APOPTOSIS, lattice_id, k0, k1)[0]
@@ -71,28 +77,11 @@ def _decide_fate_numba(kind, organ, traits, clock, hypoxia, lineage, oxygen,
                     clear_cell(z, y, x, traits, clock, hypoxia, lineage)
                     if not tumour:
                         clock[z, y, x] = VACANCY
-                    events[z, APOPTOSIS_TUMOR if tumour else APOPTOSIS_FUNCTIONAL] += 1
+                    events[APOPTOSIS_TUMOR if tumour else APOPTOSIS_FUNCTIONAL, z] += 1
 
 
 @kernel(reads=("kind", "organ", "oxygen", "hypoxia", "traits.apoptosis_resistance"),
-        writes=("kind", "hypoxia"))
+        writes=("kind", "hypoxia"), process=FATE)
 def decide_fate(lattice, rules, step):
     """Hypoxic necrosis and apoptosis of every live cell for one step."""
-
-
-@decide_fate.on("numba")
-def _decide_fate(lattice, rules, step):
-    _decide_fate_numba(lattice.kind, lattice.organ, lattice.traits, lattice.clock,
-                       lattice.hypoxia, lattice.lineage, lattice.oxygen,
-                       rules.necrosis_mmHg, rules.necrosis_steps, rules.apoptosis_thr,
-                       step, lattice.z0, lattice.ny, lattice.nx, lattice.lattice_id,
-                       rules.key[0], rules.key[1], lattice.events)
-
-
-@decide_fate.cuda
-def _decide_fate_cuda(launch, lattice, rules, step):
-    launch.launch("fate.cu", "decide_fate", lattice.voxels,
-                  (lattice.kind, lattice.organ, lattice.traits, lattice.clock, lattice.hypoxia,
-                   lattice.lineage, lattice.oxygen, rules.necrosis_mmHg,
-                   np.int32(rules.necrosis_steps), launch.table(rules.apoptosis_thr),
-                   np.uint32(step), lattice.events, *slab_args(lattice, rules)))
+    _decide_fate(lattice, rules, step)

@@ -25,21 +25,6 @@ constexpr u16 VACANCY = 1;
 constexpr u8 LOW3 = 7;
 constexpr int ESCAPE_SHIFT = 3;
 
-constexpr int BIRTH_TUMOR = 0;
-constexpr int BIRTH_FUNCTIONAL = 1;
-constexpr int APOPTOSIS_TUMOR = 2;
-constexpr int APOPTOSIS_FUNCTIONAL = 3;
-constexpr int NECROSIS_TUMOR = 4;
-constexpr int NECROSIS_FUNCTIONAL = 5;
-constexpr int COMPRESSION_FUNCTIONAL = 6;
-constexpr int DISPLACED_FUNCTIONAL = 7;
-constexpr int TIP_SPROUTED = 8;
-constexpr int STALK_LAID = 9;
-constexpr int ANASTOMOSIS = 10;
-constexpr int DEBRIS_CLEARED = 11;
-constexpr int VESSEL_REGRESSED = 12;
-constexpr int N_EVENTS = 13;
-
 // Face neighbours 1..6: -x, +x, -y, +y, -z, +z.
 OL_HD int opposite(int d) { return ((d - 1) ^ 1) + 1; }
 

@@ -49,27 +49,6 @@ DX = np.array([0, -1, 1, 0, 0, 0, 0], dtype=np.int64)
 LOW3 = 7
 ESCAPE_SHIFT = 3
 
-# Event counters, one row per z plane per step (int64), summed on the host.
-BIRTH_TUMOR = 0
-BIRTH_FUNCTIONAL = 1
-APOPTOSIS_TUMOR = 2
-APOPTOSIS_FUNCTIONAL = 3
-NECROSIS_TUMOR = 4
-NECROSIS_FUNCTIONAL = 5
-COMPRESSION_FUNCTIONAL = 6   # functional cell crushed by a tumour daughter
-DISPLACED_FUNCTIONAL = 7     # functional cell pushed one voxel aside
-TIP_SPROUTED = 8             # a new tip cell left a vessel or a stalk
-STALK_LAID = 9               # a tip moved on, leaving one stalk voxel (new vessel length)
-ANASTOMOSIS = 10             # a tip fused with other endothelium
-DEBRIS_CLEARED = 11          # a tip cleared necrotic debris from its path
-VESSEL_REGRESSED = 12        # a compressed or unperfused vessel voxel died back
-N_EVENTS = 13
-EVENT_NAMES = ("birth_tumor", "birth_functional", "apoptosis_tumor",
-               "apoptosis_functional", "necrosis_tumor", "necrosis_functional",
-               "compression_functional", "displaced_functional", "tip_sprouted",
-               "stalk_laid", "anastomosis", "debris_cleared", "vessel_regressed")
-
-
 @numba.njit(inline="always", cache=True)
 def opposite(d):
     """The direction pointing back: -x <-> +x, -y <-> +y, -z <-> +z."""

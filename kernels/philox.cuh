@@ -1,15 +1,8 @@
 // Philox4x32-10 (Salmon et al. 2011): the CUDA twin of kernels/philox.py.
 // Counter (global voxel index low, step, stream | lattice << 8, index high), key = seed.
+// Stream ids are declared by each process (kernels/process.py) and generated into its source.
 #pragma once
 #include "cuda_common.cuh"
-
-constexpr u32 STREAM_APOPTOSIS = 1;
-constexpr u32 STREAM_DIVISION = 2;
-constexpr u32 STREAM_ESCAPE = 3;
-constexpr u32 STREAM_MUTATION = 4;
-constexpr u32 STREAM_TISSUE = 5;
-constexpr u32 STREAM_CYCLE_PHASE = 6;
-constexpr u32 STREAM_SPROUT = 7;
 
 struct Draw {
     u32 w[4];

@@ -25,14 +25,8 @@ _W0 = np.uint64(0x9E3779B9)
 _W1 = np.uint64(0xBB67AE85)
 _SHIFT32 = np.uint64(32)
 
-# Stream ids: one per purpose, so no two processes ever share a draw.
-STREAM_APOPTOSIS = 1
-STREAM_DIVISION = 2      # word 0: daughter site, word 1: claim priority
-STREAM_ESCAPE = 3        # word 0: escape site, word 1: claim priority
-STREAM_MUTATION = 4      # words 0..2: one per heritable trait
-STREAM_TISSUE = 5        # building the initial tissue (host side)
-STREAM_CYCLE_PHASE = 6   # initial cell-cycle phase of seeded cells
-STREAM_SPROUT = 7        # word 0: act (sprout, branch, move), 1: claim priority, 2: direction
+# Stream ids are declared with the process that draws from them (kernels/process.py):
+# one id per purpose, unique across processes, so no two processes share a draw.
 
 
 @numba.njit(inline="always", cache=True)

@@ -15,9 +15,12 @@ import numba
 import numpy as np
 from numba import prange
 
-from .cuda import slab_args
-from .lattice import EMPTY, TUMOR, VESSEL, VESSEL_REGRESSED, neighbour
+from .lattice import EMPTY, TUMOR, VESSEL, neighbour
+from .process import Process
 from .twin import kernel
+
+REGRESSION = Process("regression", "regression.cu", events=("vessel_regressed",))
+VESSEL_REGRESSED = 0
 
 
 @numba.njit(inline="always", cache=True)
@@ -30,43 +33,31 @@ def tumour_neighbours(kind, z, y, x, nz, ny, nx):
     return n
 
 
+@REGRESSION.entry("regress_vessels")
 @numba.njit(parallel=True, cache=True)
-def _regress_vessels_numba(kind, perfused, clock, compressing, delay, events):
-    nz, ny, nx = kind.shape
+def _regress_vessels(kind, perfused, clock, regression_compressing, regression_steps, events,
+                     nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
                 if kind[z, y, x] != VESSEL:
                     continue
-                threatened = (perfused[z, y, x] == 0
-                              or tumour_neighbours(kind, z, y, x, nz, ny, nx) >= compressing)
+                threatened = (perfused[z, y, x] == 0 or tumour_neighbours(
+                    kind, z, y, x, nz, ny, nx) >= regression_compressing)
                 if not threatened:
                     clock[z, y, x] = 0
                     continue
                 t = min(np.int64(clock[z, y, x]) + 1, 65535)
-                if t >= delay:
+                if t >= regression_steps:
                     kind[z, y, x] = EMPTY            # reading neighbours only ever asks
                     perfused[z, y, x] = 0            # "tumour?", which this never changes
                     clock[z, y, x] = 0
-                    events[z, VESSEL_REGRESSED] += 1
+                    events[VESSEL_REGRESSED, z] += 1
                 else:
                     clock[z, y, x] = t
 
 
-@kernel(reads=("kind", "perfused", "clock"), writes=("clock",))
+@kernel(reads=("kind", "perfused", "clock"), writes=("clock",), process=REGRESSION)
 def regress_vessels(lattice, rules, step):
     """Compressed or unperfused vessels regress after a delay."""
-
-
-@regress_vessels.on("numba")
-def _regress_vessels(lattice, rules, step):
-    _regress_vessels_numba(lattice.kind, lattice.perfused, lattice.clock,
-                           rules.regression_compressing, rules.regression_steps, lattice.events)
-
-
-@regress_vessels.cuda
-def _regress_vessels_cuda(launch, lattice, rules, step):
-    launch.launch("regression.cu", "regress_vessels", lattice.voxels,
-                  (lattice.kind, lattice.perfused, lattice.clock,
-                   np.int32(rules.regression_compressing), np.int32(rules.regression_steps),
-                   lattice.events, *slab_args(lattice, rules)))
+    _regress_vessels(lattice, rules, step)

@@ -20,10 +20,12 @@ class Kernel:
     few voxels where a cell is born, are not listed.  The benchmark turns them
     into bytes moved per voxel."""
 
-    def __init__(self, fn, reads=(), writes=()):
+    def __init__(self, fn, reads=(), writes=(), process=None):
         functools.update_wrapper(self, fn)
+        self.fn = fn
         self.name = fn.__name__
         self.reads, self.writes = tuple(reads), tuple(writes)
+        self.process = process
         self.implementations = {}
 
     def on(self, backend: str):
@@ -44,15 +46,18 @@ class Kernel:
         return driver
 
     def __call__(self, lattice, rules, step):
-        try:
-            impl = self.implementations[lattice.backend]
-        except KeyError:
-            raise NotImplementedError(
-                f"kernel {self.name!r} has no {lattice.backend!r} implementation") from None
+        impl = self.implementations.get(lattice.backend)
+        if impl is None:
+            if self.implementations:
+                raise NotImplementedError(
+                    f"kernel {self.name!r} has no {lattice.backend!r} implementation")
+            return self.fn(lattice, rules, step)      # written once over process entries
         return impl(lattice, rules, step)
 
 
-def kernel(*, reads=(), writes=()):
-    """Declare a kernel: the decorated function carries the name and the docstring
-    (the rule); `reads`/`writes` list the voxel arrays it streams through."""
-    return lambda fn: Kernel(fn, reads, writes)
+def kernel(*, reads=(), writes=(), process=None):
+    """Declare a pass: the decorated function carries the name and the docstring (the
+    rule) and, where it calls its process's entries (`kernels.process`), is the pass
+    itself on every backend; `reads`/`writes` list the voxel arrays it streams through;
+    `process` is the `Process` whose events and streams it uses."""
+    return lambda fn: Kernel(fn, reads, writes, process)

@@ -8,15 +8,20 @@ import pytest
 from engine.backend import architecture
 from engine.rules import build_rules
 from engine.scenario import load_scenario, parse_scenario
-from engine.simulation import ANGIOGENESIS_PASSES, CIRCULATION_PASSES
+from engine.schedule import EVENT_NAMES
 from engine.state import allocate
 from kernels.cuda import compiler
-from kernels.lattice import (ANASTOMOSIS, EMPTY, SPROUT, STALK_LAID, TIP, TIP_SPROUTED, TUMOR,
-                             VESSEL)
+from kernels.angiogenesis import grow_sprouts, lumenise, propose_sprouting
+from kernels.lattice import EMPTY, SPROUT, TIP, TUMOR, VESSEL
 from kernels.perfusion import spread_perfusion
 from kernels.vegf import relax_vegf
 
 SOURCE = (14, 16, 16)
+ANGIOGENESIS_PASSES = (propose_sprouting, grow_sprouts, lumenise, spread_perfusion)
+ANASTOMOSIS = EVENT_NAMES.index("anastomosis")
+STALK_LAID = EVENT_NAMES.index("stalk_laid")
+TIP_SPROUTED = EVENT_NAMES.index("tip_sprouted")
+
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +57,9 @@ def grow(lat, rules, steps, first=1):
     for s in range(first, first + steps):
         lat.events[...] = 0
         relax_vegf(lat, rules, s)
-        for process in ANGIOGENESIS_PASSES + CIRCULATION_PASSES:
+        for process in ANGIOGENESIS_PASSES:
             process(lat, rules, s)
-        history.append((lat.events.sum(axis=0).copy(), lat.kind.copy(), lat.perfused.copy()))
+        history.append((lat.events.sum(axis=1).copy(), lat.kind.copy(), lat.perfused.copy()))
     return history
 
 

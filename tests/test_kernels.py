@@ -6,14 +6,21 @@ import pytest
 
 from engine.rules import build_rules
 from engine.scenario import load_scenario
-from engine.simulation import CELL_PASSES
+from engine.schedule import EVENT_NAMES, PASSES
 from engine.state import allocate
+from kernels.division import place_daughters
 from kernels.fate import decide_fate
-from kernels.lattice import (ADHESION, APOPTOSIS_FUNCTIONAL, APOPTOSIS_TUMOR, BIRTH_TUMOR,
-                             CLOCK_FULL, COMPRESSION_FUNCTIONAL, DISPLACED_FUNCTIONAL, EMPTY,
-                             FUNCTIONAL, NECROSIS_TUMOR, NECROTIC, TUMOR,
-                             VACANCY, VESSEL)
+from kernels.lattice import (ADHESION, CLOCK_FULL, EMPTY, FUNCTIONAL, NECROTIC, TUMOR, VACANCY,
+                             VESSEL)
 from kernels.philox import probability_threshold
+
+CELL_PASSES = PASSES[PASSES.index(decide_fate):PASSES.index(place_daughters) + 1]
+APOPTOSIS_FUNCTIONAL = EVENT_NAMES.index("apoptosis_functional")
+APOPTOSIS_TUMOR = EVENT_NAMES.index("apoptosis_tumor")
+BIRTH_TUMOR = EVENT_NAMES.index("birth_tumor")
+COMPRESSION_FUNCTIONAL = EVENT_NAMES.index("compression_functional")
+DISPLACED_FUNCTIONAL = EVENT_NAMES.index("displaced_functional")
+NECROSIS_TUMOR = EVENT_NAMES.index("necrosis_tumor")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +50,7 @@ def cell_step(lat, rules, step=1):
     lat.events[...] = 0
     for process in CELL_PASSES:
         process(lat, rules, step)
-    return lat.events.sum(axis=0)
+    return lat.events.sum(axis=1)
 
 
 def test_necrosis_after_the_stated_delay(rules):
@@ -53,7 +60,7 @@ def test_necrosis_after_the_stated_delay(rules):
         decide_fate(lat, rules, step)
         assert lat.kind[1, 1, 1] == TUMOR and lat.hypoxia[1, 1, 1] == step
     decide_fate(lat, rules, rules.necrosis_steps)
-    assert lat.kind[1, 1, 1] == NECROTIC and lat.events[:, NECROSIS_TUMOR].sum() == 1
+    assert lat.kind[1, 1, 1] == NECROTIC and lat.events[NECROSIS_TUMOR].sum() == 1
     assert lat.lineage[1, 1, 1] == 3          # debris remembers its clone
 
 
@@ -85,7 +92,7 @@ def test_apoptosis_rate_and_resistance(rules):
     functional_dead = lat.kind[:, :20, :] == EMPTY
     assert abs(functional_dead.sum() - p * 2 * n) < 5 * np.sqrt(2 * n * p * (1 - p))
     assert (lat.clock[:, :20, :][functional_dead] == VACANCY).all()  # vacancies marked
-    ev = lat.events.sum(axis=0)
+    ev = lat.events.sum(axis=1)
     assert ev[APOPTOSIS_TUMOR] == tumour_deaths and ev[APOPTOSIS_FUNCTIONAL] == functional_dead.sum()
 
 

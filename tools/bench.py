@@ -39,7 +39,8 @@ from numba import prange
 from engine import __version__
 from engine.output import write_summary
 from engine.scenario import load_scenario
-from engine.simulation import FIELD_PASSES, PASSES, Simulation
+from engine.schedule import FIELD_PASSES, PASSES
+from engine.simulation import Simulation
 from engine.state import (BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, VOXEL_ARRAYS,
                           WORK_BYTES_PER_VOXEL)
 from kernels.census import take_census

@@ -1,0 +1,94 @@
+"""The step, written once: every pass in order, with the condition under which it runs.
+
+The simulation loop runs `STEP`; the lattice's event table (one row per event, in the
+order the processes first appear here), the counts columns, the benchmark's list of
+passes and the README's pass table (`pass_table`, checked by a test) all follow from it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from kernels.angiogenesis import grow_sprouts, lumenise, propose_sprouting
+from kernels.displacement import choose_escape, move_displaced, settle_escape_claims
+from kernels.division import place_daughters, propose_division, settle_division_claims
+from kernels.fate import decide_fate
+from kernels.oxygen import relax_oxygen
+from kernels.perfusion import spread_perfusion
+from kernels.regression import regress_vessels
+from kernels.vegf import relax_vegf
+
+
+@dataclass(frozen=True)
+class Condition:
+    """When a pass runs: `text` for people, `holds(simulation)` for the loop."""
+
+    text: str
+    holds: Callable
+
+
+@dataclass(frozen=True)
+class Stage:
+    run: object                      # a pass: kernels.twin.Kernel
+    when: Condition | None = None
+
+
+ANGIOGENESIS_ENABLED = Condition(
+    "angiogenesis.enabled", lambda sim: sim.rules.angiogenesis.enabled)
+VESSELS_CHANGED = Condition(
+    "a sprout anastomosed or a vessel regressed this step",
+    lambda sim: sim.events_this_step("anastomosis", "vessel_regressed") > 0)
+
+STEP = (
+    Stage(relax_oxygen),
+    Stage(relax_vegf),
+    Stage(decide_fate),
+    Stage(propose_division),
+    Stage(settle_division_claims),
+    Stage(choose_escape),
+    Stage(settle_escape_claims),
+    Stage(move_displaced),
+    Stage(place_daughters),
+    Stage(propose_sprouting, ANGIOGENESIS_ENABLED),
+    Stage(grow_sprouts, ANGIOGENESIS_ENABLED),
+    Stage(regress_vessels),
+    Stage(lumenise, VESSELS_CHANGED),
+    Stage(spread_perfusion, VESSELS_CHANGED),
+)
+PASSES = tuple(stage.run for stage in STEP)
+FIELD_PASSES = (relax_oxygen, relax_vegf)     # they return (sweeps, residual)
+
+
+def _event_processes():
+    seen = []
+    for p in PASSES:
+        if p.process is not None and p.process.events and p.process not in seen:
+            seen.append(p.process)
+    return tuple(seen)
+
+
+EVENT_PROCESSES = _event_processes()
+EVENT_NAMES = tuple(e for p in EVENT_PROCESSES for e in p.events)
+if len(set(EVENT_NAMES)) != len(EVENT_NAMES):
+    raise RuntimeError(f"two processes declare the same event: {EVENT_NAMES}")
+
+
+def event_layout() -> dict[str, slice]:
+    """Rows of each process's events in the lattice's event table."""
+    out, start = {}, 0
+    for p in EVENT_PROCESSES:
+        out[p.name] = slice(start, start + len(p.events))
+        start += len(p.events)
+    return out
+
+
+def pass_table() -> str:
+    """The step as a Markdown table (the README shows exactly this)."""
+    rows = ["| # | pass | process | runs | rule |", "|---|---|---|---|---|"]
+    for i, stage in enumerate(STEP, start=1):
+        p = stage.run
+        rule = (p.__doc__ or "").strip().splitlines()[0]
+        process = p.process.name if p.process is not None else p.__module__.rpartition(".")[2]
+        when = f"when {stage.when.text}" if stage.when else "every step"
+        rows.append(f"| {i} | `{p.name}` | {process} | {when} | {rule} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,236 @@
+"""Processes and their kernel entry points, each declared once.
+
+A *process* (division, cell fate, angiogenesis ...) is declared in its own module
+under `kernels/` with `Process(...)`: the event counters it reports (census columns,
+in declared order) and the Philox streams it draws from (fixed ids, unique across
+processes, so adding a process never changes another's random numbers).  Its kernels
+are *entries*: one CUDA C function `OL_ENTRY name(...)` in the process's `.cu` file and
+one Numba twin, joined by `@process.entry("name")` on the Numba function.
+
+The `.cu` prototype is the argument list's one declaration: name, C type (and so the
+dtype), and `const` for an array the kernel only reads.  From it follow
+
+* the Numba call: the twin must take exactly the prototype's parameters, in order
+  (checked at import, so a drifted twin fails at once, not silently);
+* the launch tuple: every argument is looked up by name (the process's `events` block,
+  a lattice array, `step`, a rule constant, or a value the caller passes) and checked or
+  cast to the declared type: a wrong dtype or an inexact cast is an error, never a
+  silently wrong launch;
+* the C constants of the process (its local event codes, its stream ids), generated
+  and prepended to the source when it is compiled (NVRTC or the host harness).
+
+Both backends receive the same tuple followed by the slab parameters
+(`OL_SLAB_PARAMS`: nz, ny, nx, z0, ny_global, nx_global, lattice id, key words).
+`Entry.__call__` is the only place where the backend is looked at.
+
+Events live in `lattice.events`, shape (n_events, nz) int64, one row per event and
+one column per z plane (so parallel plane loops never share a counter); a process's
+kernels see only their own rows, with local codes 0..n-1.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+KERNEL_DIR = Path(__file__).resolve().parent
+
+C_TYPES = {"u8": np.uint8, "u16": np.uint16, "u32": np.uint32, "int": np.int32,
+           "i64": np.int64, "float": np.float32, "u64": np.uint64}
+SLAB_PARAMS = ("nz", "ny", "nx", "z0", "ny_global", "nx_global", "lattice_id", "k0", "k1")
+SLAB_TYPES = ("int", "int", "int", "i64", "int", "int", "u32", "u32", "u32")
+TILE_PARAMS = (("tiles", "int", True, True), ("n_tiles", "int", False, False))
+
+PROCESSES: dict[str, "Process"] = {}
+STREAM_IDS: dict[int, str] = {}
+
+
+class DeclarationError(Exception):
+    """A process, entry or kernel argument that contradicts its declaration."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One kernel argument as the `.cu` prototype declares it."""
+
+    name: str
+    ctype: str
+    pointer: bool
+    const: bool
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(C_TYPES[self.ctype])
+
+    def __str__(self):
+        return f"{'const ' if self.const else ''}{self.ctype} {'*' if self.pointer else ''}{self.name}"
+
+
+def _parse_param(text: str) -> Arg:
+    m = re.fullmatch(r"(const\s+)?(\w+)\s*(\*)?\s*(\w+)", text.strip())
+    if not m or m.group(2) not in C_TYPES:
+        raise DeclarationError(f"cannot read kernel parameter {text.strip()!r}")
+    return Arg(m.group(4), m.group(2), bool(m.group(3)), bool(m.group(1)))
+
+
+def prototype(source: str, entry: str) -> tuple[Arg, ...]:
+    """The declared arguments of `OL_ENTRY entry(...)` in `source`, without the slab
+    parameters (which every entry must end with); OL_TILE_PARAMS expanded."""
+    text = (KERNEL_DIR / source).read_text()
+    m = re.search(rf"OL_ENTRY\s+{entry}\s*\(([^)]*)\)", text)
+    if not m:
+        raise DeclarationError(f"{source}: no entry point OL_ENTRY {entry}(...)")
+    params = [p.strip() for p in m.group(1).split(",")]
+    if params[-1] != "OL_SLAB_PARAMS":
+        raise DeclarationError(f"{source}: {entry} must end with OL_SLAB_PARAMS")
+    args = []
+    for p in params[:-1]:
+        if p == "OL_TILE_PARAMS":
+            args += [Arg(n, t, ptr, const) for n, t, ptr, const in TILE_PARAMS]
+        else:
+            args.append(_parse_param(p))
+    return tuple(args)
+
+
+class Process:
+    """A biological process: its events, its Philox streams and its kernel entries."""
+
+    def __init__(self, name: str, source: str | None = None, *, events=(), streams=None,
+                 rules: str | None = None):
+        if name in PROCESSES:
+            raise DeclarationError(f"process {name!r} declared twice")
+        self.name, self.source, self.rules = name, source, rules
+        self.events = tuple(events)
+        self.streams = dict(streams or {})
+        for stream, sid in self.streams.items():
+            if sid in STREAM_IDS:
+                raise DeclarationError(f"Philox stream id {sid} of {name}.{stream} is already "
+                                       f"{STREAM_IDS[sid]}")
+            STREAM_IDS[sid] = f"{name}.{stream}"
+        self.entries: dict[str, Entry] = {}
+        self.module = sys._getframe(1).f_globals.get("__name__")
+        PROCESSES[name] = self
+
+    def constants(self) -> dict[str, int]:
+        """The process's named constants: local event codes and stream ids."""
+        out = {event.upper(): code for code, event in enumerate(self.events)}
+        out.update({f"STREAM_{s.upper()}": sid for s, sid in self.streams.items()})
+        return out
+
+    def c_header(self) -> str:
+        """The constants as C, prepended to the process's source when compiled."""
+        lines = [f"// generated from the declaration of process '{self.name}'"]
+        lines += [f"constexpr {'u32' if k.startswith('STREAM_') else 'int'} {k} = {v};"
+                  for k, v in self.constants().items()]
+        return "\n".join(lines) + "\n"
+
+    def entry(self, name: str, *, over: str = "voxels"):
+        """Decorate the Numba twin of CUDA entry `name`; returns the Entry."""
+        def declare(numba_fn):
+            e = Entry(self, name, numba_fn, over)
+            self.entries[name] = e
+            return e
+        return declare
+
+
+def event_rows(process: Process, processes) -> slice:
+    """Rows of `process`'s events in the lattice's event table."""
+    start = 0
+    for p in processes:
+        if p is process:
+            return slice(start, start + len(p.events))
+        start += len(p.events)
+    raise DeclarationError(f"process {process.name!r} is not in the schedule")
+
+
+class Entry:
+    """One kernel entry point: the `.cu` function and its Numba twin."""
+
+    def __init__(self, process: Process, name: str, numba_fn, over: str):
+        self.process, self.name, self.numba, self.over = process, name, numba_fn, over
+        self.args = prototype(process.source, name)
+        py = getattr(numba_fn, "py_func", numba_fn)
+        params = tuple(inspect.signature(py).parameters)
+        expected = tuple(a.name for a in self.args) + SLAB_PARAMS
+        if params != expected:
+            raise DeclarationError(
+                f"Numba twin {py.__module__}.{py.__name__} takes ({', '.join(params)}) but "
+                f"{process.source}: {name} declares ({', '.join(expected)})")
+
+    def bind(self, lattice, rules, step, extra, table) -> tuple:
+        """The launch tuple: every declared argument found by name and checked."""
+        values = []
+        for a in self.args:
+            if a.name in extra:
+                v = extra[a.name]
+            elif a.name == "events":
+                v = lattice.events[lattice.event_rows(self.process)]
+            elif a.name in lattice.arrays:
+                v = lattice.arrays[a.name]
+            elif a.name == "step":
+                v = step
+            elif self.process.rules and hasattr(getattr(rules, self.process.rules), a.name):
+                v = getattr(getattr(rules, self.process.rules), a.name)
+                if a.pointer:
+                    v = table(v)
+            elif hasattr(rules, a.name):
+                v = getattr(rules, a.name)
+                if a.pointer:
+                    v = table(v)
+            else:
+                raise DeclarationError(f"{self.name}: no value for argument {a}")
+            values.append(_checked(self.name, a, v))
+        return tuple(values)
+
+    def threads(self, lattice, extra) -> tuple[int, int]:
+        """(threads, block) of a launch: one thread per voxel, or one block per tile."""
+        from .tiles import TILE_VOXELS
+        if self.over == "voxels":
+            return lattice.voxels, 256
+        if self.over == "tiles":
+            return int(extra["n_tiles"]) * TILE_VOXELS, TILE_VOXELS
+        return int(extra[self.over]), 256
+
+    def __call__(self, lattice, rules, step, **extra):
+        """Run the entry on the lattice's backend."""
+        from .cuda import launcher, slab_args
+        slab = slab_args(lattice, rules)
+        if lattice.backend == "numba":
+            return self.numba(*self.bind(lattice, rules, step, extra, lambda t: t), *slab)
+        launch = launcher(lattice.backend)
+        threads, block = self.threads(lattice, extra)
+        launch.launch(self.process.source, self.name, threads,
+                      self.bind(lattice, rules, step, extra, launch.table) + slab, block=block)
+        return None
+
+
+def _checked(entry: str, a: Arg, v):
+    """`v` as argument `a`: arrays must have the declared dtype; scalars are cast to
+    it only where the cast is exact."""
+    if a.pointer:
+        if getattr(v, "dtype", None) != a.dtype or not hasattr(v, "shape"):
+            raise DeclarationError(f"{entry}: argument {a} got "
+                                   f"{getattr(v, 'dtype', type(v).__name__)}")
+        return v
+    if isinstance(v, np.generic) and v.dtype == a.dtype:
+        return v
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise DeclarationError(f"{entry}: argument {a} got {type(v).__name__}")
+    try:
+        cast = a.dtype.type(v)
+    except OverflowError:
+        cast = None
+    exact = (float(cast) == float(v) if a.dtype.kind == "f" else int(cast) == int(v)) \
+        if cast is not None and (a.dtype.kind == "f" or float(v).is_integer()) else False
+    if not exact:
+        raise DeclarationError(f"{entry}: argument {a} = {v!r} does not fit {a.dtype}")
+    return cast
+
+
+def c_header_for(source: str) -> str:
+    """Generated constants of every process whose kernels live in `source`."""
+    return "".join(p.c_header() for p in PROCESSES.values() if p.source == source)

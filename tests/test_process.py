@@ -1,0 +1,87 @@
+"""Process declarations: one declaration per process, everything else checked against it."""
+import importlib
+import re
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+import engine.schedule as schedule
+from engine.rules import build_rules
+from engine.scenario import load_scenario
+from engine.state import allocate
+from kernels.cuda import KERNEL_DIR, source_text
+from kernels.process import PROCESSES, DeclarationError, Process, prototype
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_python_constants_of_every_process_equal_its_declaration():
+    declared = [p for p in PROCESSES.values() if p.events or p.streams]
+    assert {"fate", "division", "displacement", "angiogenesis", "regression"} <= {
+        p.name for p in declared}
+    for p in declared:
+        module = importlib.import_module(p.module)
+        for name, value in p.constants().items():
+            assert getattr(module, name) == value, f"{p.module}.{name}"
+
+
+def test_generated_c_constants_precede_the_source_they_belong_to():
+    text = source_text("division.cu")
+    assert "constexpr int BIRTH_TUMOR = 0;" in text and "constexpr u32 STREAM_DIVISION = 2;" in text
+    assert text.index("STREAM_DIVISION = 2") < text.index('#line 1 "division.cu"')
+
+
+def test_every_entry_of_a_declared_source_has_a_numba_twin():
+    for p in PROCESSES.values():
+        if p.source is None:
+            continue
+        entries = re.findall(r"OL_ENTRY\s+(\w+)\s*\(", (KERNEL_DIR / p.source).read_text())
+        assert sorted(entries) == sorted(p.entries), p.source
+
+
+def test_a_numba_twin_that_drifts_from_its_prototype_fails_at_declaration():
+    p = Process("drift-test", "fate.cu")
+    try:
+        with pytest.raises(DeclarationError, match="declares"):
+            @p.entry("decide_fate")
+            @numba.njit
+            def twin(kind, organ):          # far fewer parameters than fate.cu declares
+                pass
+    finally:
+        del PROCESSES["drift-test"]
+
+
+def test_stream_ids_are_unique_across_processes():
+    with pytest.raises(DeclarationError, match="already"):
+        Process("stream-clash-test", streams={"again": 2})   # division's stream
+    assert "stream-clash-test" not in PROCESSES
+
+
+def test_arguments_of_the_wrong_type_are_refused_not_launched():
+    from kernels.fate import FATE
+    entry = FATE.entries["decide_fate"]
+    rules = build_rules(load_scenario("quickstart"))
+    lat = allocate("t", 0, "numba", (4, 4, 4))
+    with pytest.raises(DeclarationError, match="oxygen"):
+        entry(lat, rules, 1, oxygen=np.zeros((4, 4, 4), dtype=np.float64))
+    with pytest.raises(DeclarationError, match="necrosis_mmHg"):
+        entry(lat, rules, 1, necrosis_mmHg=0.1)            # not exactly a float32
+    with pytest.raises(DeclarationError, match="step"):
+        entry(lat, rules, -1)                              # u32
+    assert prototype("fate.cu", "decide_fate")[0].name == "kind"
+
+
+def test_events_table_rows_follow_the_schedule():
+    lat = allocate("t", 0, "numba", (3, 4, 5))
+    assert lat.events.shape == (len(schedule.EVENT_NAMES), 3)
+    layout = schedule.event_layout()
+    names = [e for p in schedule.EVENT_PROCESSES for e in p.events]
+    assert tuple(names) == schedule.EVENT_NAMES
+    for p in schedule.EVENT_PROCESSES:
+        assert schedule.EVENT_NAMES[layout[p.name]] == p.events
+
+
+def test_readme_shows_the_schedule_as_the_code_runs_it():
+    assert schedule.pass_table() in README.read_text()
