@@ -228,13 +228,4 @@ def grow_sprouts(lattice, rules, step):
 @kernel(reads=("kind", "perfused"), writes=("kind", "perfused"))
 def lumenise(lattice, rules, step):
     """Stalks joined through stalks to new lumen become vessels; returns the rounds."""
-
-
-@lumenise.on("numba")
-def _lumenise(lattice, rules, step):
-    return flood(lattice, rules, None, SPROUT, VESSEL, LUMEN_SEED)
-
-
-@lumenise.cuda
-def _lumenise_cuda(launch, lattice, rules, step):
-    return flood(lattice, rules, launch, SPROUT, VESSEL, LUMEN_SEED)
+    return flood(lattice, rules, SPROUT, VESSEL, LUMEN_SEED)

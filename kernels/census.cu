@@ -1,6 +1,6 @@
 // Census: the CUDA twin of kernels/census.py.  Integer counts per z plane of voxels
-// by (kind, organ), of hypoxic live cells by kind and of perfused vessel voxels; the
-// host sums the planes.
+// by (kind, organ), of hypoxic live cells by kind and of perfused vessel voxels, and
+// the bits of the plane's largest VEGF; the host sums (and maximises over) the planes.
 #include "lattice.cuh"
 
 OL_ENTRY take_census(const u8 *kind, const u8 *organ, const float *oxygen, const u8 *perfused,
@@ -13,6 +13,6 @@ OL_ENTRY take_census(const u8 *kind, const u8 *organ, const float *oxygen, const
     count_event(&by_kind_organ[((i64)z * N_KINDS + k) * n_labels + organ[i]], 1);
     if (is_live(k) && oxygen[i] < hypoxic_mmHg) count_event(&hypoxic[(i64)z * N_KINDS + k], 1);
     if (perfused[i]) count_event(&perfused_count[z], 1);
-    keep_max(vegf_max_bits, float_bits(vegf[i]));   // VEGF is never negative
+    keep_max(&vegf_max_bits[z], float_bits(vegf[i]));   // VEGF is never negative
     OL_END_FOR_EACH_VOXEL
 }

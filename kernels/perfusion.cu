@@ -11,10 +11,10 @@ OL_ENTRY seed_perfusion(const u8 *kind, u8 *perfused, OL_SLAB_PARAMS) {
 }
 
 // One thread per lattice line along `axis` (0: z, 1: y, 2: x): a forward and a backward
-// scan turn every voxel of kind `from` whose predecessor carries `value` in `mark` into
-// kind `to` marked `value`; `changed` is set when any voxel changed.
-OL_ENTRY flood_lines(u8 *kind, u8 *mark, int axis, u8 from, u8 to, u8 value, u32 *changed,
-                     OL_SLAB_PARAMS) {
+// scan turn every voxel of kind `source_kind` whose predecessor carries `value` in `mark`
+// into `target_kind` marked `value`; `changed` is set when any voxel changed.
+OL_ENTRY flood_lines(u8 *kind, u8 *mark, int axis, u8 source_kind, u8 target_kind, u8 value,
+                     u32 *changed, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     const int len = axis == 0 ? s.nz : axis == 1 ? s.ny : s.nx;
     const i64 stride = axis == 0 ? (i64)s.ny * s.nx : axis == 1 ? s.nx : 1;
@@ -28,8 +28,8 @@ OL_ENTRY flood_lines(u8 *kind, u8 *mark, int axis, u8 from, u8 to, u8 value, u32
         const int first = pass == 0 ? 1 : len - 2, last = pass == 0 ? len : -1, step = pass == 0 ? 1 : -1;
         for (int t = first; t != last; t += step) {
             const i64 i = base + t * stride;
-            if (kind[i] == from && mark[i] != value && mark[i - step * stride] == value) {
-                kind[i] = to;
+            if (kind[i] == source_kind && mark[i] != value && mark[i - step * stride] == value) {
+                kind[i] = target_kind;
                 mark[i] = value;
                 grew = 1;
             }

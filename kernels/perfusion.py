@@ -16,16 +16,17 @@ import numba
 import numpy as np
 from numba import prange
 
-from .cuda import slab_args
 from .lattice import VESSEL
+from .process import Process
 from .twin import kernel
 
+PERFUSION = Process("perfusion", "perfusion.cu")
 AXES = (0, 1, 2)
 
 
+@PERFUSION.entry("seed_perfusion")
 @numba.njit(parallel=True, cache=True)
-def _seed_numba(kind, perfused):
-    nz, ny, nx = kind.shape
+def _seed_perfusion(kind, perfused, nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
@@ -34,91 +35,73 @@ def _seed_numba(kind, perfused):
 
 
 @numba.njit(inline="always", cache=True)
-def flood_along(kind, mark, z, y, x, dz, dy, dx, length, source, target, value):
-    """Forward then backward scan of one line: a voxel of kind `source` whose predecessor
-    carries `value` in `mark` becomes kind `target` marked `value`.  True if any did."""
+def flood_along(kind, mark, z, y, x, dz, dy, dx, length, source_kind, target_kind, value):
+    """Forward then backward scan of one line: a voxel of kind `source_kind` whose
+    predecessor carries `value` in `mark` becomes `target_kind` marked `value`.
+    True if any did."""
     grew = False
     for t in range(1, length):
         a, b, c = z + t * dz, y + t * dy, x + t * dx
-        if (kind[a, b, c] == source and mark[a, b, c] != value
+        if (kind[a, b, c] == source_kind and mark[a, b, c] != value
                 and mark[a - dz, b - dy, c - dx] == value):
-            kind[a, b, c] = target
+            kind[a, b, c] = target_kind
             mark[a, b, c] = value
             grew = True
     for t in range(length - 2, -1, -1):
         a, b, c = z + t * dz, y + t * dy, x + t * dx
-        if (kind[a, b, c] == source and mark[a, b, c] != value
+        if (kind[a, b, c] == source_kind and mark[a, b, c] != value
                 and mark[a + dz, b + dy, c + dx] == value):
-            kind[a, b, c] = target
+            kind[a, b, c] = target_kind
             mark[a, b, c] = value
             grew = True
     return grew
 
 
+@PERFUSION.entry("flood_lines", over="lines")
 @numba.njit(parallel=True, cache=True)
-def _flood_lines_numba(kind, mark, axis, source, target, value, grew):
-    nz, ny, nx = kind.shape
+def _flood_lines(kind, mark, axis, source_kind, target_kind, value, changed,
+                 nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     if axis == 0:
         for y in prange(ny):
-            g = False
             for x in range(nx):
-                g |= flood_along(kind, mark, 0, y, x, 1, 0, 0, nz, source, target, value)
-            grew[y] = g
+                if flood_along(kind, mark, 0, y, x, 1, 0, 0, nz, source_kind, target_kind, value):
+                    changed[0] = 1                 # every writer stores the same 1
     else:
         for z in prange(nz):
-            g = False
             for other in range(nx if axis == 1 else ny):
                 if axis == 1:
-                    g |= flood_along(kind, mark, z, 0, other, 0, 1, 0, ny, source, target, value)
+                    grew = flood_along(kind, mark, z, 0, other, 0, 1, 0, ny, source_kind,
+                                       target_kind, value)
                 else:
-                    g |= flood_along(kind, mark, z, other, 0, 0, 0, 1, nx, source, target, value)
-            grew[z] = g
+                    grew = flood_along(kind, mark, z, other, 0, 0, 0, 1, nx, source_kind,
+                                       target_kind, value)
+                if grew:
+                    changed[0] = 1
 
 
-def flood(lattice, rules, launch, source, target, value) -> int:
+def flood(lattice, rules, source_kind, target_kind, value) -> int:
     """Repeat line scans along z, y and x until nothing changes: every voxel of kind
-    `source` joined through such voxels to one marked `value` (in `perfused`) becomes
-    kind `target` marked `value`.  The result is a connected component, the same in
-    any scan order.  `launch` is None on Numba, else the CUDA launcher.  Returns rounds."""
-    if launch is None:
-        grew = np.zeros(max(lattice.shape), dtype=np.bool_)
-    else:
-        changed = launch.zeros(1, np.uint32)
+    `source_kind` joined through such voxels to one marked `value` (in `perfused`)
+    becomes `target_kind` marked `value`.  The result is a connected component, the
+    same in any scan order.  Returns the rounds."""
+    from engine.backend import architecture
+    arch = architecture(lattice.backend)
+    changed = arch.to_device(np.zeros(1, dtype=np.uint32))
     rounds = 0
     while True:
         rounds += 1
-        if launch is None:
-            any_grew = False
-            for axis in AXES:
-                grew[:] = False
-                _flood_lines_numba(lattice.kind, lattice.perfused, axis, source, target, value,
-                                   grew)
-                any_grew |= bool(grew.any())
-        else:
-            changed[...] = 0
-            for axis in AXES:
-                launch.launch("perfusion.cu", "flood_lines", lattice.voxels // lattice.shape[axis],
-                              (lattice.kind, lattice.perfused, np.int32(axis), np.uint8(source),
-                               np.uint8(target), np.uint8(value), changed,
-                               *slab_args(lattice, rules)))
-            any_grew = bool(launch.to_host(changed)[0])
-        if not any_grew:
+        changed[...] = 0
+        for axis in AXES:
+            _flood_lines(lattice, rules, 0, mark=lattice.perfused, axis=np.int32(axis),
+                         source_kind=np.uint8(source_kind), target_kind=np.uint8(target_kind),
+                         value=np.uint8(value), changed=changed,
+                         lines=lattice.voxels // lattice.shape[axis])
+        if not arch.to_host(changed)[0]:
             return rounds
 
 
-@kernel(reads=("kind", "perfused"), writes=("perfused",))
+@kernel(reads=("kind", "perfused"), writes=("perfused",), process=PERFUSION)
 def spread_perfusion(lattice, rules, step):
     """Mark the blood vessels connected to the lattice faces as perfused; returns the rounds."""
-
-
-@spread_perfusion.on("numba")
-def _spread_perfusion(lattice, rules, step):
-    _seed_numba(lattice.kind, lattice.perfused)
-    return flood(lattice, rules, None, VESSEL, VESSEL, 1)
-
-
-@spread_perfusion.cuda
-def _spread_perfusion_cuda(launch, lattice, rules, step):
-    launch.launch("perfusion.cu", "seed_perfusion", lattice.voxels,
-                  (lattice.kind, lattice.perfused, *slab_args(lattice, rules)))
-    return flood(lattice, rules, launch, VESSEL, VESSEL, 1)
+    _seed_perfusion(lattice, rules, step)
+    return flood(lattice, rules, VESSEL, VESSEL, 1)
