@@ -17,15 +17,14 @@ from pathlib import Path
 from . import __version__
 from .backend import BACKENDS, gpu_free_bytes, gpu_status, select_backend
 from .errors import UserError
-from .scenario import load_scenario
-from .state import (BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL,
-                    host_bytes_per_voxel, human_bytes, run_bytes)
 
 DEFAULT_SCENARIO = "quickstart"
 
 # Commands that read run files live in tools/: each module has HELP,
 # add_arguments(parser) and command(args) -> exit status, and imports its heavy
-# libraries (vispy, Qt, matplotlib) only when its command runs.
+# libraries (vispy, Qt, matplotlib) only when its command runs.  They read run
+# files through engine.runformat alone, so this module imports the simulation
+# (scenario, state: Numba and kernels/) only inside the commands that run it.
 TOOL_COMMANDS = {"view": "tools.viewer", "render": "tools.render", "report": "tools.report"}
 
 
@@ -74,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     from .run import run, steps_for
+    from .scenario import load_scenario
     if args.days is not None and not (math.isfinite(args.days) and args.days > 0):
         raise UserError(f"--days {args.days}: the duration must be a positive number of days")
     scenario = load_scenario(args.scenario)
@@ -109,13 +109,19 @@ def default_stem(name: str) -> str:
     return stem or "run"
 
 
-def largest_cube(bytes_available: int, bytes_per_voxel: int = BYTES_PER_VOXEL) -> int:
-    """Edge of the largest cubic lattice whose arrays fit in `bytes_available`."""
+def largest_cube(bytes_available: int, bytes_per_voxel: int | None = None) -> int:
+    """Edge of the largest cubic lattice whose arrays fit in `bytes_available`
+    (`bytes_per_voxel` default: state and work arrays, ``state.BYTES_PER_VOXEL``)."""
+    if bytes_per_voxel is None:
+        from .state import BYTES_PER_VOXEL as bytes_per_voxel
     return int((bytes_available / bytes_per_voxel) ** (1.0 / 3.0))
 
 
 def cmd_check(args) -> int:
     from .run import available_host_bytes, steps_for
+    from .scenario import load_scenario
+    from .state import (BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL,
+                        host_bytes_per_voxel, human_bytes, run_bytes)
     scenario = load_scenario(args.scenario)
     shape = scenario.shape
     need = run_bytes(shape)

@@ -1,6 +1,8 @@
-"""The run file: one HDF5 file per run, plus an XDMF sidecar for ParaView.
+"""The run file writer: one HDF5 file per run, plus an XDMF sidecar for ParaView.
 
-Layout of ``RUN.h5`` (format ``oncolattice-run-1``)::
+The layout, the format name, the attributes readers require and how kind
+codes are stored are defined in :mod:`engine.runformat`, which the readers
+(:mod:`tools.runfile`) share.  In short (format ``oncolattice-run-1``)::
 
     /                       attrs: caller's attrs, format, status
     /lattices/<name>/       attrs: voxel_um, shape (nz, ny, nx), organ_names
@@ -27,20 +29,19 @@ rewritten after every snapshot and at close.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import xml.etree.ElementTree as ET
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-FORMAT = "oncolattice-run-1"
-STATUSES = ("complete", "interrupted", "failed")
-CHUNK_EDGE = 64                 # chunk edge limit per spatial axis
-CHUNK_BYTES = 1 << 20           # and at most 1 MiB per chunk
+from .runformat import (CHUNK_EDGE, CODES_ATTR, COUNTS, FINAL_STATUSES, FORMAT, FORMAT_ATTR, KIND,
+                        ORGAN, RUNNING, SNAPSHOT_STEP, SNAPSHOT_TIME, STATUS_ATTR, WRITER_ATTRS,
+                        KindCodes, atomic_path, field_path, lattice_path)
+
+STATUSES = FINAL_STATUSES       # what close() may record
+CHUNK_BYTES = 1 << 20           # at most 1 MiB per chunk (and CHUNK_EDGE per axis)
 COUNTS_CHUNK_ROWS = 256
 _GZIP = dict(compression="gzip", compression_opts=1, shuffle=True)
 
@@ -142,12 +143,14 @@ class RunWriter:
         if self.counts_dtype.names is None:
             raise TypeError(f"counts_dtype must be a structured dtype, got {self.counts_dtype}")
         for f, dt in self.fields.items():
-            if f == "organ" or not f or "/" in f:
+            if f == ORGAN or not f or "/" in f:
                 raise ValueError(f"snapshot field name {f!r} is reserved or invalid")
             _xdmf_type(dt)
         if unknown := set(field_attrs) - set(self.fields):
             raise ValueError(f"field_attrs for unknown fields: {sorted(unknown)}")
-        if reserved := {"format", "status"} & set(attrs):
+        if CODES_ATTR in field_attrs.get(KIND, {}):
+            KindCodes.parse(field_attrs[KIND][CODES_ATTR])      # ValueError if malformed
+        if reserved := set(WRITER_ATTRS) & set(attrs):
             raise ValueError(f"attrs may not set {sorted(reserved)}: the writer owns them")
 
         self._pending = []              # counts rows not yet written to the file
@@ -167,24 +170,24 @@ class RunWriter:
         f = self._f
         for k, v in attrs.items():
             f.attrs[k] = v
-        f.attrs["format"] = FORMAT
-        f.attrs["status"] = "running"
+        f.attrs[FORMAT_ATTR] = FORMAT
+        f.attrs[STATUS_ATTR] = RUNNING
         for lat in self.lattices:
-            g = f.create_group(f"lattices/{lat.name}")
+            g = f.create_group(lattice_path(lat.name))
             g.attrs["voxel_um"] = float(lat.voxel_um)
             g.attrs["shape"] = np.array(lat.shape, dtype=np.int64)
             g.attrs["organ_names"] = np.array(lat.organ_names, dtype=h5py.string_dtype())
-            g.create_dataset("organ", data=lat.organ, chunks=_chunks(lat.shape, 1),
+            g.create_dataset(ORGAN, data=lat.organ, chunks=_chunks(lat.shape, 1),
                              compression="gzip", compression_opts=1)
             for name, dt in self.fields.items():
                 ds = g.create_dataset(name, shape=(0, *lat.shape), maxshape=(None, *lat.shape),
                                       dtype=dt, chunks=(1, *_chunks(lat.shape, dt.itemsize)), **_GZIP)
                 for k, v in field_attrs.get(name, {}).items():
                     ds.attrs[k] = v
-        for name, dt in (("step", np.int64), ("time_h", np.float64)):
-            f.create_dataset(f"snapshots/{name}", shape=(0,), maxshape=(None,), dtype=dt,
+        for path, dt in ((SNAPSHOT_STEP, np.int64), (SNAPSHOT_TIME, np.float64)):
+            f.create_dataset(path, shape=(0,), maxshape=(None,), dtype=dt,
                              chunks=(COUNTS_CHUNK_ROWS,))
-        f.create_dataset("counts", shape=(0,), maxshape=(None,), dtype=self.counts_dtype,
+        f.create_dataset(COUNTS, shape=(0,), maxshape=(None,), dtype=self.counts_dtype,
                          chunks=(COUNTS_CHUNK_ROWS,), compression="gzip", compression_opts=1)
 
     @property
@@ -194,7 +197,7 @@ class RunWriter:
     @property
     def n_snapshots(self) -> int:
         """Snapshots recorded in the time index."""
-        return int(self._f["snapshots/step"].shape[0])
+        return int(self._f[SNAPSHOT_STEP].shape[0])
 
     def _check_open(self):
         if self._closed:
@@ -221,13 +224,13 @@ class RunWriter:
                 data[lat.name, name] = _as_field(got[name], dt, lat.shape, f"{lat.name}/{name}")
         t = self.n_snapshots          # slot; overwrites the remains of a torn write
         for (lname, name), a in data.items():
-            ds = self._f[f"lattices/{lname}/{name}"]
+            ds = self._f[field_path(lname, name)]
             ds.resize(t + 1, axis=0)
             ds[t] = a
         self._flush_counts()
         self._f.flush()               # the data reach the file before the index names them
-        for name, value in (("time_h", float(time_h)), ("step", int(step))):
-            ds = self._f[f"snapshots/{name}"]
+        for path, value in ((SNAPSHOT_TIME, float(time_h)), (SNAPSHOT_STEP, int(step))):
+            ds = self._f[path]
             ds.resize(t + 1, axis=0)
             ds[t] = value
             ds.flush()
@@ -250,7 +253,7 @@ class RunWriter:
         if not self._pending:
             return
         rows = np.concatenate(self._pending)
-        ds = self._f["counts"]
+        ds = self._f[COUNTS]
         n = ds.shape[0]
         ds.resize(n + len(rows), axis=0)
         ds[n:] = rows
@@ -269,7 +272,7 @@ class RunWriter:
         finally:
             self._f.close()
         with h5py.File(self.path, "r+") as f:      # out of SWMR: attributes may change
-            f.attrs["status"] = status
+            f.attrs[STATUS_ATTR] = status
 
     def __enter__(self):
         return self
@@ -290,7 +293,7 @@ class RunWriter:
 
     def _write_xdmf(self):
         """Rewrite RUN.xdmf (atomically) from the current snapshot index."""
-        times = self._f["snapshots/time_h"][:]
+        times = self._f[SNAPSHOT_TIME][:]
         h5name = self.path.name
         root = ET.Element("Xdmf", Version="3.0")
         domain = ET.SubElement(root, "Domain")
@@ -319,14 +322,14 @@ class RunWriter:
         for label, text in (("Origin", "0 0 0"), ("Spacing", f"{v} {v} {v}")):
             ET.SubElement(geo, "DataItem", Name=label, Dimensions="3", NumberType="Float",
                           Precision="8", Format="XML").text = text
-        attr = ET.SubElement(grid, "Attribute", Name="organ", AttributeType="Scalar", Center="Cell")
+        attr = ET.SubElement(grid, "Attribute", Name=ORGAN, AttributeType="Scalar", Center="Cell")
         ET.SubElement(attr, "DataItem", Dimensions=dims, NumberType="UChar", Precision="1",
-                      Format="HDF").text = f"{h5name}:/lattices/{lat.name}/organ"
+                      Format="HDF").text = f"{h5name}:/{field_path(lat.name, ORGAN)}"
         if t is None:
             return
         for fname, dt in self.fields.items():
             ntype, prec = _xdmf_type(dt)
-            full = self._f[f"lattices/{lat.name}/{fname}"].shape
+            full = self._f[field_path(lat.name, fname)].shape
             attr = ET.SubElement(grid, "Attribute", Name=fname, AttributeType="Scalar",
                                  Center="Cell")
             slab = ET.SubElement(attr, "DataItem", ItemType="HyperSlab", Type="HyperSlab",
@@ -335,34 +338,10 @@ class RunWriter:
                           Format="XML").text = f"{t} 0 0 0  1 1 1 1  1 {dims}"
             ET.SubElement(slab, "DataItem", Dimensions=" ".join(map(str, full)),
                           NumberType=ntype, Precision=str(prec),
-                          Format="HDF").text = f"{h5name}:/lattices/{lat.name}/{fname}"
+                          Format="HDF").text = f"{h5name}:/{field_path(lat.name, fname)}"
 
 
-# -- atomic files and the summary ------------------------------------------------
-
-@contextmanager
-def atomic_path(dest):
-    """Yield a temporary path beside `dest` (same suffix, so writers that pick a
-    format by extension still can); if the block succeeds, flush it to disk and
-    rename it to `dest`, else delete it.  A reader of `dest` sees the old file or
-    the whole new one, never a half-written one."""
-    dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}",
-                               dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)                 # mkstemp made it 0600; give it the usual mode
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
+# -- the summary ------------------------------------------------------------------
 
 def _json_default(o):
     if isinstance(o, np.generic):

@@ -15,10 +15,11 @@ from . import __version__
 from .backend import cpu_threads, gpu_free_bytes
 from .errors import DoesNotFit, UserError
 from .output import LatticeInfo, RunWriter, write_summary
+from .runformat import CODES_ATTR, KIND, UNITS_ATTR, kind_codes_attr
 from .simulation import SNAPSHOT_FIELDS, Simulation
 from .state import host_bytes_per_voxel, human_bytes, run_bytes
 
-KIND_CODES = ",".join(f"{i}={name}" for i, name in enumerate(KIND_NAMES))
+KIND_CODES = kind_codes_attr(KIND_NAMES)      # stored with the kind data: readers decode by it
 
 
 def available_host_bytes() -> int | None:
@@ -115,8 +116,8 @@ def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
     }
     info = LatticeInfo(name=lat.name, shape=lat.shape, voxel_um=scenario["lattice.voxel_um"],
                        organ=sim.arch.to_host(lat.organ), organ_names=("none",) + sim.organ_names)
-    field_attrs = {name: {"units": units} for name, (_, units) in SNAPSHOT_FIELDS.items()}
-    field_attrs["kind"]["codes"] = KIND_CODES
+    field_attrs = {name: {UNITS_ATTR: units} for name, (_, units) in SNAPSHOT_FIELDS.items()}
+    field_attrs[KIND][CODES_ATTR] = KIND_CODES
     out.parent.mkdir(parents=True, exist_ok=True)
     with RunWriter(out, attrs=attrs, lattices=[info], counts_dtype=sim.dtype,
                    snapshot_fields={name: dtype for name, (dtype, _) in SNAPSHOT_FIELDS.items()},

@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from engine.output import LatticeInfo, RunWriter
-from kernels.lattice import KIND_NAMES
-from tools.palette import KIND_COLOURS
+from engine.runformat import DEFAULT_KIND_CODES
+from tools.palette import kind_colour
 
 SHAPE = (24, 24, 24)                           # (nz, ny, nx)
 # tumour ball per snapshot: centre (x, y, z) in voxel units, radius
@@ -28,11 +28,12 @@ VESSEL_Y, VESSEL_Z = 20, 11                    # vessel along x at this (y, z)
 COUNTS = np.dtype([("step", np.int64), ("time_h", np.float64), ("tumor", np.int64)])
 FIELDS = {"kind": np.uint8, "oxygen": np.float32, "vegf": np.float32}
 UNITS = {"kind": "code", "oxygen": "mmHg", "vegf": "ng/mL"}
+KINDS = DEFAULT_KIND_CODES                     # stored with the kind field, as a real run does
 
 
 def kind_array(t: int) -> np.ndarray:
     """Snapshot t's kinds: functional tissue, the tumour ball, the vessel line."""
-    code = KIND_NAMES.index
+    code = KINDS.code
     kind = np.full(SHAPE, code("functional"), np.uint8)
     z, y, x = np.indices(SHAPE) + 0.5
     (cx, cy, cz), r = BALLS[t]
@@ -55,9 +56,10 @@ def snapshot(t: int) -> dict:
 def open_writer(path) -> RunWriter:
     """A RunWriter for the synthetic run (no snapshots yet)."""
     info = LatticeInfo("primary", SHAPE, 20.0, np.ones(SHAPE, np.uint8), ("none", "breast"))
+    attrs = {k: {"units": u} for k, u in UNITS.items()}
+    attrs["kind"]["codes"] = KINDS.encode()
     return RunWriter(path, attrs={"seed": 1}, lattices=[info], counts_dtype=COUNTS,
-                     snapshot_fields=FIELDS,
-                     field_attrs={k: {"units": u} for k, u in UNITS.items()})
+                     snapshot_fields=FIELDS, field_attrs=attrs)
 
 
 def write_snapshot(w: RunWriter, t: int) -> None:
@@ -76,7 +78,7 @@ def make_run(path, n: int = 2):
 # -- pixels --------------------------------------------------------------------------
 
 def rgb255(kind: str) -> np.ndarray:
-    return np.round(np.array(KIND_COLOURS[kind]) * 255)
+    return np.round(np.array(kind_colour(kind)) * 255)
 
 
 def mask_of(img: np.ndarray, kind: str, tol: float = 6.0) -> np.ndarray:

@@ -11,10 +11,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from _display import (BALLS, STEPS, VESSEL_Y, centroid, kind_array, make_run, mask_of,
+from _display import (BALLS, KINDS, STEPS, VESSEL_Y, centroid, kind_array, make_run, mask_of,
                       rgb255, top_view_pixel)
 from engine.errors import UserError
-from tools import render, scene
+from tools import render, scene, scene_geometry, scene_options
 
 W, H, ZOOM = 400, 300, 1.5
 TOP = ["--camera", f"0,90,{ZOOM}", "--fov", "0", "--size", f"{W}x{H}", "--no-legend"]
@@ -73,7 +73,7 @@ def test_top_view_clip_shows_tumour_vessel_tissue_and_background(gl, run, tmp_pa
     want = top_view_pixel(cx, cy, W, H, ZOOM, depth=12)
     assert abs(got[0] - want[0]) < 4 and abs(got[1] - want[1]) < 4
     # the disc's area is that of the tumour voxels in the top kept layer (z = 11)
-    voxels = int((kind_array(0)[11] == scene.KIND_NAMES.index("tumor")).sum())
+    voxels = int((kind_array(0)[11] == KINDS.code("tumor")).sum())
     scale = min(W, H) / (np.sqrt(2 * 24 ** 2 + 12 ** 2) * 1.02 / ZOOM)    # pixels per voxel
     assert 70 < voxels < 85
     assert tumor.sum() == pytest.approx(voxels * scale * scale, rel=0.05)
@@ -206,26 +206,72 @@ def test_no_backend_is_a_one_line_error(monkeypatch):
 
 
 def test_plane_and_kind_parsing():
-    assert scene.parse_plane("x=50%", (24, 24, 40)) == scene.Plane("x", 20, "<")
-    assert scene.parse_plane("z>3", (24, 24, 40)) == scene.Plane("z", 3, ">")
-    assert scene.Plane("y", 5).kept(24) == (0, 5)
-    assert scene.Plane("y", 5, ">").kept(24) == (5, 24)
-    assert scene.parse_kinds("vessel,tumor") == ("tumor", "vessel")      # palette order
-    assert scene.parse_kinds("all") == scene.DRAWN_KINDS
-    assert scene.parse_camera("30,-10") == scene.Camera(30.0, -10.0, 1.0)
+    opts = scene_options
+    assert opts.parse_plane("x=50%", (24, 24, 40)) == opts.Plane("x", 20, "<")
+    assert opts.parse_plane("z>3", (24, 24, 40)) == opts.Plane("z", 3, ">")
+    assert opts.Plane("y", 5).kept(24) == (0, 5)
+    assert opts.Plane("y", 5, ">").kept(24) == (5, 24)
+    known = ("functional", "tumor", "vessel", "macrophage")               # the file's kinds
+    assert opts.parse_kinds("vessel,tumor", known) == ("tumor", "vessel")   # the file's order
+    assert opts.parse_kinds("all", known) == known
+    assert opts.parse_kinds("macrophage", known) == ("macrophage",)
+    with pytest.raises(UserError, match="'tip'"):
+        opts.parse_kinds("tip", known)
+    assert opts.parse_camera("30,-10") == opts.Camera(30.0, -10.0, 1.0)
 
 
 def test_surface_skips_hidden_faces_and_blocks_keep_thin_kinds():
     kind = np.ones((8, 8, 8), np.uint8)
     kind[3:5, 3:5, 3:5] = 2                           # a buried cube
     kind[4, 4, 4] = 0                                 # an enclosed pocket
-    faces = scene.surface_faces(kind)
+    geo = scene_geometry
+    faces = geo.surface_faces(kind)
     assert sum(map(len, faces.values())) == 6 * 64   # only the outer surface
     assert all(code == 1 for code, _ in faces)
-    faces = scene.surface_faces(scene.drawn_codes(kind, [2]))     # tissue hidden
+    faces = geo.surface_faces(geo.drawn_codes(kind, [2]))     # tissue hidden
     assert sum(map(len, faces.values())) == 6 * 4 - 0            # the 2x2x2 cube's outside
     kind = np.ones((16, 16, 16), np.uint8)
     kind[:, 7, 7] = 4                                 # a one-voxel vessel
-    coarse = scene.block_codes(kind, 2)
+    coarse = geo.block_codes(kind, 2)
     assert coarse.shape == (8, 8, 8)
     assert (coarse[:, 3, 3] == 4).all() and (coarse == 4).sum() == 8
+
+
+def flood_fill_open(solid):
+    """Reference for scene_geometry.open_space: a plain breadth-first flood fill
+    from the non-solid voxels on the lattice edge."""
+    from collections import deque
+    nz, ny, nx = solid.shape
+    seen = np.zeros(solid.shape, bool)
+    queue = deque()
+    for z, y, x in np.argwhere(~solid):
+        if min(z, y, x) == 0 or z == nz - 1 or y == ny - 1 or x == nx - 1:
+            seen[z, y, x] = True
+            queue.append((z, y, x))
+    while queue:
+        z, y, x = queue.popleft()
+        for dz, dy, dx in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
+            p = (z + dz, y + dy, x + dx)
+            if all(0 <= c < n for c, n in zip(p, solid.shape)) and not solid[p] and not seen[p]:
+                seen[p] = True
+                queue.append(p)
+    return seen
+
+
+def test_open_space_matches_a_flood_fill():
+    rng = np.random.default_rng(7)
+    for shape in ((1, 1, 1), (3, 1, 7), (1, 6, 5), (9, 8, 7), (12, 13, 14)):
+        for p in (0.0, 0.3, 0.6, 0.7, 0.8, 1.0):
+            solid = rng.random(shape) < p
+            np.testing.assert_array_equal(scene_geometry.open_space(solid),
+                                          flood_fill_open(solid), err_msg=f"{shape} {p}")
+    # a winding corridor (every turn a new round of joins) and a sealed chamber
+    solid = np.ones((3, 21, 21), bool)
+    solid[1, 1:-1:2, 1:-1] = False                    # rows of corridor ...
+    for i, y in enumerate(range(2, 19, 2)):           # ... joined alternately at either end
+        solid[1, y, 1 if i % 2 else 19] = False
+    solid[1, 1, 0] = False                            # the corridor's one door to the edge
+    solid[1, 19, 5:8] = True                          # a chamber cut off at the far end
+    is_open = scene_geometry.open_space(solid)
+    np.testing.assert_array_equal(is_open, flood_fill_open(solid))
+    assert is_open[1, 17, 1] and is_open[1, 19, 10] and not is_open[1, 19, 2]

@@ -20,12 +20,15 @@ import pytest
 
 from engine.errors import UserError
 from engine.output import LatticeInfo, RunWriter
+from engine.runformat import DEFAULT_KIND_CODES
 from engine.simulation import counts_dtype
-from tools import report
-from tools.palette import kind_code, kind_colour
+from tools import report, report_html, report_plots, report_series
+from tools.palette import kind_colour
 from tools.runfile import RunFile
 
 ROOT = Path(__file__).resolve().parents[1]          # the repository (tests/ is importable from it)
+KINDS = DEFAULT_KIND_CODES          # the synthetic files store no kind codes: the format's default
+kind_code = KINDS.code
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SHAPE = (6, 20, 24)                 # (nz, ny, nx)
 VOXEL_UM = 10.0
@@ -136,14 +139,14 @@ def run_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def written(run_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "nested" / "report"
-    summary = report.write_report(run_path, out)
+    summary = report_html.write_report(run_path, out)
     return out, summary
 
 
 @pytest.fixture
 def series(run_path):
     with RunFile(run_path) as run:
-        yield report.load_series(run)
+        yield report_series.load_series(run)
 
 
 def lines_by_label(fig):
@@ -166,7 +169,7 @@ def ylabels(fig):
 def test_report_writes_every_file_as_valid_png(written):
     from matplotlib.image import imread
     out, _ = written
-    for name in report.FIGURES:
+    for name in report_plots.FIGURES:
         path = out / f"{name}.png"
         data = path.read_bytes()
         assert data.startswith(PNG_MAGIC), name
@@ -200,13 +203,13 @@ def test_summary_json_has_the_headline_numbers(written, run_path):
 # -- plots contain the run's data -------------------------------------------------------
 
 def test_counts_plot_shows_each_nonzero_kind_in_its_palette_colour(series):
-    fig = report.plot_counts(series)
+    fig = report_plots.plot_counts(series)
     rows = counts_rows(2.0)
     lines = lines_by_label(fig)
     assert set(lines) == {"functional", "tumour", "necrotic", "blood vessel", "sprout stalk",
                           "tip cell"}       # lymph vessels are zero throughout; matrix never
     for kind in ("functional", "tumor", "necrotic", "vessel", "sprout", "tip"):
-        line = lines[report.KIND_LABELS[kind]]
+        line = lines[report_plots.KIND_LABELS[kind]]
         np.testing.assert_array_equal(line.get_ydata(), rows[kind])
         np.testing.assert_array_equal(line.get_xdata(), rows["time_h"])
         assert tuple(line.get_color()) == kind_colour(kind)
@@ -218,14 +221,14 @@ def test_counts_plot_shows_each_nonzero_kind_in_its_palette_colour(series):
 def test_long_runs_have_time_in_days(tmp_path):
     path = build_run(tmp_path / "daily.h5", step_h=24.0, snapshots=False)
     with RunFile(path) as run:
-        fig = report.plot_tumour(report.load_series(run))
+        fig = report_plots.plot_tumour(report_series.load_series(run))
     assert [ax.get_xlabel() for ax in fig.axes] == ["model time (days)"] * 2
     np.testing.assert_allclose(lines_by_label(fig)["tumour + necrotic"].get_xdata(),
                                np.arange(STEPS + 1))
 
 
 def test_tumour_volume_is_counts_times_voxel_volume(series):
-    fig = report.plot_tumour(series)
+    fig = report_plots.plot_tumour(series)
     rows = counts_rows(2.0)
     volume = (rows["tumor"] + rows["necrotic"]) * (VOXEL_UM / 1000.0) ** 3
     lines = lines_by_label(fig)
@@ -239,7 +242,7 @@ def test_tumour_volume_is_counts_times_voxel_volume(series):
 
 
 def test_functional_fraction_overall_and_per_organ(series):
-    fig = report.plot_functional(series)
+    fig = report_plots.plot_functional(series)
     rows = counts_rows(2.0)
     lines = lines_by_label(fig)
     np.testing.assert_allclose(lines["all functional tissue"].get_ydata(),
@@ -250,7 +253,7 @@ def test_functional_fraction_overall_and_per_organ(series):
 
 
 def test_vessel_density_with_hypoxia_and_vegf(series):
-    fig = report.plot_vessels(series)
+    fig = report_plots.plot_vessels(series)
     rows = counts_rows(2.0)
     tissue_mm3 = np.count_nonzero(organ_labels()) * (VOXEL_UM / 1000.0) ** 3
     length_mm = (rows["vessel"] + rows["sprout"] + rows["tip"]) * VOXEL_UM / 1000.0
@@ -283,7 +286,7 @@ def pixel(ax, y_um, x_um):
 
 def test_slices_show_the_tumour_where_it_is(run_path):
     with RunFile(run_path) as run:
-        fig = report.plot_slices(run)
+        fig = report_plots.plot_slices(run)
     found = panels(fig)
     assert {t for t in found if t.startswith("t = ")} == {
         "t = 0 h, z = 25 µm", "t = 6 h, z = 25 µm", "t = 12 h, z = 25 µm"}
@@ -299,7 +302,7 @@ def test_slices_show_the_tumour_where_it_is(run_path):
         im = ax.get_images()[0]
         x0, x1, y0, y1 = (round(e / VOXEL_UM) for e in im.get_extent())
         np.testing.assert_allclose(im.get_array(),
-                                   report.kind_rgb(kind_at(i)[2, y0:y1, x0:x1]))
+                                   report_plots.kind_rgb(kind_at(i)[2, y0:y1, x0:x1], KINDS))
         assert ax.get_xlabel() == "x (µm)"
     necrotic = ((6 + 0.5) * VOXEL_UM, (tumour_box(2)[1].start + 2.5) * VOXEL_UM)
     np.testing.assert_allclose(pixel(found["t = 12 h, z = 25 µm"], *necrotic),
@@ -314,22 +317,23 @@ def test_slices_show_the_tumour_where_it_is(run_path):
 
 
 def test_slice_choices():
-    assert report.slice_indices(0) == []
-    assert report.slice_indices(1) == [0]
-    assert report.slice_indices(2) == [0, 1]
-    assert report.slice_indices(11) == [0, 3, 7, 10]
+    assert report_plots.slice_indices(0) == []
+    assert report_plots.slice_indices(1) == [0]
+    assert report_plots.slice_indices(2) == [0, 1]
+    assert report_plots.slice_indices(11) == [0, 3, 7, 10]
     kind = np.zeros((5, 8, 8), dtype=np.uint8)
-    assert report.tumour_plane(kind) is None
+    assert report_series.tumour_plane(kind, KINDS) is None
     kind[3, 2:4, 2:4] = kind_code("tumor")
     kind[4, 2:4, 2:4] = kind_code("necrotic")
     kind[1, 2:4, 2:4] = kind_code("functional")
-    assert report.tumour_plane(kind) == 4        # centroid z = 3.5 rounds to 4
+    assert report_series.tumour_plane(kind, KINDS) == 4        # centroid z = 3.5 rounds to 4
     big = np.zeros((200, 200), dtype=bool)
     big[100:104, 50:54] = True
-    wy, wx = report.slice_window(big)
+    wy, wx = report_plots.slice_window(big)
     assert wy.stop - wy.start == wx.stop - wx.start == 32           # at least 16 each side
     assert wy.start <= 100 and wy.stop >= 104 and wx.start <= 50 and wx.stop >= 54
-    assert report.slice_window(np.zeros((10, 10), dtype=bool)) == (slice(0, 10), slice(0, 10))
+    whole = (slice(0, 10), slice(0, 10))
+    assert report_plots.slice_window(np.zeros((10, 10), dtype=bool)) == whole
 
 
 def test_planes_read_from_the_file_match_whole_snapshots(run_path, tmp_path):
@@ -337,11 +341,12 @@ def test_planes_read_from_the_file_match_whole_snapshots(run_path, tmp_path):
         meta = run.lattice()
         for i in range(run.n_snapshots):
             kind = run.snapshot(None, "kind", i)
-            assert report.snapshot_tumour_plane(run, meta, i) == report.tumour_plane(kind) == 2
-            np.testing.assert_array_equal(report.snapshot_plane(run, meta, "oxygen", i, 4),
+            assert (report_series.snapshot_tumour_plane(run, meta, i)
+                    == report_series.tumour_plane(kind, KINDS) == 2)
+            np.testing.assert_array_equal(report_series.snapshot_plane(run, meta, "oxygen", i, 4),
                                           run.snapshot(None, "oxygen", i)[4])
         with pytest.raises(UserError, match="out of range"):
-            report.snapshot_plane(run, meta, "kind", 3, 0)
+            report_series.snapshot_plane(run, meta, "kind", 3, 0)
     # a lattice deeper than one chunk is read in several slabs
     shape = (150, 3, 3)
     lat = LatticeInfo(name="deep", shape=shape, voxel_um=5.0,
@@ -353,8 +358,8 @@ def test_planes_read_from_the_file_match_whole_snapshots(run_path, tmp_path):
                    counts_dtype=counts_dtype(("x",)), snapshot_fields={"kind": np.uint8}) as w:
         w.write_snapshot(0, 0.0, {"deep": {"kind": kind}})
     with RunFile(tmp_path / "deep.h5") as run:
-        assert report.snapshot_tumour_plane(run, run.lattice(), 0) == round((sum(range(100, 140))
-                                                                              + 5) / 41)
+        assert report_series.snapshot_tumour_plane(run, run.lattice(), 0) == round(
+            (sum(range(100, 140)) + 5) / 41)
 
 
 # -- the page -----------------------------------------------------------------------------
@@ -366,14 +371,14 @@ def test_html_is_self_contained_and_says_what_it_must(written):
     assert "<link" not in page and "<script" not in page and "@import" not in page
     assert "url(" not in page
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == len(report.FIGURES)
+    assert len(sources) == len(report_plots.FIGURES)
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
     assert html.escape(SCENARIO_TOML) in page                  # parameters, escaped
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
     assert "<b>not bold</b>" not in page
-    assert report.DISCLAIMER in page
+    assert report_html.DISCLAIMER in page
     assert '<span class="status complete">complete</span>' in page
     for cell in ("synthetic", "numba", "0.1.0", "6 of 6 planned", "12 h (0.5 days)",
                  "10 → 640", "× 64", "0.9000"):
@@ -382,18 +387,18 @@ def test_html_is_self_contained_and_says_what_it_must(written):
 
 def test_render_failure_leaves_no_page(run_path, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    report.write_report(run_path, out)
+    report_html.write_report(run_path, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
-    monkeypatch.setattr(report, "render_html", broken)
+    monkeypatch.setattr(report_html, "render_html", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        report.write_report(run_path, out)
+        report_html.write_report(run_path, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before    # untouched
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError):
-        report.write_report(run_path, fresh)
+        report_html.write_report(run_path, fresh)
     assert not fresh.exists()
 
 
@@ -415,7 +420,7 @@ def test_report_on_a_run_whose_writer_was_killed(tmp_path):
         os._exit(0)
     """)
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)
-    summary = report.write_report(path, tmp_path / "out")
+    summary = report_html.write_report(path, tmp_path / "out")
     assert summary["status"] == "running"
     assert summary["steps"] == 3 and summary["snapshots"] == 2
     assert summary["tumor_cells_final"] == 80
@@ -427,7 +432,7 @@ def test_report_on_a_run_whose_writer_was_killed(tmp_path):
 def test_report_without_snapshots_plots_the_counts(tmp_path):
     path = build_run(tmp_path / "nosnap.h5", snapshots=False, close="interrupted")
     out = tmp_path / "out"
-    summary = report.write_report(path, out)
+    summary = report_html.write_report(path, out)
     assert summary["snapshots"] == 0 and summary["status"] == "interrupted"
     assert not (out / "slices.png").exists()
     for name in ("counts", "functional", "tumour", "vessels"):
@@ -442,7 +447,7 @@ def test_report_on_a_run_with_nothing_yet_is_a_clear_error(tmp_path):
     path = tmp_path / "empty.h5"
     make_writer(path, 2.0).close("interrupted")
     with pytest.raises(UserError, match=r"empty\.h5: no steps recorded yet"):
-        report.write_report(path, tmp_path / "out")
+        report_html.write_report(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

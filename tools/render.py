@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.output import atomic_path
+from engine.runformat import atomic_path
 
 HELP = "draw a snapshot to PNG (or every snapshot to MP4) without a display"
 
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args) -> int:
     """Render as asked; print each file written."""
     from tools.runfile import RunFile
-    from tools.scene import resolve_index, resolve_view
+    from tools.scene_options import resolve_index, resolve_view
     outputs = check_outputs(args.out, args.movie)
     size = _parse_size(args.size, even=args.movie is not None)
     if not (args.fps > 0):
@@ -123,7 +123,7 @@ def check_outputs(out: Path | None, movie: Path | None) -> dict[str, Path]:
 
 
 def _parse_size(text: str, even: bool) -> tuple[int, int]:
-    from tools.scene import parse_size
+    from tools.scene_options import parse_size
     w, h = parse_size(text)
     return (w + w % 2, h + h % 2) if even else (w, h)   # video encoders want even sizes
 

@@ -6,8 +6,15 @@ between.  A reader therefore trusts only the time index: snapshot ``i`` exists
 once ``/snapshots/step`` has more than ``i`` entries, and by then its data are
 complete.  :meth:`RunFile.refresh` re-reads the index of a live file.
 
+Names, layout and kind codes follow :mod:`engine.runformat`, the contract the
+writer shares.  Each lattice's voxel kinds are decoded from the codes stored
+in the file (:attr:`LatticeMeta.kinds`), never from the engine's current
+numbering, so old files and files with kinds this version does not know read
+correctly.
+
     with RunFile("quickstart.h5") as run:
         kind = run.snapshot("primary", "kind", -1)     # (nz, ny, nx) uint8
+        kinds = run.lattice("primary").kinds           # code <-> name, as stored
         counts = run.counts()                          # structured, one row per step
 """
 from __future__ import annotations
@@ -19,7 +26,9 @@ import h5py
 import numpy as np
 
 from engine.errors import UserError
-from engine.output import FORMAT
+from engine.runformat import (COUNTS, DEFAULT_KIND_CODES, FORMAT, FORMAT_ATTR, KIND, LATTICE_ATTRS,
+                              LATTICES, ORGAN, RUNNING, SNAPSHOT_STEP, SNAPSHOT_TIME, STATUS_ATTR,
+                              UNITS_ATTR, KindCodes, field_path, read_kind_codes)
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,7 @@ class LatticeMeta:
     voxel_um: float
     organ_names: tuple[str, ...]      # index = organ label; 0 is "none"
     organ: np.ndarray                 # uint8 (nz, ny, nx)
+    kinds: KindCodes                  # voxel kind codes, as stored with the kind field
 
 
 def _text(v):
@@ -62,29 +72,39 @@ class RunFile:
 
     def _describe(self):
         f = self._f
-        if _text(f.attrs.get("format", "")) != FORMAT or "snapshots/step" not in f:
-            raise UserError(f"{self.path}: not an oncolattice run file (format "
-                            f"{_text(f.attrs.get('format', 'missing'))!r}, expected {FORMAT!r})")
+        fmt = _text(f.attrs.get(FORMAT_ATTR, "missing"))
+        if fmt != FORMAT or SNAPSHOT_STEP not in f or LATTICES not in f:
+            raise UserError(f"{self.path}: not an oncolattice run file (format {fmt!r}, "
+                            f"expected {FORMAT!r})")
         self.lattices: dict[str, LatticeMeta] = {}
         self.fields: dict[str, str] = {}
-        for name, g in f["lattices"].items():
+        for name, g in f[LATTICES].items():
+            missing = [a for a in LATTICE_ATTRS if a not in g.attrs]
+            missing += [] if ORGAN in g else [ORGAN]
+            if missing:
+                raise UserError(f"{self.path}: lattice {name!r} lacks {', '.join(missing)} "
+                                f"(damaged or not an {FORMAT} file)")
+            try:
+                kinds = read_kind_codes(g[KIND].attrs) if KIND in g else DEFAULT_KIND_CODES
+            except ValueError as exc:
+                raise UserError(f"{self.path}: lattice {name!r}: {exc}") from None
             self.lattices[name] = LatticeMeta(
                 name=name, shape=tuple(int(n) for n in g.attrs["shape"]),
                 voxel_um=float(g.attrs["voxel_um"]),
                 organ_names=tuple(_text(s) for s in g.attrs["organ_names"]),
-                organ=g["organ"][()])
+                organ=g[ORGAN][()], kinds=kinds)
             for fname, ds in g.items():
-                if fname != "organ":
-                    self.fields[fname] = _text(ds.attrs.get("units", ""))
+                if fname != ORGAN:
+                    self.fields[fname] = _text(ds.attrs.get(UNITS_ATTR, ""))
         self.refresh()
 
     # -- the time index --------------------------------------------------------
 
     def refresh(self) -> int:
         """Re-read the time index of a live file; return the snapshots complete."""
-        idx = self._f["snapshots/step"]
+        idx = self._f[SNAPSHOT_STEP]
         idx.refresh()
-        times = self._f["snapshots/time_h"]
+        times = self._f[SNAPSHOT_TIME]
         times.refresh()
         n = int(idx.shape[0])
         self.steps = idx[:n].astype(np.int64)
@@ -101,7 +121,7 @@ class RunFile:
     def status(self) -> str:
         """``running`` while the writer has the file open (or was killed),
         else ``complete``, ``interrupted`` or ``failed``."""
-        return _text(self._f.attrs.get("status", "running"))
+        return _text(self._f.attrs.get(STATUS_ATTR, RUNNING))
 
     @property
     def attrs(self) -> dict:
@@ -130,7 +150,7 @@ class RunFile:
         so a snapshot still being written is never returned.
         """
         meta = self.lattice(lattice)
-        if field == "organ":
+        if field == ORGAN:
             return meta.organ[z]
         if field not in self.fields:
             raise UserError(f"{self.path}: no field {field!r} (has organ, "
@@ -138,7 +158,7 @@ class RunFile:
         n = self.n_snapshots
         if not -n <= index < n:
             raise UserError(f"{self.path}: snapshot {index} out of range (has {n})")
-        ds = self._f[f"lattices/{meta.name}/{field}"]
+        ds = self._f[field_path(meta.name, field)]
         ds.refresh()
         return ds[index % n, z]
 
@@ -152,7 +172,7 @@ class RunFile:
 
     def counts(self) -> np.ndarray:
         """Every counts row flushed so far (structured array, one row per step)."""
-        ds = self._f["counts"]
+        ds = self._f[COUNTS]
         ds.refresh()
         return ds[()]
 

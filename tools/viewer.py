@@ -4,7 +4,8 @@ The window holds the vispy canvas of :class:`tools.scene.LatticeScene` (the
 drawing shared with ``oncolattice render``) and a panel of controls:
 
 * lattice selector (files with several lattices);
-* kinds: one check-box per kind with its palette swatch and voxel count;
+* kinds: one check-box per kind the run file stores (its codes), with its
+  palette swatch and voxel count;
 * plane: axis (none, x, y, z), position, clip on/off, which side to keep;
 * field: none or any float field (oxygen, VEGF, ...), as slice or volume;
 * time: slider over the snapshots, play/pause, step and time in hours;
@@ -86,7 +87,7 @@ def open_viewer(args):
     """Check the options, make the QApplication and the (unshown) window;
     return (app, window).  Tests drive the window directly."""
     from tools.runfile import RunFile
-    from tools.scene import parse_size, resolve_index, resolve_view
+    from tools.scene_options import parse_size, resolve_index, resolve_view
     if not (args.poll > 0):
         raise UserError(f"--poll {args.poll:g}: must be > 0 seconds")
     size = parse_size(args.size)
@@ -144,9 +145,9 @@ def _swatch(rgb, size=14):
 def _window_class():
     """Define the window class once Qt is importable (keeps module import cheap)."""
     from PyQt6 import QtCore, QtGui, QtWidgets
-    from tools.palette import DRAWN_KINDS, KIND_COLOURS
-    from tools.scene import (FIELD_MODES, LatticeScene, Plane, describe_time, field_names,
-                             load_snapshot, make_canvas)
+    from tools.palette import kind_colour
+    from tools.scene import LatticeScene, describe_time, load_snapshot, make_canvas
+    from tools.scene_options import FIELD_MODES, Plane, field_names
 
     class ViewerWindow(QtWidgets.QMainWindow):
         """The main window: controls on the left, the 3D canvas on the right."""
@@ -201,7 +202,7 @@ def _window_class():
         def _build_controls(self, view, follow):
             """Make the control groups (see the module docstring)."""
             self.lattice_box = self._lattice_group()
-            self.kinds_box = self._kinds_group(view["kinds"])
+            self.kinds_box = self._kinds_group(view["all_kinds"], view["kinds"])
             self.plane_box = self._plane_group(view["plane"], view["clip"])
             self.field_box = self._field_group(view["field"], view["field_mode"])
             self.time_box = self._time_group(follow)
@@ -218,14 +219,15 @@ def _window_class():
             box.setVisible(len(self.run.lattices) > 1)
             return box
 
-        def _kinds_group(self, shown):
-            """One check-box per kind, with its palette swatch (the legend)."""
+        def _kinds_group(self, kinds, shown):
+            """One check-box per kind of the run file, with its palette swatch
+            (the legend)."""
             box = QtWidgets.QGroupBox("Kinds")
             col = QtWidgets.QVBoxLayout(box)
             self.kind_checks = {}
-            for name in DRAWN_KINDS:
+            for name in kinds:
                 check = QtWidgets.QCheckBox(name.replace("_", " "))
-                check.setIcon(_swatch(KIND_COLOURS[name]))
+                check.setIcon(_swatch(kind_colour(name)))
                 check.setChecked(name in shown)
                 check.toggled.connect(lambda on, n=name: self.scene.set_kind_visible(n, on))
                 col.addWidget(check)

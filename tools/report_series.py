@@ -1,0 +1,287 @@
+"""The data of a report, read from a run file (:class:`tools.runfile.RunFile`):
+the counts series with the quantities derived from it, the snapshots' tumour
+planes and kind tallies, and the headline numbers of ``summary.json``.
+
+Derived quantities (one cell or structure per voxel):
+
+* tumour volume = (tumour + necrotic voxels) x voxel volume; the
+  equivalent-sphere radius is that of a ball of the same volume;
+* vessel density = blood-vessel length per tissue volume, in mm/mm³, with
+  each vessel, sprout or tip voxel counted as one voxel edge of vessel length
+  (lymphatics excluded) and the tissue volume the voxels inside an organ
+  (the whole lattice if no voxel has an organ label);
+* functional fraction = functional cells relative to the first counts row,
+  overall and per organ (``functional_<organ>``).  The run's own
+  ``functional_fraction`` column (primary organ only) is reported as well.
+
+Voxel kinds are identified by the names the file stores with its kind codes
+(:mod:`engine.runformat`), so a snapshot is read by its own file's numbering
+and a kind this version does not know is still counted under its name.
+Snapshots are read in slabs of z planes, never a whole float field at once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.runformat import CHUNK_EDGE, EMPTY_KIND, KIND, KindCodes
+from tools.palette import KIND_COLOURS, kind_colour
+
+DAYS_ABOVE_H = 72.0                 # time axes in days once a run is longer than this
+BLOOD_VESSEL_KINDS = ("vessel", "sprout", "tip")
+TUMOUR_KINDS = ("tumor", "necrotic")     # the tumour mass
+
+
+# -- the counts series --------------------------------------------------------------
+
+@dataclass
+class Series:
+    """The counts of a run with everything the plots derive from them."""
+
+    counts: np.ndarray               # structured, one row per step
+    time_h: np.ndarray
+    voxel_um: float
+    tissue_voxels: int               # voxels inside an organ (or the whole lattice)
+    organs: tuple[str, ...]          # organ names with a functional_<organ> column
+    kinds: KindCodes                 # the lattice's kind codes, as the file stores them
+    derived: dict = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.counts.dtype.names or ()
+
+    def has(self, *cols) -> bool:
+        return all(c in self.names for c in cols)
+
+    def col(self, name) -> np.ndarray:
+        return self.counts[name].astype(np.float64)
+
+    @property
+    def voxel_mm3(self) -> float:
+        return (self.voxel_um / 1000.0) ** 3
+
+    @property
+    def tissue_mm3(self) -> float:
+        return self.tissue_voxels * self.voxel_mm3
+
+    @property
+    def time_unit(self) -> str:
+        return time_unit(self.time_h)
+
+    @property
+    def t(self) -> np.ndarray:
+        """Times in :attr:`time_unit`."""
+        return to_unit(self.time_h, self.time_unit)
+
+
+def time_unit(times_h) -> str:
+    times_h = np.asarray(times_h, dtype=np.float64)
+    return "days" if len(times_h) and float(np.nanmax(times_h)) > DAYS_ABOVE_H else "h"
+
+
+def to_unit(times_h, unit: str):
+    return np.asarray(times_h, dtype=np.float64) / (24.0 if unit == "days" else 1.0)
+
+
+def fmt_time(time_h: float, unit: str) -> str:
+    if unit == "days":
+        return f"{time_h / 24.0:.3g} d"
+    return f"{time_h:.4g} h"
+
+
+def load_series(run, lattice: str | None = None) -> Series:
+    """The counts of `run` (a :class:`tools.runfile.RunFile`) and derived curves."""
+    meta = run.lattice(lattice)
+    counts = run.counts()
+    names = counts.dtype.names or ()
+    if "time_h" in names:
+        time_h = counts["time_h"].astype(np.float64)
+    elif "step" in names:
+        time_h = counts["step"].astype(np.float64) * float(run.attrs.get("step_h", 1.0))
+    else:
+        time_h = np.arange(len(counts), dtype=np.float64) * float(run.attrs.get("step_h", 1.0))
+    tissue = int(np.count_nonzero(meta.organ))
+    s = Series(counts=counts, time_h=time_h, voxel_um=meta.voxel_um,
+               tissue_voxels=tissue or int(np.prod(meta.shape)),
+               organs=tuple(o for o in meta.organ_names[1:] if f"functional_{o}" in names),
+               kinds=meta.kinds)
+    d = s.derived
+    if s.has(*TUMOUR_KINDS):
+        mass = s.col("tumor") + s.col("necrotic")
+        d["tumour_volume_mm3"] = mass * s.voxel_mm3
+        d["necrotic_volume_mm3"] = s.col("necrotic") * s.voxel_mm3
+        d["radius_um"] = (3.0 * mass * s.voxel_um ** 3 / (4.0 * math.pi)) ** (1.0 / 3.0)
+    if s.has(*BLOOD_VESSEL_KINDS):
+        voxels = sum(s.col(k) for k in BLOOD_VESSEL_KINDS)
+        d["vessel_length_mm"] = voxels * s.voxel_um / 1000.0
+        d["vessel_density_mm_per_mm3"] = d["vessel_length_mm"] / s.tissue_mm3
+    if s.has("functional") and len(counts):
+        d["functional_overall"] = _relative(s.col("functional"))
+        for organ in s.organs:
+            d[f"functional_{organ}"] = _relative(s.col(f"functional_{organ}"))
+    return s
+
+
+def _relative(a: np.ndarray) -> np.ndarray:
+    """`a` relative to its first value (NaN throughout if that is zero)."""
+    return a / a[0] if a[0] else np.full_like(a, np.nan)
+
+
+# -- snapshots ------------------------------------------------------------------------
+
+def tumour_mask(kind: np.ndarray, kinds: KindCodes) -> np.ndarray:
+    """Tumour and necrotic voxels (the tumour mass) of codes `kind`, numbered
+    as the kind codes `kinds` of their file say."""
+    codes = [kinds.code(k) for k in TUMOUR_KINDS if k in kinds]
+    return np.isin(kind, codes)
+
+
+def tumour_plane(kind: np.ndarray, kinds: KindCodes) -> int | None:
+    """The z index nearest the centroid of the tumour (tumour + necrotic voxels)."""
+    return _centroid_index(np.count_nonzero(tumour_mask(kind, kinds), axis=(1, 2)))
+
+
+def _centroid_index(per_z: np.ndarray) -> int | None:
+    total = int(per_z.sum())
+    if not total:
+        return None
+    return round(float((per_z * np.arange(len(per_z))).sum() / total))
+
+
+def snapshot_plane(run, meta, field: str, index: int, z: int) -> np.ndarray:
+    """Plane `z` of `field` at snapshot `index`, read without the rest of the
+    volume (a report of a large lattice never loads whole float fields)."""
+    return run.snapshot(meta.name, field, index, z=z)
+
+
+def _kind_slabs(run, meta, index: int):
+    """The kind array of a snapshot in slabs of z planes: (z0, slab)."""
+    for z0 in range(0, meta.shape[0], CHUNK_EDGE):
+        yield z0, run.snapshot(meta.name, KIND, index, z=slice(z0, z0 + CHUNK_EDGE))
+
+
+def snapshot_tumour_plane(run, meta, index: int) -> int | None:
+    """:func:`tumour_plane` of a snapshot's kinds, read in slabs of z planes."""
+    per_z = np.zeros(meta.shape[0], dtype=np.int64)
+    for z0, slab in _kind_slabs(run, meta, index):
+        per_z[z0:z0 + len(slab)] = np.count_nonzero(tumour_mask(slab, meta.kinds), axis=(1, 2))
+    return _centroid_index(per_z)
+
+
+def snapshot_kind_counts(run, meta, index: int) -> np.ndarray:
+    """Voxels of each code 0..255 in a snapshot, read in slabs of z planes."""
+    counts = np.zeros(256, dtype=np.int64)
+    for _, slab in _kind_slabs(run, meta, index):
+        counts += np.bincount(slab.ravel(), minlength=256)
+    return counts
+
+
+def kind_table(run, meta) -> list[dict]:
+    """One row per voxel kind of lattice `meta`: the kinds its file stores
+    codes for, and any other code found in the last snapshot (named
+    ``code_<N>``), with the colour the report and views give it and its voxel
+    count in the last snapshot (None without snapshots); empty if the run
+    has no kind field."""
+    if KIND not in run.fields:
+        return []
+    counts = snapshot_kind_counts(run, meta, -1) if run.n_snapshots else None
+    codes = set(meta.kinds.codes)
+    if counts is not None:
+        codes |= {int(c) for c in np.flatnonzero(counts)}
+    rows = []
+    for code in sorted(codes):
+        name = meta.kinds.name(code)
+        rows.append({"code": code, "name": name, "stored": name in meta.kinds,
+                     "colour": "#{:02x}{:02x}{:02x}".format(
+                         *(round(255 * c) for c in kind_colour(name))),
+                     "designed_colour": name in KIND_COLOURS,
+                     "drawn": name != EMPTY_KIND,
+                     "voxels_last_snapshot": None if counts is None else int(counts[code])})
+    return rows
+
+
+# -- the headline numbers ------------------------------------------------------------
+
+def _num(x):
+    """A JSON-safe number: NaN and infinities become None."""
+    if x is None:
+        return None
+    x = x.item() if isinstance(x, np.generic) else x
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def scenario_name(attrs: dict, fallback: str) -> str:
+    import tomllib
+    try:
+        return str(tomllib.loads(attrs.get("scenario_toml", ""))["scenario"]["name"])
+    except (tomllib.TOMLDecodeError, KeyError, TypeError):
+        return fallback
+
+
+def summarise(run, s: Series, lattice: str | None = None) -> dict:
+    """The headline numbers of a run."""
+    meta = run.lattice(lattice)
+    attrs = run.attrs
+    c = s.counts
+
+    def first(k):
+        return _num(c[k][0]) if s.has(k) and len(c) else None
+
+    def last(k):
+        return _num(c[k][-1]) if s.has(k) and len(c) else None
+    d = s.derived
+
+    def ends(key):
+        a = d.get(key)
+        return (None, None) if a is None or not len(a) else (_num(float(a[0])), _num(float(a[-1])))
+
+    t0, t1 = first("tumor"), last("tumor")
+    vol0, vol1 = ends("tumour_volume_mm3")
+    out = {
+        "run": str(run.path),
+        "scenario": scenario_name(attrs, run.path.stem),
+        "seed": _num(attrs.get("seed")),
+        "backend": attrs.get("backend"),
+        "version": attrs.get("version"),
+        "created_utc": attrs.get("created_utc"),
+        "status": run.status,
+        "lattice": meta.name,
+        "shape_zyx": list(meta.shape),
+        "voxel_um": meta.voxel_um,
+        "steps": int(c["step"][-1]) if s.has("step") and len(c) else max(len(c) - 1, 0),
+        "steps_planned": _num(attrs.get("steps_planned")),
+        "counts_rows": len(c),
+        "model_time_h": _num(float(s.time_h[-1])) if len(c) else None,
+        "snapshots": run.n_snapshots,
+        "snapshot_times_h": [float(t) for t in run.times_h],
+        "tumor_cells_initial": t0,
+        "tumor_cells_final": t1,
+        "tumor_growth_factor": _num(t1 / t0) if t0 else None,
+        "necrotic_cells_final": last("necrotic"),
+        "tumour_volume_mm3_initial": vol0,
+        "tumour_volume_mm3_final": vol1,
+        "tumour_radius_um_final": ends("radius_um")[1],
+        "functional_fraction": last("functional_fraction"),
+        "functional_fraction_organ": meta.organ_names[1] if len(meta.organ_names) > 1 else None,
+        "functional_fraction_overall": ends("functional_overall")[1],
+        "functional_fraction_by_organ": {o: ends(f"functional_{o}")[1] for o in s.organs},
+        "vessel_density_mm_per_mm3_initial": ends("vessel_density_mm_per_mm3")[0],
+        "vessel_density_mm_per_mm3_final": ends("vessel_density_mm_per_mm3")[1],
+        "perfused_fraction_final": last("perfused_fraction"),
+        "hypoxic_tumor_cells_final": last("hypoxic_tumor"),
+        "vegf_max_ng_per_mL_peak": (_num(float(np.max(c["vegf_max_ng_per_mL"])))
+                                    if s.has("vegf_max_ng_per_mL") and len(c) else None),
+        "new_vessel_length_mm_total": (_num(float(np.sum(c["new_vessel_length_um"])) / 1000.0)
+                                       if s.has("new_vessel_length_um") and len(c) else None),
+        "kinds": kind_table(run, meta),
+        "assumptions": {
+            "vessel_length": "each vessel, sprout or tip voxel is one voxel edge of vessel length",
+            "tissue_volume_mm3": s.tissue_mm3,
+            "tumour_volume": "(tumour + necrotic voxels) x voxel volume",
+        },
+    }
+    return out
