@@ -38,7 +38,8 @@ def test_tumour_births_minus_deaths_is_the_change(history):
 
 def test_functional_births_minus_deaths_is_the_change(history):
     h = history
-    deaths = h["apoptosis_functional"] + h["necrosis_functional"] + h["compression_functional"]
+    deaths = (h["apoptosis_functional"] + h["necrosis_functional"] + h["compression_functional"]
+              + h["functional_cleared_by_sprout"])
     assert np.array_equal(np.diff(h["functional"]), (h["birth_functional"] - deaths)[1:])
 
 
