@@ -8,10 +8,11 @@ backends read identical numbers.  Rows of the per-cell-type tables: 0 = tumour,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from kernels.field import FIRST_ORDER, Uptake
 from kernels.lattice import (CLOCK_UNITS_PER_CYCLE, EMPTY, FUNCTIONAL, LYMPH, N_KINDS, N_TRAITS,
                              NECROTIC, SPROUT, TIP, TRAIT_LEVELS, TUMOR, VESSEL)
 from kernels.philox import probability_threshold, seed_key
@@ -43,6 +44,7 @@ class Rules:
     step_h: float
     # oxygen
     o2_coeff: np.ndarray            # float32 [kind, organ]: 1 / (6 + λ h² / D)
+    o2_uptake: Uptake               # FIRST_ORDER (λ p, in o2_coeff) or MichaelisMenten
     vessel_mmHg: np.float32
     o2_omega: np.float32
     o2_tolerance_mmHg: float
@@ -61,6 +63,7 @@ class Rules:
     # VEGF
     vegf_coeff: np.ndarray          # float32 [kind]: 1 / (6 + λ h² / D_V)
     vegf_source: np.ndarray         # float32 [kind]: h² S / D_V of a hypoxic live cell
+    vegf_uptake: Uptake             # FIRST_ORDER (λ c, in vegf_coeff) or MichaelisMenten
     vegf_omega: np.float32
     vegf_tolerance: float
     vegf_max_sweeps: int
@@ -68,6 +71,8 @@ class Rules:
     # vessel regression
     regression_compressing: int
     regression_steps: int
+    # rule constants each declared process derives itself (kernels.process.Process.rules_from)
+    processes: dict = field(default_factory=dict)
 
 
 def diffusion_coefficient(lam_per_h: float, h_um: float, d_um2_per_h: float) -> np.float32:
@@ -128,6 +133,7 @@ def build_rules(scenario) -> Rules:
         key=seed_key(v["scenario"]["seed"]),
         step_h=dt,
         o2_coeff=o2_coeff,
+        o2_uptake=FIRST_ORDER,
         vessel_mmHg=np.float32(ox["vessel_mmHg"]),
         o2_omega=np.float32(ox["sor_omega"]),
         o2_tolerance_mmHg=float(np.float32(ox["tolerance_mmHg"])),
@@ -144,13 +150,21 @@ def build_rules(scenario) -> Rules:
         vegf_coeff=np.array([diffusion_coefficient(lam, h, d_vegf) for lam in vegf_loss],
                             dtype=np.float32),
         vegf_source=vegf_source.astype(np.float32),
+        vegf_uptake=FIRST_ORDER,
         vegf_omega=np.float32(vegf["sor_omega"]),
         vegf_tolerance=float(np.float32(vegf["tolerance_ng_per_mL"])),
         vegf_max_sweeps=int(vegf["max_sweeps"]),
         angiogenesis=angiogenesis_rules(v["angiogenesis"], h, dt),
         regression_compressing=int(v["vessels"]["compressing_tumor_neighbours"]),
         regression_steps=max(1, math.ceil(v["vessels"]["regression_delay_h"] / dt - 1e-9)),
+        processes=process_rules(scenario),
     )
+
+
+def process_rules(scenario) -> dict[str, dict]:
+    """{process name: {constant: value}} from every process that derives its own rules."""
+    from kernels.process import PROCESSES
+    return {p.name: dict(p.derive(scenario)) for p in PROCESSES.values() if p.derive}
 
 
 def angiogenesis_rules(a, h, dt) -> AngiogenesisRules:

@@ -17,33 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kernels.process import PROCESSES, REQUIRED, Param
+
+from . import schedule  # noqa: F401  (imports every process: their parameters join SCHEMA)
 from .errors import ScenarioError
-
-REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Param:
-    """One scenario parameter: type, default, bounds, unit and source."""
-
-    type: str                  # "float", "int", "bool", "str", "vec3", "range", "shape"
-    default: Any = REQUIRED
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False      # True: value must be > lo (else >= lo)
-    hi_open: bool = False      # True: value must be < hi (else <= hi)
-    unit: str = ""
-    source: str = ""
-
-    def bounds_text(self) -> str:
-        show = (lambda b: str(b)) if self.type in ("int", "shape") else (lambda b: f"{b:g}")
-        parts = []
-        if self.lo is not None:
-            parts.append(f"{'>' if self.lo_open else '>='} {show(self.lo)}")
-        if self.hi is not None:
-            parts.append(f"{'<' if self.hi_open else '<='} {show(self.hi)}")
-        return " and ".join(parts)
-
 
 def _pos(default, unit, source="", hi=None):
     """A strictly positive float parameter."""
@@ -159,6 +136,22 @@ ORGAN_SCHEMA: dict[str, Param] = {
     "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate"),
 }
 MAX_ORGANS = 15
+
+
+def _declare_process_parameters():
+    """Every process's declared parameters join the schema (a key declared twice is an
+    error at import, not a silent override)."""
+    for process in PROCESSES.values():
+        for table, params in process.params.items():
+            target = ORGAN_SCHEMA if table == "organs" else SCHEMA.setdefault(table, {})
+            for key, param in params.items():
+                if key in target:
+                    raise RuntimeError(f"scenario key {table}.{key} of process "
+                                       f"{process.name!r} is declared twice")
+                target[key] = param
+
+
+_declare_process_parameters()
 
 
 @dataclass

@@ -13,6 +13,7 @@ from kernels.angiogenesis import grow_sprouts, lumenise, propose_sprouting
 from kernels.displacement import choose_escape, move_displaced, settle_escape_claims
 from kernels.division import place_daughters, propose_division, settle_division_claims
 from kernels.fate import decide_fate
+from kernels.lysis import lyse_debris
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
 from kernels.regression import regress_vessels
@@ -43,6 +44,7 @@ STEP = (
     Stage(relax_oxygen),
     Stage(relax_vegf),
     Stage(decide_fate),
+    Stage(lyse_debris),
     Stage(propose_division),
     Stage(settle_division_claims),
     Stage(choose_escape),
@@ -92,3 +94,28 @@ def pass_table() -> str:
         when = f"when {stage.when.text}" if stage.when else "every step"
         rows.append(f"| {i} | `{p.name}` | {process} | {when} | {rule} |")
     return "\n".join(rows) + "\n"
+
+
+BEGIN, END = "<!-- pass table: python -m engine.schedule --update-readme -->", "<!-- end pass table -->"
+
+
+def update_readme(path) -> bool:
+    """Rewrite the README's pass table (between BEGIN and END) from STEP; True if changed."""
+    from pathlib import Path
+    text = Path(path).read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    new = f"{head}{BEGIN}\n{pass_table()}{END}{tail}"
+    if new != text:
+        Path(path).write_text(new, encoding="utf-8")
+    return new != text
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["--update-readme"]:
+        from pathlib import Path
+        print("README.md updated" if update_readme(Path(__file__).parents[1] / "README.md")
+              else "README.md already up to date")
+    else:
+        print(pass_table(), end="")

@@ -1,9 +1,11 @@
 """Processes and their kernel entry points, each declared once.
 
 A *process* (division, cell fate, angiogenesis ...) is declared in its own module
-under `kernels/` with `Process(...)`: the event counters it reports (census columns,
-in declared order) and the Philox streams it draws from (fixed ids, unique across
-processes, so adding a process never changes another's random numbers).  Its kernels
+under `kernels/` with `Process(...)`: its scenario parameters (`params`: type, unit,
+range, default, source; they join the scenario schema and `check`'s output), the rule
+constants it derives from them (`@process.rules_from`), the event counters it reports
+(census columns, in declared order) and the Philox streams it draws from (fixed ids,
+unique across processes, so adding a process never changes another's random numbers).  Its kernels
 are *entries*: one CUDA C function `OL_ENTRY name(...)` in the process's `.cu` file and
 one Numba twin, joined by `@process.entry("name")` on the Numba function.
 
@@ -34,6 +36,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +54,32 @@ STREAM_IDS: dict[int, str] = {}
 
 class DeclarationError(Exception):
     """A process, entry or kernel argument that contradicts its declaration."""
+
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One scenario parameter: type, default, bounds, unit and source."""
+
+    type: str                  # "float", "int", "bool", "str", "vec3", "range", "shape"
+    default: Any = REQUIRED
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False      # True: value must be > lo (else >= lo)
+    hi_open: bool = False      # True: value must be < hi (else <= hi)
+    unit: str = ""
+    source: str = ""
+
+    def bounds_text(self) -> str:
+        show = (lambda b: str(b)) if self.type in ("int", "shape") else (lambda b: f"{b:g}")
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {show(self.lo)}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {show(self.hi)}")
+        return " and ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -100,7 +129,7 @@ class Process:
     """A biological process: its events, its Philox streams and its kernel entries."""
 
     def __init__(self, name: str, source: str | None = None, *, events=(), streams=None,
-                 rules: str | None = None):
+                 params=None, rules: str | None = None):
         if name in PROCESSES:
             raise DeclarationError(f"process {name!r} declared twice")
         self.name, self.source, self.rules = name, source, rules
@@ -111,6 +140,8 @@ class Process:
                 raise DeclarationError(f"Philox stream id {sid} of {name}.{stream} is already "
                                        f"{STREAM_IDS[sid]}")
             STREAM_IDS[sid] = f"{name}.{stream}"
+        self.params = dict(params or {})     # scenario table -> {key: Param}
+        self.derive = None                   # scenario -> {rule constant: value}
         self.entries: dict[str, Entry] = {}
         self.module = sys._getframe(1).f_globals.get("__name__")
         PROCESSES[name] = self
@@ -127,6 +158,12 @@ class Process:
         lines += [f"constexpr {'u32' if k.startswith('STREAM_') else 'int'} {k} = {v};"
                   for k, v in self.constants().items()]
         return "\n".join(lines) + "\n"
+
+    def rules_from(self, derive):
+        """Decorate `derive(scenario) -> dict`: the rule constants of this process,
+        computed on the host in float64 and rounded to kernel types (engine.rules)."""
+        self.derive = derive
+        return derive
 
     def entry(self, name: str, *, over: str = "voxels"):
         """Decorate the Numba twin of CUDA entry `name`; returns the Entry."""
@@ -173,6 +210,10 @@ class Entry:
                 v = lattice.arrays[a.name]
             elif a.name == "step":
                 v = step
+            elif a.name in getattr(rules, "processes", {}).get(self.process.name, {}):
+                v = rules.processes[self.process.name][a.name]
+                if a.pointer:
+                    v = table(v)
             elif self.process.rules and hasattr(getattr(rules, self.process.rules), a.name):
                 v = getattr(getattr(rules, self.process.rules), a.name)
                 if a.pointer:

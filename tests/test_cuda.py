@@ -66,14 +66,20 @@ def test_source_compiles_with_nvcc_without_fused_multiply_add(source, arch, tmp_
     assert "fma.rn.f32" not in text          # -fmad=false: float32 rounding as on the CPU
 
 
-def test_sources_compile_with_nvrtc():
-    pytest.importorskip("cupy", reason="CuPy not installed: NVRTC check skipped")
-    from cupy.cuda import compiler as nvrtc
+@pytest.mark.gpu
+def test_every_source_compiles_with_nvrtc_for_this_gpu():
+    """The path a GPU run takes: each source, with its generated constants, through
+    CuPy's RawModule (NVRTC, -fmad=false), every entry point found."""
+    from kernels.cuda import launcher
+    from kernels.process import PROCESSES
+    launch = launcher("cupy")
     for source in SOURCES:
-        for arch in ("80", "90"):
-            nvrtc.compile_using_nvrtc(source_text(source),
-                                      options=("-fmad=false", "-std=c++17", f"-I{KERNEL_DIR}"),
-                                      arch=f"compute_{arch}")
+        module = launch.module(source)
+        module.compile()
+        for p in PROCESSES.values():
+            if p.source == source:
+                for entry in p.entries:
+                    module.get_function(entry)
 
 
 # -- random states ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ then update GOLDEN in the same commit and say in its message what changed and wh
 import hashlib
 
 import numpy as np
+import pytest
 
 from engine.scenario import load_scenario
 from engine.simulation import Simulation
@@ -47,5 +48,6 @@ def quickstart_digest(backend="numba") -> str:
     return digest.hexdigest()
 
 
-def test_quickstart_after_48_steps_is_bit_identical_to_the_pinned_hash():
-    assert quickstart_digest() == GOLDEN
+@pytest.mark.parametrize("backend", ["numba", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_quickstart_after_48_steps_is_bit_identical_to_the_pinned_hash(backend):
+    assert quickstart_digest(backend) == GOLDEN

@@ -84,4 +84,6 @@ def test_events_table_rows_follow_the_schedule():
 
 
 def test_readme_shows_the_schedule_as_the_code_runs_it():
-    assert schedule.pass_table() in README.read_text()
+    text = README.read_text()
+    assert schedule.BEGIN + "\n" + schedule.pass_table() + schedule.END in text, \
+        "README pass table is stale: run python -m engine.schedule --update-readme"
