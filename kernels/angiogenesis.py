@@ -25,8 +25,10 @@ Three passes each step, after division:
    step gets a lumen (becomes a vessel).  `spread_perfusion` then lets blood in: a
    sprout carries blood exactly from the step it joins the network.
 
-Tips and stalks keep in `clock` the age of their sprout (steps) and in `hypoxia` the
-direction back along their trail.
+Tips and stalks keep in `sprout_age` the age of their sprout (steps) and in `trail`
+the direction back along it; proposals go in the work array `sprout_intent`, and new
+lumen (a fused tip, then the stalks joined to it) in the work array `lumen` until
+perfusion is recomputed.
 """
 from __future__ import annotations
 
@@ -51,8 +53,7 @@ TIP_SPROUTED, STALK_LAID, ANASTOMOSIS, DEBRIS_CLEARED, FUNCTIONAL_CLEARED_BY_SPR
 STREAM_SPROUT = ANGIOGENESIS.streams["sprout"]
 
 ANASTOMOSE = 7      # intent of a tip that fuses (not a direction)
-NEW_TIP = 8         # intent bit: the target becomes a new tip (sprouting or branching)
-LUMEN_SEED = 2      # `perfused` mark of new lumen until perfusion is recomputed
+NEW_TIP = 8         # sprout_intent bit: the target becomes a new tip (sprouting or branching)
 U24 = np.float32(1.0 / 16777216.0)
 
 
@@ -122,14 +123,14 @@ def touches(kind, z, y, x, nz, ny, nx, what, skip):
 
 @ANGIOGENESIS.entry("propose_sprouting")
 @numba.njit(parallel=True, cache=True)
-def _propose_sprouting(kind, perfused, vegf, clock, trail, intent, sprout_vegf, sprout_thr,
+def _propose_sprouting(kind, perfused, vegf, sprout_age, trail, sprout_intent, sprout_vegf, sprout_thr,
                        move_p, chi0, inv_csat, base, haptotaxis, branch_age, branch_p,
                        inv_cbranch, anastomosis_age, step,
                        nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                intent[z, y, x] = 0
+                sprout_intent[z, y, x] = 0
                 k = kind[z, y, x]
                 if k != TIP and k != SPROUT and k != VESSEL:
                     continue
@@ -138,10 +139,10 @@ def _propose_sprouting(kind, perfused, vegf, clock, trail, intent, sprout_vegf, 
                 act = False
                 new_tip = 0
                 if k == TIP:
-                    if (clock[z, y, x] >= anastomosis_age
+                    if (sprout_age[z, y, x] >= anastomosis_age
                             and touches(kind, z, y, x, nz, ny, nx, ANY_ENDOTHELIUM,
                                         trail[z, y, x])):
-                        intent[z, y, x] = ANASTOMOSE
+                        sprout_intent[z, y, x] = ANASTOMOSE
                         continue
                     act = uniform(w[0]) < move_p
                 elif k == VESSEL:
@@ -151,26 +152,28 @@ def _propose_sprouting(kind, perfused, vegf, clock, trail, intent, sprout_vegf, 
                     new_tip = NEW_TIP
                 else:
                     level = min(vegf[z, y, x] * inv_cbranch, np.float32(1.0))
-                    act = (clock[z, y, x] >= branch_age and uniform(w[0]) < branch_p * level
+                    act = (sprout_age[z, y, x] >= branch_age and uniform(w[0]) < branch_p * level
                            and not touches(kind, z, y, x, nz, ny, nx, TIP_ONLY, 0))
                     new_tip = NEW_TIP
                 if act:
                     d = choose_target(kind, vegf, z, y, x, nz, ny, nx, w[2], chi0, inv_csat,
                                       base, haptotaxis)
                     if d != 0:
-                        intent[z, y, x] = d | new_tip
+                        sprout_intent[z, y, x] = d | new_tip
 
 
 @ANGIOGENESIS.entry("grow_sprouts")
 @numba.njit(parallel=True, cache=True)
-def _grow_sprouts(kind, perfused, clock, trail, traits, lineage, intent, step, events,
+def _grow_sprouts(kind, perfused, lumen, sprout_age, trail, clock, hypoxia, vacancy, traits,
+                  lineage, sprout_intent, step, events,
                   nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
+                lumen[z, y, x] = 0
                 k = kind[z, y, x]
                 if is_free(k):
-                    w = strongest_claimant(intent, 0, z, y, x, nz, ny, nx, step, STREAM_SPROUT,
+                    w = strongest_claimant(sprout_intent, 0, z, y, x, nz, ny, nx, step, STREAM_SPROUT,
                                            z0, ny_global, nx_global, lattice_id, k0, k1)
                     if w == 0:
                         continue
@@ -179,53 +182,58 @@ def _grow_sprouts(kind, perfused, clock, trail, traits, lineage, intent, step, e
                         events[FUNCTIONAL_CLEARED_BY_SPROUT, z] += 1
                     elif k == NECROTIC:
                         events[DEBRIS_CLEARED, z] += 1
-                    new_tip = (intent[uz, uy, ux] & NEW_TIP) != 0
+                    new_tip = (sprout_intent[uz, uy, ux] & NEW_TIP) != 0
                     if new_tip:
                         events[TIP_SPROUTED, z] += 1
                     kind[z, y, x] = TIP
-                    clock[z, y, x] = 0 if new_tip else min(np.int64(clock[uz, uy, ux]) + 1, 65535)
+                    sprout_age[z, y, x] = 0 if new_tip else min(
+                        np.int64(sprout_age[uz, uy, ux]) + 1, 65535)
                     trail[z, y, x] = w
-                    for t in range(traits.shape[0]):
+                    for t in range(traits.shape[0]):          # the cell or vacancy it replaced
                         traits[t, z, y, x] = 0
                     lineage[z, y, x] = 0
+                    clock[z, y, x] = 0
+                    hypoxia[z, y, x] = 0
+                    vacancy[z, y, x] = 0
                     perfused[z, y, x] = 0
                 elif k == TIP:
-                    d = intent[z, y, x] & 7
+                    d = sprout_intent[z, y, x] & 7
                     if d == ANASTOMOSE:
                         kind[z, y, x] = VESSEL
-                        perfused[z, y, x] = LUMEN_SEED
+                        lumen[z, y, x] = 1
                         trail[z, y, x] = 0
                         events[ANASTOMOSIS, z] += 1
                         continue
                     moved = False
-                    if d != 0 and (intent[z, y, x] & NEW_TIP) == 0:
+                    if d != 0 and (sprout_intent[z, y, x] & NEW_TIP) == 0:
                         tz, ty, tx, _ = neighbour(z, y, x, d, nz, ny, nx)
-                        moved = strongest_claimant(intent, 0, tz, ty, tx, nz, ny, nx, step,
+                        moved = strongest_claimant(sprout_intent, 0, tz, ty, tx, nz, ny, nx, step,
                                                    STREAM_SPROUT, z0, ny_global, nx_global, lattice_id,
                                                    k0, k1) == opposite(d)
                     if moved:
                         kind[z, y, x] = SPROUT          # the stalk keeps the sprout's age
                         events[STALK_LAID, z] += 1
                     else:
-                        clock[z, y, x] = min(np.int64(clock[z, y, x]) + 1, 65535)
+                        sprout_age[z, y, x] = min(np.int64(sprout_age[z, y, x]) + 1, 65535)
                 elif k == SPROUT:
-                    clock[z, y, x] = min(np.int64(clock[z, y, x]) + 1, 65535)
+                    sprout_age[z, y, x] = min(np.int64(sprout_age[z, y, x]) + 1, 65535)
 
 
-@kernel(reads=("kind", "perfused", "vegf", "clock", "hypoxia"), writes=("intent",),
+@kernel(reads=("kind", "perfused", "vegf", "sprout_age", "trail"), writes=("sprout_intent",),
         process=ANGIOGENESIS)
 def propose_sprouting(lattice, rules, step):
     """Tips choose to anastomose or move; vessels sprout; old stalks branch."""
-    _propose_sprouting(lattice, rules, step, trail=lattice.hypoxia)
+    _propose_sprouting(lattice, rules, step)
 
 
-@kernel(reads=("kind", "intent", "clock"), writes=("kind", "clock"), process=ANGIOGENESIS)
+@kernel(reads=("kind", "sprout_intent", "sprout_age"), writes=("kind", "sprout_age", "lumen"),
+        process=ANGIOGENESIS)
 def grow_sprouts(lattice, rules, step):
     """Tips take the voxels they won, leave stalks behind, or fuse."""
-    _grow_sprouts(lattice, rules, step, trail=lattice.hypoxia)
+    _grow_sprouts(lattice, rules, step)
 
 
 @kernel(reads=("kind", "perfused"), writes=("kind", "perfused"))
 def lumenise(lattice, rules, step):
     """Stalks joined through stalks to new lumen become vessels; returns the rounds."""
-    return flood(lattice, rules, SPROUT, VESSEL, LUMEN_SEED)
+    return flood(lattice, rules, lattice.lumen, SPROUT, VESSEL, 1)

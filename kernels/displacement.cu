@@ -40,7 +40,7 @@ OL_ENTRY settle_escape_claims(const u8 *kind, const u8 *intent, u8 *claim, u32 s
 }
 
 OL_ENTRY move_displaced(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
-                        const u8 *claim, i64 *events, OL_TILE_PARAMS, OL_SLAB_PARAMS) {
+                        u8 *vacancy, const u8 *claim, i64 *events, OL_TILE_PARAMS, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_TILE_VOXEL(s)
     const i64 i = at(s, z, y, x);
@@ -54,6 +54,7 @@ OL_ENTRY move_displaced(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *line
         clock[i] = clock[j];
         hypoxia[i] = hypoxia[j];
         lineage[i] = lineage[j];
+        vacancy[i] = 0;
         count_event(&events[(i64)DISPLACED_FUNCTIONAL * s.nz + z], 1);
     }
     OL_END_FOR_EACH_TILE_VOXEL

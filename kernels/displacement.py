@@ -100,20 +100,21 @@ def _settle_escape_claims(kind, intent, claim, step, tiles, n_tiles,
 
 
 @numba.njit(inline="always", cache=True)
-def move_cell(kind, traits, clock, hypoxia, lineage, events, z, y, x, sz, sy, sx):
-    """The whole cell at (sz, sy, sx) moves to (z, y, x)."""
+def move_cell(kind, traits, clock, hypoxia, lineage, vacancy, events, z, y, x, sz, sy, sx):
+    """The whole cell at (sz, sy, sx) moves to (z, y, x), filling any vacancy there."""
     kind[z, y, x] = kind[sz, sy, sx]
     for t in range(traits.shape[0]):
         traits[t, z, y, x] = traits[t, sz, sy, sx]
     clock[z, y, x] = clock[sz, sy, sx]
     hypoxia[z, y, x] = hypoxia[sz, sy, sx]
     lineage[z, y, x] = lineage[sz, sy, sx]
+    vacancy[z, y, x] = 0
     events[DISPLACED_FUNCTIONAL, z] += 1
 
 
 @DISPLACEMENT.entry("move_displaced", over="tiles")
 @numba.njit(parallel=True, cache=True)
-def _move_displaced(kind, traits, clock, hypoxia, lineage, claim, events, tiles, n_tiles,
+def _move_displaced(kind, traits, clock, hypoxia, lineage, vacancy, claim, events, tiles, n_tiles,
                     nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for layer in prange(tiles_along(nz)):
         first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
@@ -125,7 +126,7 @@ def _move_displaced(kind, traits, clock, hypoxia, lineage, claim, events, tiles,
                         s = (claim[z, y, x] >> ESCAPE_SHIFT) & LOW3
                         if s != 0:
                             sz, sy, sx, _ = neighbour(z, y, x, s, nz, ny, nx)
-                            move_cell(kind, traits, clock, hypoxia, lineage, events,
+                            move_cell(kind, traits, clock, hypoxia, lineage, vacancy, events,
                                       z, y, x, sz, sy, sx)
 
 

@@ -3,9 +3,9 @@
 #include "claims.cuh"
 
 OL_HD bool can_take_daughter(u8 parent_kind, u8 parent_organ, u8 site_kind, u8 site_organ,
-                             u16 site_clock) {
+                             u8 site_vacancy) {
     if (parent_kind == TUMOR) return site_kind == EMPTY || site_kind == FUNCTIONAL;
-    return site_kind == EMPTY && site_organ == parent_organ && site_clock == VACANCY;
+    return site_kind == EMPTY && site_organ == parent_organ && site_vacancy != 0;
 }
 
 // clock + floor(rate * f(pO2)), saturating at CLOCK_FULL.
@@ -18,7 +18,7 @@ OL_HD int advance_cycle(u16 clock, float rate, float oxygen, float threshold, fl
 }
 
 OL_HD void propose_division_voxel(const u8 *kind, const u8 *organ, const u8 *traits, u16 *clock,
-                                  const float *oxygen, u8 *intent, const float *cycle_rate,
+                                  const u8 *vacancy, const float *oxygen, u8 *intent, const float *cycle_rate,
                                   float o2_threshold, float o2_inv_span, u32 step, u8 *tile_flags,
                                   const Slab &s, int z, int y, int x) {
     const i64 i = at(s, z, y, x);
@@ -35,8 +35,7 @@ OL_HD void propose_division_voxel(const u8 *kind, const u8 *organ, const u8 *tra
         int zz, yy, xx;
         if (!neighbour(s, z, y, x, d, zz, yy, xx)) continue;
         const i64 j = at(s, zz, yy, xx);
-        // a live neighbour's clock may be changing in this pass; it is read only for empty voxels
-        if (can_take_daughter(k, o, kind[j], organ[j], kind[j] == EMPTY ? clock[j] : 0))
+        if (can_take_daughter(k, o, kind[j], organ[j], vacancy[j]))
             mask |= 1u << (d - 1);
     }
     if (mask == 0) return;
@@ -46,12 +45,12 @@ OL_HD void propose_division_voxel(const u8 *kind, const u8 *organ, const u8 *tra
 }
 
 OL_ENTRY propose_division(const u8 *kind, const u8 *organ, const u8 *traits, u16 *clock,
-                          const float *oxygen, u8 *intent, const float *cycle_rate,
+                          const u8 *vacancy, const float *oxygen, u8 *intent, const float *cycle_rate,
                           float o2_prolif_threshold, float o2_prolif_inv_span, u32 step,
                           u8 *tile_flags, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
-    propose_division_voxel(kind, organ, traits, clock, oxygen, intent, cycle_rate,
+    propose_division_voxel(kind, organ, traits, clock, vacancy, oxygen, intent, cycle_rate,
                            o2_prolif_threshold, o2_prolif_inv_span, step, tile_flags, s, z, y, x);
     OL_END_FOR_EACH_VOXEL
 }
@@ -87,7 +86,7 @@ OL_HD void inherit_traits(u8 *traits, i64 i, i64 parent, i64 nvox, bool mutate, 
 }
 
 OL_HD void place_daughter_voxel(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
-                                const u8 *intent, const u8 *claim, const u32 *down_thr,
+                                u8 *vacancy, const u8 *intent, const u8 *claim, const u32 *down_thr,
                                 const u32 *up_thr, u32 step, i64 *events, const Slab &s,
                                 int z, int y, int x) {
     const i64 i = at(s, z, y, x);
@@ -122,16 +121,17 @@ OL_HD void place_daughter_voxel(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u
     lineage[i] = lineage[parent];
     clock[i] = 0;
     hypoxia[i] = 0;
+    vacancy[i] = 0;
     count_event(&events[(i64)(tumour ? BIRTH_TUMOR : BIRTH_FUNCTIONAL) * s.nz + z], 1);
 }
 
 OL_ENTRY place_daughters(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
-                         const u8 *intent, const u8 *claim, const u32 *mutation_down_thr,
+                         u8 *vacancy, const u8 *intent, const u8 *claim, const u32 *mutation_down_thr,
                          const u32 *mutation_up_thr, u32 step, i64 *events, OL_TILE_PARAMS,
                          OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_TILE_VOXEL(s)
-    place_daughter_voxel(kind, traits, clock, hypoxia, lineage, intent, claim, mutation_down_thr,
+    place_daughter_voxel(kind, traits, clock, hypoxia, lineage, vacancy, intent, claim, mutation_down_thr,
                          mutation_up_thr, step, events, s, z, y, x);
     OL_END_FOR_EACH_TILE_VOXEL
 }

@@ -34,8 +34,7 @@ from numba import prange
 
 from .claims import pick_direction, strongest_claimant
 from .lattice import (CLOCK_FULL, EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3, N_TRAITS, PROLIFERATION,
-                      TRAIT_LEVELS, TUMOR, VACANCY, global_index, is_live, neighbour, opposite,
-                      table_row)
+                      TRAIT_LEVELS, TUMOR, global_index, is_live, neighbour, opposite, table_row)
 from .philox import voxel_draw
 from .process import Process
 from .tiles import active_tiles, layer_tiles, mark_tiles_near, tile_box, tiles_along
@@ -50,12 +49,12 @@ STREAM_DIVISION, STREAM_MUTATION = DIVISION.streams["division"], DIVISION.stream
 
 
 @numba.njit(inline="always", cache=True)
-def can_take_daughter(parent_kind, parent_organ, site_kind, site_organ, site_clock):
+def can_take_daughter(parent_kind, parent_organ, site_kind, site_organ, site_vacancy):
     """Tumour daughters take empty matrix or push functional cells aside;
     functional daughters only refill vacancies of their own organ (renewal)."""
     if parent_kind == TUMOR:
         return site_kind == EMPTY or site_kind == FUNCTIONAL
-    return site_kind == EMPTY and site_organ == parent_organ and site_clock == VACANCY
+    return site_kind == EMPTY and site_organ == parent_organ and site_vacancy != 0
 
 
 @numba.njit(inline="always", cache=True)
@@ -68,7 +67,8 @@ def advance_cycle(clock, rate, oxygen, o2_threshold, o2_inv_span):
 
 @DIVISION.entry("propose_division")
 @numba.njit(parallel=True, cache=True)
-def _propose_division(kind, organ, traits, clock, oxygen, intent, cycle_rate, o2_prolif_threshold,
+def _propose_division(kind, organ, traits, clock, vacancy, oxygen, intent, cycle_rate,
+                      o2_prolif_threshold,
                       o2_prolif_inv_span, step, tile_flags,
                       nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
@@ -90,10 +90,8 @@ def _propose_division(kind, organ, traits, clock, oxygen, intent, cycle_rate, o2
                     zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
                     if not inside:
                         continue
-                    # a live neighbour's clock may be changing in this pass: read only empty ones
-                    site = kind[zz, yy, xx]
-                    site_clock = clock[zz, yy, xx] if site == EMPTY else 0
-                    if can_take_daughter(k, o, site, organ[zz, yy, xx], site_clock):
+                    if can_take_daughter(k, o, kind[zz, yy, xx], organ[zz, yy, xx],
+                                         vacancy[zz, yy, xx]):
                         mask |= 1 << (d - 1)
                 if mask == 0:
                     continue
@@ -139,7 +137,7 @@ def inherit_traits(traits, z, y, x, pz, py, px, mutate, draws, down_thr, up_thr)
 
 
 @numba.njit(inline="always", cache=True)
-def place_daughter(kind, traits, clock, hypoxia, lineage, intent, claim, mutation_down_thr,
+def place_daughter(kind, traits, clock, hypoxia, lineage, vacancy, intent, claim, mutation_down_thr,
                    mutation_up_thr, step, events, z, y, x, nz, ny, nx, z0, ny_global, nx_global,
                    lattice_id, k0, k1):
     """A won site becomes the parent's daughter; a parent whose daughter was placed
@@ -172,12 +170,14 @@ def place_daughter(kind, traits, clock, hypoxia, lineage, intent, claim, mutatio
     lineage[z, y, x] = lineage[pz, py, px]
     clock[z, y, x] = 0
     hypoxia[z, y, x] = 0
+    vacancy[z, y, x] = 0
     events[BIRTH_TUMOR if tumour else BIRTH_FUNCTIONAL, z] += 1
 
 
 @DIVISION.entry("place_daughters", over="tiles")
 @numba.njit(parallel=True, cache=True)
-def _place_daughters(kind, traits, clock, hypoxia, lineage, intent, claim, mutation_down_thr,
+def _place_daughters(kind, traits, clock, hypoxia, lineage, vacancy, intent, claim,
+                     mutation_down_thr,
                      mutation_up_thr, step, events, tiles, n_tiles,
                      nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for layer in prange(tiles_along(nz)):
@@ -187,7 +187,8 @@ def _place_daughters(kind, traits, clock, hypoxia, lineage, intent, claim, mutat
             for z in range(za, zb):
                 for y in range(ya, yb):
                     for x in range(xa, xb):
-                        place_daughter(kind, traits, clock, hypoxia, lineage, intent, claim,
+                        place_daughter(kind, traits, clock, hypoxia, lineage, vacancy, intent,
+                                       claim,
                                        mutation_down_thr, mutation_up_thr, step, events,
                                        z, y, x, nz, ny, nx, z0, ny_global, nx_global,
                                        lattice_id, k0, k1)

@@ -12,7 +12,7 @@ For every live cell (functional or tumour), once per step:
   cells evade apoptosis).  The host turns P into a uint32 threshold per
   (cell type, level); the cell dies when its Philox word is below it.  The voxel
   becomes empty; the space a functional cell leaves is marked as a vacancy
-  (clock = VACANCY) that neighbouring functional cells of its organ refill.
+  (`vacancy` = 1) that neighbouring functional cells of its organ refill.
 """
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from .lattice import (APOPTOSIS_RESISTANCE, EMPTY, NECROTIC, TUMOR, VACANCY, global_index, is_live,
-                      table_row)
+from .lattice import APOPTOSIS_RESISTANCE, EMPTY, NECROTIC, TUMOR, global_index, is_live, table_row
 from .philox import voxel_draw
 from .process import Process
 from .twin import kernel
@@ -46,7 +45,7 @@ def clear_cell(z, y, x, traits, clock, hypoxia, lineage):
 
 @FATE.entry("decide_fate")
 @numba.njit(parallel=True, cache=True)
-def _decide_fate(kind, organ, traits, clock, hypoxia, lineage, oxygen, necrosis_mmHg,
+def _decide_fate(kind, organ, traits, clock, hypoxia, lineage, vacancy, oxygen, necrosis_mmHg,
                  necrosis_steps, apoptosis_thr, step, events,
                  nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
@@ -76,7 +75,7 @@ def _decide_fate(kind, organ, traits, clock, hypoxia, lineage, oxygen, necrosis_
                     kind[z, y, x] = EMPTY
                     clear_cell(z, y, x, traits, clock, hypoxia, lineage)
                     if not tumour:
-                        clock[z, y, x] = VACANCY
+                        vacancy[z, y, x] = 1
                     events[APOPTOSIS_TUMOR if tumour else APOPTOSIS_FUNCTIONAL, z] += 1
 
 

@@ -20,7 +20,6 @@ constexpr int N_TRAITS = 3;
 constexpr int TRAIT_LEVELS = 16;
 
 constexpr int CLOCK_FULL = 65535;
-constexpr u16 VACANCY = 1;
 
 constexpr u8 LOW3 = 7;
 constexpr int ESCAPE_SHIFT = 3;

@@ -32,9 +32,6 @@ TRAIT_LEVELS = 16
 # Cell-cycle clock: uint16 progress in units of 2**-16 cycle; FULL = ready to divide.
 CLOCK_FULL = 65535
 CLOCK_UNITS_PER_CYCLE = 65536.0
-# In an EMPTY voxel the clock marks a vacancy: the space left by a functional
-# cell that died by apoptosis, which its organ's neighbours refill (renewal).
-VACANCY = 1
 
 # Face neighbours: direction codes 1..6; 0 means "none".
 # 1: -x, 2: +x, 3: -y, 4: +y, 5: -z, 6: +z.  opposite(d) = ((d - 1) ^ 1) + 1.

@@ -79,10 +79,10 @@ def _flood_lines(kind, mark, axis, source_kind, target_kind, value, changed,
                     changed[0] = 1
 
 
-def flood(lattice, rules, source_kind, target_kind, value) -> int:
+def flood(lattice, rules, mark, source_kind, target_kind, value) -> int:
     """Repeat line scans along z, y and x until nothing changes: every voxel of kind
-    `source_kind` joined through such voxels to one marked `value` (in `perfused`)
-    becomes `target_kind` marked `value`.  The result is a connected component, the
+    `source_kind` joined through such voxels to one marked `value` (in the array
+    `mark`) becomes `target_kind` marked `value`.  The result is a connected component, the
     same in any scan order.  Returns the rounds."""
     from engine.backend import architecture
     arch = architecture(lattice.backend)
@@ -92,7 +92,7 @@ def flood(lattice, rules, source_kind, target_kind, value) -> int:
         rounds += 1
         changed[...] = 0
         for axis in AXES:
-            _flood_lines(lattice, rules, 0, mark=lattice.perfused, axis=np.int32(axis),
+            _flood_lines(lattice, rules, 0, mark=mark, axis=np.int32(axis),
                          source_kind=np.uint8(source_kind), target_kind=np.uint8(target_kind),
                          value=np.uint8(value), changed=changed,
                          lines=lattice.voxels // lattice.shape[axis])
@@ -104,4 +104,4 @@ def flood(lattice, rules, source_kind, target_kind, value) -> int:
 def spread_perfusion(lattice, rules, step):
     """Mark the blood vessels connected to the lattice faces as perfused; returns the rounds."""
     _seed_perfusion(lattice, rules, step)
-    return flood(lattice, rules, VESSEL, VESSEL, 1)
+    return flood(lattice, rules, lattice.perfused, VESSEL, VESSEL, 1)

@@ -8,24 +8,26 @@ OL_HD int tumour_neighbours(const u8 *kind, const Slab &s, int z, int y, int x) 
     return n;
 }
 
-OL_ENTRY regress_vessels(u8 *kind, u8 *perfused, u16 *clock, int regression_compressing,
-                         int regression_steps, i64 *events, OL_SLAB_PARAMS) {
+OL_ENTRY regress_vessels(u8 *kind, u8 *perfused, const u8 *lumen, u16 *vessel_threat,
+                         int regression_compressing, int regression_steps, i64 *events,
+                         OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
     if (kind[i] == VESSEL) {
-        const bool threatened = perfused[i] == 0 || tumour_neighbours(kind, s, z, y, x) >= regression_compressing;
+        const bool threatened = (perfused[i] == 0 && lumen[i] == 0) ||
+                                tumour_neighbours(kind, s, z, y, x) >= regression_compressing;
         if (!threatened) {
-            clock[i] = 0;
+            vessel_threat[i] = 0;
         } else {
-            const int t = clock[i] < 65535 ? clock[i] + 1 : 65535;
+            const int t = vessel_threat[i] < 65535 ? vessel_threat[i] + 1 : 65535;
             if (t >= regression_steps) {
                 kind[i] = EMPTY;
                 perfused[i] = 0;
-                clock[i] = 0;
+                vessel_threat[i] = 0;
                 count_event(&events[(i64)VESSEL_REGRESSED * s.nz + z], 1);
             } else {
-                clock[i] = (u16)t;
+                vessel_threat[i] = (u16)t;
             }
         }
     }

@@ -3,7 +3,8 @@
 A tumour grows around the vessels it meets (co-option: daughters never take a vessel
 voxel).  A blood vessel voxel is threatened while at least `compressing_neighbours`
 of its six face neighbours are tumour cells (compression), or while it carries no
-blood; `clock` counts its consecutive threatened steps and resets otherwise.  After
+blood (a lumen formed this step carries blood: `lumen`); `vessel_threat` counts its
+consecutive threatened steps and resets otherwise.  After
 `regression_delay_h` under threat the vessel regresses to empty matrix, which the
 tumour can then fill.  Perfusion is recomputed in a step where a vessel regressed,
 so flow downstream of a regressed segment stops too: large tumours end with a
@@ -35,29 +36,32 @@ def tumour_neighbours(kind, z, y, x, nz, ny, nx):
 
 @REGRESSION.entry("regress_vessels")
 @numba.njit(parallel=True, cache=True)
-def _regress_vessels(kind, perfused, clock, regression_compressing, regression_steps, events,
+def _regress_vessels(kind, perfused, lumen, vessel_threat, regression_compressing,
+                     regression_steps, events,
                      nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
                 if kind[z, y, x] != VESSEL:
                     continue
-                threatened = (perfused[z, y, x] == 0 or tumour_neighbours(
-                    kind, z, y, x, nz, ny, nx) >= regression_compressing)
+                threatened = ((perfused[z, y, x] == 0 and lumen[z, y, x] == 0)
+                              or tumour_neighbours(kind, z, y, x, nz, ny, nx)
+                              >= regression_compressing)
                 if not threatened:
-                    clock[z, y, x] = 0
+                    vessel_threat[z, y, x] = 0
                     continue
-                t = min(np.int64(clock[z, y, x]) + 1, 65535)
+                t = min(np.int64(vessel_threat[z, y, x]) + 1, 65535)
                 if t >= regression_steps:
                     kind[z, y, x] = EMPTY            # reading neighbours only ever asks
                     perfused[z, y, x] = 0            # "tumour?", which this never changes
-                    clock[z, y, x] = 0
+                    vessel_threat[z, y, x] = 0
                     events[VESSEL_REGRESSED, z] += 1
                 else:
-                    clock[z, y, x] = t
+                    vessel_threat[z, y, x] = t
 
 
-@kernel(reads=("kind", "perfused", "clock"), writes=("clock",), process=REGRESSION)
+@kernel(reads=("kind", "perfused", "lumen", "vessel_threat"), writes=("vessel_threat",),
+        process=REGRESSION)
 def regress_vessels(lattice, rules, step):
     """Compressed or unperfused vessels regress after a delay."""
     _regress_vessels(lattice, rules, step)

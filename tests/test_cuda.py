@@ -25,7 +25,7 @@ from engine.simulation import Simulation
 from engine.state import VOXEL_ARRAYS, allocate
 from kernels.census import take_census
 from kernels.cuda import KERNEL_DIR, SOURCES, compiler, draw_words, source_text
-from kernels.lattice import CLOCK_FULL, EMPTY, FUNCTIONAL, SPROUT, TIP, TUMOR, VACANCY, VESSEL
+from kernels.lattice import CLOCK_FULL, EMPTY, FUNCTIONAL, SPROUT, TIP, TUMOR, VESSEL
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
 
@@ -101,8 +101,12 @@ def random_lattice(shape, seed, z0=0):
     lat.traits[...] = rng.integers(0, 16, size=lat.traits.shape)
     lat.clock[...] = np.where(rng.random(shape) < 0.4, CLOCK_FULL,
                               rng.integers(0, CLOCK_FULL, size=shape))
-    lat.clock[(lat.kind == EMPTY) & (rng.random(shape) < 0.5)] = VACANCY
+    lat.vacancy[...] = (lat.kind == EMPTY) & (rng.random(shape) < 0.5)
     lat.hypoxia[...] = rng.integers(0, 14, size=shape)
+    sprout = (lat.kind == TIP) | (lat.kind == SPROUT)
+    lat.sprout_age[...] = np.where(sprout, rng.integers(0, 40, size=shape), 0)
+    lat.trail[...] = np.where(sprout, rng.integers(0, 7, size=shape), 0)
+    lat.vessel_threat[...] = np.where(lat.kind == VESSEL, rng.integers(0, 4, size=shape), 0)
     lat.lineage[...] = rng.integers(0, 5, size=shape)
     lat.oxygen[...] = rng.uniform(0.0, 40.0, size=shape).astype(np.float32)
     lat.oxygen[lat.kind == VESSEL] = 38.0

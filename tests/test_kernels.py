@@ -10,7 +10,7 @@ from engine.schedule import EVENT_NAMES, PASSES
 from engine.state import allocate
 from kernels.division import place_daughters
 from kernels.fate import decide_fate
-from kernels.lattice import (ADHESION, CLOCK_FULL, EMPTY, FUNCTIONAL, NECROTIC, TUMOR, VACANCY,
+from kernels.lattice import (ADHESION, CLOCK_FULL, EMPTY, FUNCTIONAL, NECROTIC, TUMOR,
                              VESSEL)
 from kernels.philox import probability_threshold
 
@@ -91,7 +91,8 @@ def test_apoptosis_rate_and_resistance(rules):
     assert (lat.kind[:20, 20:, :] == TUMOR).all()                   # resistant tumour
     functional_dead = lat.kind[:, :20, :] == EMPTY
     assert abs(functional_dead.sum() - p * 2 * n) < 5 * np.sqrt(2 * n * p * (1 - p))
-    assert (lat.clock[:, :20, :][functional_dead] == VACANCY).all()  # vacancies marked
+    assert (lat.vacancy[:, :20, :][functional_dead] == 1).all()      # vacancies marked
+    assert (lat.vacancy[20:, 20:, :] == 0).all()                      # tumour deaths leave none
     ev = lat.events.sum(axis=1)
     assert ev[APOPTOSIS_TUMOR] == tumour_deaths and ev[APOPTOSIS_FUNCTIONAL] == functional_dead.sum()
 
@@ -153,9 +154,10 @@ def test_functional_cells_refill_only_vacancies(rules):
     put(lat, (0, 0, 0), FUNCTIONAL, clock=CLOCK_FULL, traits=(8, 15, 0))
     cell_step(lat, rules)
     assert (lat.kind == FUNCTIONAL).sum() == 1             # plain matrix is not refilled
-    lat.clock[0, 0, 1] = VACANCY
+    lat.vacancy[0, 0, 1] = 1
     cell_step(lat, rules, 2)
     assert lat.kind[0, 0, 1] == FUNCTIONAL and lat.traits[ADHESION, 0, 0, 1] == 15
+    assert lat.vacancy[0, 0, 1] == 0                      # the refilled vacancy is gone
 
 
 def test_displaced_functional_cell_moves_aside(rules):

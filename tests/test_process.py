@@ -87,3 +87,10 @@ def test_readme_shows_the_schedule_as_the_code_runs_it():
     text = README.read_text()
     assert schedule.BEGIN + "\n" + schedule.pass_table() + schedule.END in text, \
         "README pass table is stale: run python -m engine.schedule --update-readme"
+
+
+def test_readme_shows_the_voxel_arrays_as_declared():
+    from engine.state import BYTES_PER_VOXEL, state_table
+    text = README.read_text()
+    assert "<!-- state table: engine.state.state_table() -->\n" + state_table() in text
+    assert BYTES_PER_VOXEL * 1024**3 < 80e9 * 0.5      # 1024^3 with room on an 80 GB GPU

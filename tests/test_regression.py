@@ -27,7 +27,7 @@ def test_compressed_vessel_regresses_exactly_after_the_delay(rules):
     assert rules.regression_compressing == 4
     for step in range(1, rules.regression_steps):
         regress_vessels(lat, rules, step)
-        assert lat.kind[1, 1, 1] == VESSEL and lat.clock[1, 1, 1] == step
+        assert lat.kind[1, 1, 1] == VESSEL and lat.vessel_threat[1, 1, 1] == step
     regress_vessels(lat, rules, rules.regression_steps)
     assert lat.kind[1, 1, 1] == EMPTY and lat.events[VESSEL_REGRESSED].sum() == 1
     assert (lat.kind[1, 1, [0, 2]] == VESSEL).all()           # uncompressed neighbours stay
@@ -40,7 +40,7 @@ def test_relief_resets_the_count_and_unperfused_vessels_regress(rules):
     for step in range(1, rules.regression_steps + 1):
         regress_vessels(lat, rules, step)
     assert list(lat.kind[1, 1]) == [VESSEL, VESSEL, EMPTY]
-    assert (lat.clock[1, 1, :2] == 0).all()                   # never threatened
+    assert (lat.vessel_threat[1, 1, :2] == 0).all()           # never threatened
 
 
 def test_a_large_nodule_has_a_necrotic_core_and_a_vascular_rim():

@@ -49,8 +49,8 @@ WARMUP_STEPS = 2
 FORMAT = "oncolattice-bench-2"
 COPY_BYTES = 256 * 2**20        # array size of the copy-bandwidth measurement
 COPY_REPEATS = 5
-ITEM_BYTES = {name: np.dtype(dtype).itemsize for name, dtype, _, _ in VOXEL_ARRAYS}
-PLANES = {name: n for name, _, n, _ in VOXEL_ARRAYS}
+ITEM_BYTES = {name: np.dtype(dtype).itemsize for name, dtype, *_ in VOXEL_ARRAYS}
+PLANES = {name: n for name, _, n, *_ in VOXEL_ARRAYS}
 
 
 def bytes_per_voxel(kernel) -> tuple[int, int]:
