@@ -7,6 +7,7 @@ backends read identical numbers.  Rows of the per-cell-type tables: 0 = tumour,
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -50,10 +51,6 @@ class Rules:
     o2_tolerance_mmHg: float
     o2_max_sweeps: int
     hypoxic_mmHg: np.float32
-    # fate
-    necrosis_mmHg: np.float32
-    necrosis_steps: int
-    apoptosis_thr: np.ndarray       # uint32 [row, resistance level]
     # division
     cycle_rate: np.ndarray          # float32 [row, proliferation level]: clock units per step
     o2_prolif_threshold: np.float32
@@ -68,21 +65,32 @@ class Rules:
     vegf_tolerance: float
     vegf_max_sweeps: int
     angiogenesis: AngiogenesisRules
-    # vessel regression
-    regression_compressing: int
-    regression_steps: int
     # rule constants each declared process derives itself (kernels.process.Process.rules_from)
     processes: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        """A process's rule constant by name (names are unique across processes)."""
+        for constants in self.__dict__.get("processes", {}).values():
+            if name in constants:
+                return constants[name]
+        raise AttributeError(name)
+
+    def replace(self, **changes) -> "Rules":
+        """A copy with some fields or process rule constants changed (experiments, tests)."""
+        processes = {p: dict(c) for p, c in self.processes.items()}
+        fields = {}
+        for name, value in changes.items():
+            owner = [p for p, c in processes.items() if name in c]
+            if owner:
+                processes[owner[0]][name] = value
+            else:
+                fields[name] = value
+        return dataclasses.replace(self, processes=processes, **fields)
 
 
 def diffusion_coefficient(lam_per_h: float, h_um: float, d_um2_per_h: float) -> np.float32:
     """a = 1 / (6 + λ h² / D), the 7-point steady-state update weight."""
     return np.float32(1.0 / (6.0 + lam_per_h * h_um * h_um / d_um2_per_h))
-
-
-def apoptosis_probability(rate_per_h: float, step_h: float) -> float:
-    """P(death within one step) = 1 − exp(−k Δt)."""
-    return -math.expm1(-rate_per_h * step_h)
 
 
 def build_rules(scenario) -> Rules:
@@ -109,14 +117,10 @@ def build_rules(scenario) -> Rules:
 
     levels = np.arange(TRAIT_LEVELS)
     prolif_mult = np.maximum(1.0 + traits["proliferation_gain_per_level"] * (levels - NEUTRAL_LEVEL), 0.0)
-    apo_mult = np.maximum(1.0 - traits["apoptosis_resistance_per_level"] * levels, 0.0)
     cycle_rate = np.zeros((n_labels, TRAIT_LEVELS))
-    apoptosis = np.zeros((n_labels, TRAIT_LEVELS))
     cycle_rate[0] = CLOCK_UNITS_PER_CYCLE * dt / tumor["cycle_time_h"] * prolif_mult
-    apoptosis[0] = [apoptosis_probability(tumor["apoptosis_per_h"] * m, dt) for m in apo_mult]
     for label, organ in enumerate(organs, start=1):
         cycle_rate[label] = CLOCK_UNITS_PER_CYCLE * dt / organ["cycle_time_h"]
-        apoptosis[label] = apoptosis_probability(organ["apoptosis_per_h"], dt)
 
     vegf = v["vegf"]
     d_vegf = vegf["diffusion_um2_per_s"] * 3600.0
@@ -139,9 +143,6 @@ def build_rules(scenario) -> Rules:
         o2_tolerance_mmHg=float(np.float32(ox["tolerance_mmHg"])),
         o2_max_sweeps=int(ox["max_sweeps"]),
         hypoxic_mmHg=np.float32(ox["hypoxic_mmHg"]),
-        necrosis_mmHg=np.float32(cells["necrosis_mmHg"]),
-        necrosis_steps=max(1, min(255, math.ceil(cells["necrosis_delay_h"] / dt - 1e-9))),
-        apoptosis_thr=np.vectorize(probability_threshold, otypes=[np.uint32])(apoptosis),
         cycle_rate=cycle_rate.astype(np.float32),
         o2_prolif_threshold=np.float32(thr),
         o2_prolif_inv_span=np.float32(1.0 / (sat - thr)),
@@ -155,8 +156,6 @@ def build_rules(scenario) -> Rules:
         vegf_tolerance=float(np.float32(vegf["tolerance_ng_per_mL"])),
         vegf_max_sweeps=int(vegf["max_sweeps"]),
         angiogenesis=angiogenesis_rules(v["angiogenesis"], h, dt),
-        regression_compressing=int(v["vessels"]["compressing_tumor_neighbours"]),
-        regression_steps=max(1, math.ceil(v["vessels"]["regression_delay_h"] / dt - 1e-9)),
         processes=process_rules(scenario),
     )
 
@@ -164,7 +163,15 @@ def build_rules(scenario) -> Rules:
 def process_rules(scenario) -> dict[str, dict]:
     """{process name: {constant: value}} from every process that derives its own rules."""
     from kernels.process import PROCESSES
-    return {p.name: dict(p.derive(scenario)) for p in PROCESSES.values() if p.derive}
+    out, seen = {}, {}
+    for p in PROCESSES.values():
+        if p.derive:
+            out[p.name] = dict(p.derive(scenario))
+            for name in out[p.name]:
+                if name in seen:
+                    raise RuntimeError(f"rule constant {name!r} of {p.name} is also {seen[name]}'s")
+                seen[name] = p.name
+    return out
 
 
 def angiogenesis_rules(a, h, dt) -> AngiogenesisRules:

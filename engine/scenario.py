@@ -17,18 +17,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from kernels.process import PROCESSES, REQUIRED, Param
+from kernels.process import PROCESSES, REQUIRED, Param, nonnegative, positive
 
 from . import schedule  # noqa: F401  (imports every process: their parameters join SCHEMA)
 from .errors import ScenarioError
 
-def _pos(default, unit, source="", hi=None):
-    """A strictly positive float parameter."""
-    return Param("float", default, lo=0.0, lo_open=True, hi=hi, unit=unit, source=source)
-
-
-def _nonneg(default, unit, source="", hi=None):
-    return Param("float", default, lo=0.0, hi=hi, unit=unit, source=source)
+_pos, _nonneg = positive, nonnegative
 
 
 def _level(default, source="founder trait level"):
@@ -93,23 +87,16 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "feeding_spacing_um": _pos(400.0, "µm", "(approx.) distance between feeding arterioles"),
         "feeding_radius_um": _nonneg(20.0, "µm", "(approx.) arteriole radius 10-25 µm"),
         "lymph_spacing_um": _pos(300.0, "µm", "(approx.) lymphatic capillaries are sparser than blood capillaries"),
-        "compressing_tumor_neighbours": Param("int", 4, lo=1, hi=6, unit="face neighbours",
-                                              source="(approx.) tumour cells that collapse a vessel"),
-        "regression_delay_h": _pos(72.0, "h", "(approx.) co-opted vessels regress within days (Holash 1999)",
-                                   hi=65535.0),
     },
     "cells": {
         "o2_proliferation_threshold_mmHg": _nonneg(5.0, "mmHg", "PhysiCell proliferation threshold"),
         "o2_proliferation_saturation_mmHg": _pos(
             38.0, "mmHg", "cycle times are quoted at physioxia (about 38 mmHg)"),
-        "necrosis_mmHg": _nonneg(2.5, "mmHg", "PhysiCell maximal necrosis; clinical cut-off 2.5 mmHg"),
-        "necrosis_delay_h": _pos(12.0, "h", "(approx.) hours of anoxia before necrosis", hi=254.0 * 24),
     },
     "tumor": {
         "seed_center_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x); default: lattice centre"),
         "seed_radius_um": _pos(40.0, "µm", "a small settled nodule"),
         "cycle_time_h": _pos(24.0, "h", "human tumour cell cycle 1-5 days (cell-kinetics reviews)"),
-        "apoptosis_per_h": _nonneg(0.00319, "1/h", "PhysiCell cancer cell apoptosis 5.31667e-5 /min"),
         "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate"),
     },
     "tumor.traits": {
@@ -120,8 +107,6 @@ SCHEMA: dict[str, dict[str, Param]] = {
                                       source="(approx.) modelling choice"),
         "proliferation_gain_per_level": Param("float", 0.05, lo=0.0, hi=0.125, unit="per level",
                                               source="division rate × (1 + gain·(level − 8))"),
-        "apoptosis_resistance_per_level": Param("float", 0.06, lo=0.0, hi=1.0 / 15, unit="per level",
-                                                source="apoptosis rate × (1 − r·level)"),
     },
 }
 
@@ -132,7 +117,6 @@ ORGAN_SCHEMA: dict[str, Param] = {
                                 source="(approx.) parenchymal voxels per organ voxel"),
     "capillary_spacing_um": _pos(100.0, "µm", "intercapillary distance about 100 µm in typical tissue"),
     "cycle_time_h": _pos(1000.0, "h", "normal epithelium: much slower or quiescent"),
-    "apoptosis_per_h": _nonneg(0.0005, "1/h", "(approx.) slow physiological turnover"),
     "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate"),
 }
 MAX_ORGANS = 15

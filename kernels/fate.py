@@ -16,21 +16,60 @@ For every live cell (functional or tumour), once per step:
 """
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import prange
 
-from .lattice import APOPTOSIS_RESISTANCE, EMPTY, NECROTIC, TUMOR, global_index, is_live, table_row
-from .philox import voxel_draw
-from .process import Process
+from .lattice import (APOPTOSIS_RESISTANCE, EMPTY, NECROTIC, TRAIT_LEVELS, TUMOR, global_index,
+                      is_live, table_row)
+from .philox import probability_threshold, voxel_draw
+from .process import Param, Process, nonnegative, positive, steps_of
 from .twin import kernel
 
-FATE = Process("fate", "fate.cu",
-               events=("apoptosis_tumor", "apoptosis_functional", "necrosis_tumor",
-                       "necrosis_functional"),
-               streams={"apoptosis": 1})
+FATE = Process(
+    "fate", "fate.cu",
+    params={
+        "cells": {
+            "necrosis_mmHg": nonnegative(2.5, "mmHg",
+                                         "PhysiCell maximal necrosis; clinical cut-off 2.5 mmHg"),
+            "necrosis_delay_h": positive(12.0, "h", "(approx.) hours of anoxia before necrosis",
+                                         hi=254.0 * 24),
+        },
+        "tumor": {"apoptosis_per_h": nonnegative(
+            0.00319, "1/h", "PhysiCell cancer cell apoptosis 5.31667e-5 /min")},
+        "tumor.traits": {"apoptosis_resistance_per_level": Param(
+            "float", 0.06, lo=0.0, hi=1.0 / 15, unit="per level",
+            source="apoptosis rate × (1 − r·level)")},
+        "organs": {"apoptosis_per_h": nonnegative(
+            0.0005, "1/h", "(approx.) slow physiological turnover")},
+    },
+    events=("apoptosis_tumor", "apoptosis_functional", "necrosis_tumor", "necrosis_functional"),
+    streams={"apoptosis": 1})
 APOPTOSIS_TUMOR, APOPTOSIS_FUNCTIONAL, NECROSIS_TUMOR, NECROSIS_FUNCTIONAL = range(4)
 STREAM_APOPTOSIS = FATE.streams["apoptosis"]
+
+
+def apoptosis_probability(rate_per_h: float, step_h: float) -> float:
+    """P(death within one step) = 1 − exp(−k Δt)."""
+    return -math.expm1(-rate_per_h * step_h)
+
+
+@FATE.rules_from
+def fate_rules(scenario) -> dict:
+    """necrosis_mmHg (float32), necrosis_steps (steps of anoxia, 1..255) and
+    apoptosis_thr (uint32 [row, resistance level]; row 0 tumour, 1.. organs)."""
+    dt, tumor = scenario["time.step_h"], scenario.values["tumor"]
+    r = scenario["tumor.traits.apoptosis_resistance_per_level"]
+    multiplier = np.maximum(1.0 - r * np.arange(TRAIT_LEVELS), 0.0)
+    rows = [[apoptosis_probability(tumor["apoptosis_per_h"] * m, dt) for m in multiplier]]
+    rows += [[apoptosis_probability(o["apoptosis_per_h"], dt)] * TRAIT_LEVELS
+             for o in scenario.organs]
+    return {"necrosis_mmHg": np.float32(scenario["cells.necrosis_mmHg"]),
+            "necrosis_steps": steps_of(scenario["cells.necrosis_delay_h"], dt, hi=255),
+            "apoptosis_thr": np.vectorize(probability_threshold, otypes=[np.uint32])(
+                np.array(rows))}
 
 
 @numba.njit(inline="always", cache=True)

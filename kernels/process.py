@@ -32,6 +32,7 @@ kernels see only their own rows, with local codes 0..n-1.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -123,6 +124,22 @@ def prototype(source: str, entry: str) -> tuple[Arg, ...]:
         else:
             args.append(_parse_param(p))
     return tuple(args)
+
+
+def positive(default, unit, source="", hi=None) -> Param:
+    """A strictly positive float parameter."""
+    return Param("float", default, lo=0.0, lo_open=True, hi=hi, unit=unit, source=source)
+
+
+def nonnegative(default, unit, source="", hi=None) -> Param:
+    """A float parameter >= 0."""
+    return Param("float", default, lo=0.0, hi=hi, unit=unit, source=source)
+
+
+def steps_of(hours: float, step_h: float, lo: int = 1, hi: int | None = None) -> int:
+    """A duration in whole steps, rounded up (a float64 host computation)."""
+    n = max(lo, math.ceil(hours / step_h - 1e-9))
+    return n if hi is None else min(hi, n)
 
 
 class Process:

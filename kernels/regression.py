@@ -17,11 +17,27 @@ import numpy as np
 from numba import prange
 
 from .lattice import EMPTY, TUMOR, VESSEL, neighbour
-from .process import Process
+from .process import Param, Process, positive, steps_of
 from .twin import kernel
 
-REGRESSION = Process("regression", "regression.cu", events=("vessel_regressed",))
+REGRESSION = Process(
+    "regression", "regression.cu", events=("vessel_regressed",),
+    params={"vessels": {
+        "compressing_tumor_neighbours": Param(
+            "int", 4, lo=1, hi=6, unit="face neighbours",
+            source="(approx.) tumour cells that collapse a vessel"),
+        "regression_delay_h": positive(
+            72.0, "h", "(approx.) co-opted vessels regress within days (Holash 1999)",
+            hi=65535.0)}})
 VESSEL_REGRESSED = 0
+
+
+@REGRESSION.rules_from
+def regression_rules(scenario) -> dict:
+    """regression_compressing (face neighbours) and regression_steps (steps under threat)."""
+    return {"regression_compressing": int(scenario["vessels.compressing_tumor_neighbours"]),
+            "regression_steps": steps_of(scenario["vessels.regression_delay_h"],
+                                         scenario["time.step_h"])}
 
 
 @numba.njit(inline="always", cache=True)

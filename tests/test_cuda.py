@@ -156,9 +156,8 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     # sprouting and branching made likely, so every angiogenesis path runs
     eager = dataclasses.replace(rules.angiogenesis, sprout_vegf=np.float32(0.5),
                                 sprout_thr=np.uint32(2**31), branch_p=np.float32(0.5))
-    lysis = {"lysis_thr": np.uint32(2**31)}              # half the debris lyses per step
-    r = dataclasses.replace(rules, key=(seed * 7919, seed), o2_max_sweeps=25, angiogenesis=eager,
-                            regression_steps=3, processes={**rules.processes, "lysis": lysis})
+    r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, angiogenesis=eager,
+                      regression_steps=3, lysis_thr=np.uint32(2**31))   # half the debris lyses
     step = 100 + seed
     solved = random_lattice(shape, seed, z0=seed)
     solved_twin = on(backend, solved)

@@ -27,7 +27,7 @@ NECROSIS_TUMOR = EVENT_NAMES.index("necrosis_tumor")
 def rules():
     """Quickstart rules with apoptosis switched off, so only the rule under test acts."""
     r = build_rules(load_scenario("quickstart"))
-    return dataclasses.replace(r, apoptosis_thr=np.zeros_like(r.apoptosis_thr))
+    return r.replace(apoptosis_thr=np.zeros_like(r.apoptosis_thr))
 
 
 def lattice(shape, kind=EMPTY, organ=1, oxygen=38.0):
@@ -79,7 +79,7 @@ def test_apoptosis_rate_and_resistance(rules):
     thr[0, :] = probability_threshold(p)             # tumour, every level
     thr[0, 15] = 0                                   # fully resistant level
     thr[1, :] = probability_threshold(p)             # functional cells of organ 1
-    r = dataclasses.replace(rules, apoptosis_thr=thr)
+    r = rules.replace(apoptosis_thr=thr)
     lat = lattice((40, 40, 40), kind=TUMOR)
     lat.traits[2] = 4
     lat.traits[2, :20] = 15                          # upper half resists completely

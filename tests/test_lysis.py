@@ -45,7 +45,7 @@ def test_lysed_core_is_refilled_by_the_tumour_rim():
     """A ready tumour cell walled in by vessels and debris divides into the debris's
     voxel once it has lysed."""
     r = build_rules(scenario_with(1000.0))            # P(lysis per step) = 1
-    rules = r.__class__(**{**r.__dict__, "apoptosis_thr": np.zeros_like(r.apoptosis_thr)})
+    rules = r.replace(apoptosis_thr=np.zeros_like(r.apoptosis_thr))
     lat = allocate("t", 0, "numba", (3, 3, 3))
     lat.kind[...] = VESSEL
     lat.organ[...] = 1
