@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kernels.field import FIRST_ORDER, Uptake
-from kernels.lattice import (CLOCK_UNITS_PER_CYCLE, EMPTY, FUNCTIONAL, LYMPH, N_KINDS, N_TRAITS,
-                             NECROTIC, SPROUT, TIP, TRAIT_LEVELS, TUMOR, VESSEL)
+from kernels.lattice import EMPTY, FUNCTIONAL, LYMPH, N_KINDS, NECROTIC, SPROUT, TIP, TUMOR, VESSEL
 from kernels.philox import probability_threshold, seed_key
 
-NEUTRAL_LEVEL = 8  # proliferation level at which a cell divides at its nominal rate
 
 
 @dataclass(frozen=True)
@@ -51,12 +49,6 @@ class Rules:
     o2_tolerance_mmHg: float
     o2_max_sweeps: int
     hypoxic_mmHg: np.float32
-    # division
-    cycle_rate: np.ndarray          # float32 [row, proliferation level]: clock units per step
-    o2_prolif_threshold: np.float32
-    o2_prolif_inv_span: np.float32
-    mutation_down_thr: np.ndarray   # uint32 [trait]
-    mutation_up_thr: np.ndarray     # uint32 [trait]
     # VEGF
     vegf_coeff: np.ndarray          # float32 [kind]: 1 / (6 + λ h² / D_V)
     vegf_source: np.ndarray         # float32 [kind]: h² S / D_V of a hypoxic live cell
@@ -97,7 +89,7 @@ def build_rules(scenario) -> Rules:
     v = scenario.values
     h = v["lattice"]["voxel_um"]
     dt = v["time"]["step_h"]
-    ox, cells, tumor, traits = v["oxygen"], v["cells"], v["tumor"], v["tumor.traits"]
+    ox, tumor = v["oxygen"], v["tumor"]
     organs = scenario.organs
     d_um2_per_h = ox["diffusion_um2_per_s"] * 3600.0
 
@@ -115,13 +107,6 @@ def build_rules(scenario) -> Rules:
     o2_coeff = np.array([[diffusion_coefficient(lam, h, d_um2_per_h) for lam in row]
                          for row in uptake], dtype=np.float32)
 
-    levels = np.arange(TRAIT_LEVELS)
-    prolif_mult = np.maximum(1.0 + traits["proliferation_gain_per_level"] * (levels - NEUTRAL_LEVEL), 0.0)
-    cycle_rate = np.zeros((n_labels, TRAIT_LEVELS))
-    cycle_rate[0] = CLOCK_UNITS_PER_CYCLE * dt / tumor["cycle_time_h"] * prolif_mult
-    for label, organ in enumerate(organs, start=1):
-        cycle_rate[label] = CLOCK_UNITS_PER_CYCLE * dt / organ["cycle_time_h"]
-
     vegf = v["vegf"]
     d_vegf = vegf["diffusion_um2_per_s"] * 3600.0
     vegf_loss = np.full(N_KINDS, vegf["decay_per_min"] * 60.0)
@@ -131,8 +116,6 @@ def build_rules(scenario) -> Rules:
     vegf_source[TUMOR] = vegf["tumor_secretion_ng_per_mL_per_h"] * h * h / d_vegf
     vegf_source[FUNCTIONAL] = vegf["functional_secretion_ng_per_mL_per_h"] * h * h / d_vegf
 
-    half = probability_threshold(traits["mutation_probability"] / 2.0)
-    thr, sat = cells["o2_proliferation_threshold_mmHg"], cells["o2_proliferation_saturation_mmHg"]
     return Rules(
         key=seed_key(v["scenario"]["seed"]),
         step_h=dt,
@@ -143,11 +126,6 @@ def build_rules(scenario) -> Rules:
         o2_tolerance_mmHg=float(np.float32(ox["tolerance_mmHg"])),
         o2_max_sweeps=int(ox["max_sweeps"]),
         hypoxic_mmHg=np.float32(ox["hypoxic_mmHg"]),
-        cycle_rate=cycle_rate.astype(np.float32),
-        o2_prolif_threshold=np.float32(thr),
-        o2_prolif_inv_span=np.float32(1.0 / (sat - thr)),
-        mutation_down_thr=np.full(N_TRAITS, half, dtype=np.uint32),
-        mutation_up_thr=np.full(N_TRAITS, half, dtype=np.uint32),
         vegf_coeff=np.array([diffusion_coefficient(lam, h, d_vegf) for lam in vegf_loss],
                             dtype=np.float32),
         vegf_source=vegf_source.astype(np.float32),

@@ -88,25 +88,15 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "feeding_radius_um": _nonneg(20.0, "µm", "(approx.) arteriole radius 10-25 µm"),
         "lymph_spacing_um": _pos(300.0, "µm", "(approx.) lymphatic capillaries are sparser than blood capillaries"),
     },
-    "cells": {
-        "o2_proliferation_threshold_mmHg": _nonneg(5.0, "mmHg", "PhysiCell proliferation threshold"),
-        "o2_proliferation_saturation_mmHg": _pos(
-            38.0, "mmHg", "cycle times are quoted at physioxia (about 38 mmHg)"),
-    },
     "tumor": {
         "seed_center_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x); default: lattice centre"),
         "seed_radius_um": _pos(40.0, "µm", "a small settled nodule"),
-        "cycle_time_h": _pos(24.0, "h", "human tumour cell cycle 1-5 days (cell-kinetics reviews)"),
         "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate"),
     },
     "tumor.traits": {
         "proliferation_level": _level(8),
         "adhesion_level": _level(4, "founder trait level; functional cells hold 15"),
         "apoptosis_resistance_level": _level(4),
-        "mutation_probability": Param("float", 0.01, lo=0.0, hi=0.5, unit="per trait per division",
-                                      source="(approx.) modelling choice"),
-        "proliferation_gain_per_level": Param("float", 0.05, lo=0.0, hi=0.125, unit="per level",
-                                              source="division rate × (1 + gain·(level − 8))"),
     },
 }
 
@@ -116,7 +106,6 @@ ORGAN_SCHEMA: dict[str, Param] = {
     "functional_density": Param("float", 0.7, lo=0.0, hi=1.0, lo_open=True, unit="fraction",
                                 source="(approx.) parenchymal voxels per organ voxel"),
     "capillary_spacing_um": _pos(100.0, "µm", "intercapillary distance about 100 µm in typical tissue"),
-    "cycle_time_h": _pos(1000.0, "h", "normal epithelium: much slower or quiescent"),
     "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate"),
 }
 MAX_ORGANS = 15

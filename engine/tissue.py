@@ -27,7 +27,7 @@ from kernels.lattice import (ADHESION, APOPTOSIS_RESISTANCE, CLOCK_FULL, EMPTY, 
 from kernels.philox import (choose, probability_threshold,
                             seed_key, voxel_draw)
 
-from .rules import NEUTRAL_LEVEL
+from kernels.division import NEUTRAL_LEVEL
 from .state import allocate
 from .vasculature import STREAM_CYCLE_PHASE, STREAM_TISSUE, build_vasculature
 

@@ -33,19 +33,64 @@ import numpy as np
 from numba import prange
 
 from .claims import pick_direction, strongest_claimant
-from .lattice import (CLOCK_FULL, EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3, N_TRAITS, PROLIFERATION,
-                      TRAIT_LEVELS, TUMOR, global_index, is_live, neighbour, opposite, table_row)
-from .philox import voxel_draw
-from .process import Process
+from .lattice import (CLOCK_FULL, CLOCK_UNITS_PER_CYCLE, EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3,
+                      N_TRAITS, PROLIFERATION, TRAIT_LEVELS, TUMOR, global_index, is_live,
+                      neighbour, opposite, table_row)
+from .philox import probability_threshold, voxel_draw
+from .process import Param, Process, nonnegative, positive
 from .tiles import active_tiles, layer_tiles, mark_tiles_near, tile_box, tiles_along
 from .twin import kernel
 
-DIVISION = Process("division", "division.cu",
-                   events=("birth_tumor", "birth_functional", "compression_functional"),
+NEUTRAL_LEVEL = 8  # proliferation level at which a cell divides at its nominal rate
+
+DIVISION = Process(
+    "division", "division.cu",
+    params={
+        "cells": {
+            "o2_proliferation_threshold_mmHg": nonnegative(
+                5.0, "mmHg", "PhysiCell proliferation threshold"),
+            "o2_proliferation_saturation_mmHg": positive(
+                38.0, "mmHg", "cycle times are quoted at physioxia (about 38 mmHg)"),
+        },
+        "tumor": {"cycle_time_h": positive(
+            24.0, "h", "human tumour cell cycle 1-5 days (cell-kinetics reviews)")},
+        "tumor.traits": {
+            "mutation_probability": Param("float", 0.01, lo=0.0, hi=0.5,
+                                          unit="per trait per division",
+                                          source="(approx.) modelling choice"),
+            "proliferation_gain_per_level": Param(
+                "float", 0.05, lo=0.0, hi=0.125, unit="per level",
+                source="division rate × (1 + gain·(level − 8))"),
+        },
+        "organs": {"cycle_time_h": positive(
+            1000.0, "h", "normal epithelium: much slower or quiescent")},
+    },
+    events=("birth_tumor", "birth_functional", "compression_functional"),
                    streams={"division": 2,      # word 0: daughter site, word 1: claim priority
                             "mutation": 4})     # words 0..2: one per heritable trait
 BIRTH_TUMOR, BIRTH_FUNCTIONAL, COMPRESSION_FUNCTIONAL = range(3)
 STREAM_DIVISION, STREAM_MUTATION = DIVISION.streams["division"], DIVISION.streams["mutation"]
+
+
+@DIVISION.rules_from
+def division_rules(scenario) -> dict:
+    """cycle_rate (float32 [row, proliferation level]: clock units per step at full
+    oxygen; row 0 tumour, 1.. organs), the oxygen ramp of the cycle, and the mutation
+    thresholds (a trait steps down or up with half the mutation probability each)."""
+    dt, traits = scenario["time.step_h"], scenario.values["tumor.traits"]
+    gain = traits["proliferation_gain_per_level"]
+    multiplier = np.maximum(1.0 + gain * (np.arange(TRAIT_LEVELS) - NEUTRAL_LEVEL), 0.0)
+    rows = [CLOCK_UNITS_PER_CYCLE * dt / scenario["tumor.cycle_time_h"] * multiplier]
+    rows += [np.full(TRAIT_LEVELS, CLOCK_UNITS_PER_CYCLE * dt / o["cycle_time_h"])
+             for o in scenario.organs]
+    lo = scenario["cells.o2_proliferation_threshold_mmHg"]
+    hi = scenario["cells.o2_proliferation_saturation_mmHg"]
+    half = probability_threshold(traits["mutation_probability"] / 2.0)
+    return {"cycle_rate": np.array(rows).astype(np.float32),
+            "o2_prolif_threshold": np.float32(lo),
+            "o2_prolif_inv_span": np.float32(1.0 / (hi - lo)),
+            "mutation_down_thr": np.full(N_TRAITS, half, dtype=np.uint32),
+            "mutation_up_thr": np.full(N_TRAITS, half, dtype=np.uint32)}
 
 
 @numba.njit(inline="always", cache=True)

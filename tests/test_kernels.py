@@ -1,5 +1,4 @@
 """Each cell kernel on hand-built lattices: the rule its docstring states."""
-import dataclasses
 
 import numpy as np
 import pytest
@@ -183,8 +182,8 @@ def test_displaced_functional_cell_without_room_dies_of_compression(rules):
 
 def test_mutation_moves_each_trait_at_most_one_level(rules):
     half = probability_threshold(0.25)
-    r = dataclasses.replace(rules, mutation_down_thr=np.full(3, half, np.uint32),
-                            mutation_up_thr=np.full(3, half, np.uint32))
+    r = rules.replace(mutation_down_thr=np.full(3, half, np.uint32),
+                      mutation_up_thr=np.full(3, half, np.uint32))
     lat = lattice((16, 16, 16))
     lat.kind[::2, ::2, ::2] = TUMOR
     lat.clock[::2, ::2, ::2] = CLOCK_FULL
