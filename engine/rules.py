@@ -20,24 +20,6 @@ from kernels.philox import probability_threshold, seed_key
 
 
 @dataclass(frozen=True)
-class AngiogenesisRules:
-    """Sprouting thresholds and weights (kernels/angiogenesis.py)."""
-
-    enabled: bool
-    sprout_vegf: np.float32         # ng/mL
-    sprout_thr: np.uint32           # P(sprout) per step of an activated vessel voxel
-    move_p: np.float32              # P(tip moves one voxel) per step
-    chi0: np.float32                # chemotaxis weight per ng/mL of VEGF rise
-    inv_csat: np.float32            # 1 / chemotaxis saturation (mL/ng)
-    base: np.float32                # random motility weight
-    haptotaxis: np.float32          # matrix preference weight
-    branch_age: np.int64            # steps
-    branch_p: np.float32            # P(branch) per step at saturating VEGF
-    inv_cbranch: np.float32         # 1 / branching saturation (mL/ng)
-    anastomosis_age: np.int64       # steps
-
-
-@dataclass(frozen=True)
 class Rules:
     key: tuple[int, int]
     step_h: float
@@ -56,7 +38,6 @@ class Rules:
     vegf_omega: np.float32
     vegf_tolerance: float
     vegf_max_sweeps: int
-    angiogenesis: AngiogenesisRules
     # rule constants each declared process derives itself (kernels.process.Process.rules_from)
     processes: dict = field(default_factory=dict)
 
@@ -133,7 +114,6 @@ def build_rules(scenario) -> Rules:
         vegf_omega=np.float32(vegf["sor_omega"]),
         vegf_tolerance=float(np.float32(vegf["tolerance_ng_per_mL"])),
         vegf_max_sweeps=int(vegf["max_sweeps"]),
-        angiogenesis=angiogenesis_rules(v["angiogenesis"], h, dt),
         processes=process_rules(scenario),
     )
 
@@ -150,22 +130,3 @@ def process_rules(scenario) -> dict[str, dict]:
                     raise RuntimeError(f"rule constant {name!r} of {p.name} is also {seen[name]}'s")
                 seen[name] = p.name
     return out
-
-
-def angiogenesis_rules(a, h, dt) -> AngiogenesisRules:
-    """Per-step probabilities (float64 on the host) and float32 weights."""
-    steps = lambda hours: np.int64(max(0, math.ceil(hours / dt - 1e-9)))   # noqa: E731
-    return AngiogenesisRules(
-        enabled=bool(a["enabled"]),
-        sprout_vegf=np.float32(a["sprout_vegf_threshold_ng_per_mL"]),
-        sprout_thr=np.uint32(probability_threshold(-math.expm1(-a["sprout_rate_per_h"] * dt))),
-        move_p=np.float32(min(1.0, a["tip_speed_um_per_h"] * dt / h)),
-        chi0=np.float32(a["chemotaxis_mL_per_ng"]),
-        inv_csat=np.float32(1.0 / a["chemotaxis_saturation_ng_per_mL"]),
-        base=np.float32(a["random_motility_weight"]),
-        haptotaxis=np.float32(a["haptotaxis_weight"]),
-        branch_age=steps(a["branch_age_h"]),
-        branch_p=np.float32(-math.expm1(-a["branch_rate_per_h"] * dt)),
-        inv_cbranch=np.float32(1.0 / a["branch_vegf_saturation_ng_per_mL"]),
-        anastomosis_age=steps(a["anastomosis_min_age_h"]),
-    )

@@ -35,7 +35,7 @@ class Stage:
 
 
 ANGIOGENESIS_ENABLED = Condition(
-    "angiogenesis.enabled", lambda sim: sim.rules.angiogenesis.enabled)
+    "angiogenesis.enabled", lambda sim: sim.rules.angiogenesis_enabled)
 VESSELS_CHANGED = Condition(
     "a sprout anastomosed or a vessel regressed this step",
     lambda sim: sim.events_this_step("anastomosis", "vessel_regressed") > 0)

@@ -52,7 +52,7 @@ class Simulation:
     def __post_init__(self):
         self.arch = architecture(self.backend)
         self.rules = build_rules(self.scenario)
-        self.angiogenesis = self.rules.angiogenesis.enabled
+        self.angiogenesis = self.rules.angiogenesis_enabled
         self.lattice = self.arch.place(build_tissue(self.scenario))
         self.organ_names = tuple(o["name"] for o in self.scenario.organs)
         self.dtype = counts_dtype(self.organ_names)

@@ -32,6 +32,8 @@ perfusion is recomputed.
 """
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import prange
@@ -40,17 +42,65 @@ from .claims import strongest_claimant
 from .lattice import (EMPTY, FUNCTIONAL, NECROTIC, SPROUT, TIP, VESSEL, global_index,
                       is_endothelium, neighbour, opposite)
 from .perfusion import flood
-from .philox import voxel_draw
-from .process import Process
+from .philox import probability_threshold, voxel_draw
+from .process import Param, Process, nonnegative, positive, steps_of
 from .twin import kernel
 
-ANGIOGENESIS = Process("angiogenesis", "angiogenesis.cu",
-                       events=("tip_sprouted", "stalk_laid", "anastomosis", "debris_cleared",
-                               "functional_cleared_by_sprout"),
-                       streams={"sprout": 7},  # word 0: act, 1: claim priority, 2: direction
-                       rules="angiogenesis")
+ANGIOGENESIS = Process(
+    "angiogenesis", "angiogenesis.cu",
+    params={"angiogenesis": {
+        "enabled": Param("bool", True, unit="switch",
+                         source="false: no sprouting (experiments, therapy)"),
+        "sprout_vegf_threshold_ng_per_mL": nonnegative(
+            0.2, "ng/mL", "(approx.) tip-cell activation threshold"),
+        "sprout_rate_per_h": nonnegative(
+            0.005, "1/h", "(approx.) per activated perfused vessel voxel", hi=1e3),
+        "tip_speed_um_per_h": nonnegative(
+            20.0, "µm/h", "(approx.) endothelial tip migration 10-50 µm/h"),
+        "random_motility_weight": nonnegative(
+            1.0, "-", "Anderson & Chaplain 1998: random motility D"),
+        "chemotaxis_mL_per_ng": nonnegative(
+            200.0, "mL/ng", "(approx.) χ0: bias per ng/mL of VEGF rise"),
+        "chemotaxis_saturation_ng_per_mL": positive(
+            2.0, "ng/mL", "χ(c) = χ0/(1 + c/c_sat), Anderson & Chaplain α"),
+        "haptotaxis_weight": nonnegative(
+            0.5, "-", "(approx.) ρ: preference for matrix voxels"),
+        "branch_age_h": nonnegative(
+            18.0, "h", "(approx.) sprouts branch once this old (Anderson & Chaplain)"),
+        "branch_rate_per_h": nonnegative(
+            0.005, "1/h", "(approx.) per stalk voxel at saturating VEGF", hi=1e3),
+        "branch_vegf_saturation_ng_per_mL": positive(
+            2.0, "ng/mL", "(approx.) branching rises with VEGF up to this"),
+        "anastomosis_min_age_h": nonnegative(
+            3.0, "h", "(approx.) a sprout must leave its parent first"),
+    }},
+    events=("tip_sprouted", "stalk_laid", "anastomosis", "debris_cleared",
+            "functional_cleared_by_sprout"),
+    streams={"sprout": 7})    # word 0: act, 1: claim priority, 2: direction
 TIP_SPROUTED, STALK_LAID, ANASTOMOSIS, DEBRIS_CLEARED, FUNCTIONAL_CLEARED_BY_SPROUT = range(5)
 STREAM_SPROUT = ANGIOGENESIS.streams["sprout"]
+
+
+@ANGIOGENESIS.rules_from
+def angiogenesis_rules(scenario) -> dict:
+    """Per-step probabilities (float64 on the host, as uint32 thresholds or float32) and
+    float32 weights; ages in whole steps."""
+    a = scenario.values["angiogenesis"]
+    h, dt = scenario["lattice.voxel_um"], scenario["time.step_h"]
+    return {
+        "angiogenesis_enabled": bool(a["enabled"]),
+        "sprout_vegf": np.float32(a["sprout_vegf_threshold_ng_per_mL"]),
+        "sprout_thr": np.uint32(probability_threshold(-math.expm1(-a["sprout_rate_per_h"] * dt))),
+        "move_p": np.float32(min(1.0, a["tip_speed_um_per_h"] * dt / h)),
+        "chi0": np.float32(a["chemotaxis_mL_per_ng"]),
+        "inv_csat": np.float32(1.0 / a["chemotaxis_saturation_ng_per_mL"]),
+        "base": np.float32(a["random_motility_weight"]),
+        "haptotaxis": np.float32(a["haptotaxis_weight"]),
+        "branch_age": np.int64(steps_of(a["branch_age_h"], dt, lo=0)),
+        "branch_p": np.float32(-math.expm1(-a["branch_rate_per_h"] * dt)),
+        "inv_cbranch": np.float32(1.0 / a["branch_vegf_saturation_ng_per_mL"]),
+        "anastomosis_age": np.int64(steps_of(a["anastomosis_min_age_h"], dt, lo=0)),
+    }
 
 ANASTOMOSE = 7      # intent of a tip that fuses (not a direction)
 NEW_TIP = 8         # sprout_intent bit: the target becomes a new tip (sprouting or branching)

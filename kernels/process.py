@@ -146,10 +146,10 @@ class Process:
     """A biological process: its events, its Philox streams and its kernel entries."""
 
     def __init__(self, name: str, source: str | None = None, *, events=(), streams=None,
-                 params=None, rules: str | None = None):
+                 params=None):
         if name in PROCESSES:
             raise DeclarationError(f"process {name!r} declared twice")
-        self.name, self.source, self.rules = name, source, rules
+        self.name, self.source = name, source
         self.events = tuple(events)
         self.streams = dict(streams or {})
         for stream, sid in self.streams.items():
@@ -229,10 +229,6 @@ class Entry:
                 v = step
             elif a.name in getattr(rules, "processes", {}).get(self.process.name, {}):
                 v = rules.processes[self.process.name][a.name]
-                if a.pointer:
-                    v = table(v)
-            elif self.process.rules and hasattr(getattr(rules, self.process.rules), a.name):
-                v = getattr(getattr(rules, self.process.rules), a.name)
                 if a.pointer:
                     v = table(v)
             elif hasattr(rules, a.name):
