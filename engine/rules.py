@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.field import FIRST_ORDER, Uptake
-from kernels.lattice import EMPTY, FUNCTIONAL, LYMPH, N_KINDS, NECROTIC, SPROUT, TIP, TUMOR, VESSEL
+from kernels.field import FIRST_ORDER, Uptake, michaelis_menten
+from kernels.lattice import FUNCTIONAL, N_KINDS, SPROUT, TIP, TUMOR, VESSEL
 from kernels.philox import probability_threshold, seed_key
 
 
@@ -26,6 +26,7 @@ class Rules:
     # oxygen
     o2_coeff: np.ndarray            # float32 [kind, organ]: 1 / (6 + λ h² / D)
     o2_uptake: Uptake               # FIRST_ORDER (λ p, in o2_coeff) or MichaelisMenten
+                                    # (h² V_max / D [kind, organ], K_m; o2_coeff: decay only)
     vessel_mmHg: np.float32
     o2_omega: np.float32
     o2_tolerance_mmHg: float
@@ -74,19 +75,7 @@ def build_rules(scenario) -> Rules:
     organs = scenario.organs
     d_um2_per_h = ox["diffusion_um2_per_s"] * 3600.0
 
-    n_labels = len(organs) + 1
-    uptake = np.zeros((N_KINDS, n_labels))                     # λ in 1/h
-    uptake[EMPTY, :] = ox["matrix_decay_per_min"] * 60.0
-    uptake[NECROTIC, :] = ox["matrix_decay_per_min"] * 60.0
-    uptake[LYMPH, :] = ox["matrix_decay_per_min"] * 60.0
-    for matrix_like in (VESSEL, SPROUT, TIP):          # (unperfused) endothelium supplies nothing
-        uptake[matrix_like, :] = ox["matrix_decay_per_min"] * 60.0
-    uptake[TUMOR, :] = tumor["o2_uptake_per_min"] * 60.0
-    uptake[FUNCTIONAL, 0] = ox["matrix_decay_per_min"] * 60.0
-    for label, organ in enumerate(organs, start=1):
-        uptake[FUNCTIONAL, label] = organ["o2_uptake_per_min"] * 60.0
-    o2_coeff = np.array([[diffusion_coefficient(lam, h, d_um2_per_h) for lam in row]
-                         for row in uptake], dtype=np.float32)
+    o2_coeff, o2_uptake = oxygen_uptake(ox, tumor, organs, h, d_um2_per_h)
 
     vegf = v["vegf"]
     d_vegf = vegf["diffusion_um2_per_s"] * 3600.0
@@ -101,7 +90,7 @@ def build_rules(scenario) -> Rules:
         key=seed_key(v["scenario"]["seed"]),
         step_h=dt,
         o2_coeff=o2_coeff,
-        o2_uptake=FIRST_ORDER,
+        o2_uptake=o2_uptake,
         vessel_mmHg=np.float32(ox["vessel_mmHg"]),
         o2_omega=np.float32(ox["sor_omega"]),
         o2_tolerance_mmHg=float(np.float32(ox["tolerance_mmHg"])),
@@ -116,6 +105,33 @@ def build_rules(scenario) -> Rules:
         vegf_max_sweeps=int(vegf["max_sweeps"]),
         processes=process_rules(scenario),
     )
+
+
+def oxygen_uptake(ox, tumor, organs, h, d_um2_per_h) -> tuple[np.ndarray, Uptake]:
+    """(o2_coeff, o2_uptake) for `oxygen.uptake`, tables [kind, organ label].
+
+    Every voxel loses oxygen by the background decay (matrix, debris, endothelium,
+    functional cells outside any organ).  first_order: live cells take up λ p instead
+    (`o2_uptake_per_min`), all of it linear, in o2_coeff.  michaelis_menten: live cells
+    take up V_max p / (K_m + p) on top of the background decay, which is then all that
+    o2_coeff holds; V_max (`o2_vmax_mmHg_per_s`) per kind and organ, one K_m (the
+    scenario checks every cell type states the same)."""
+    decay = ox["matrix_decay_per_min"] * 60.0                  # 1/h
+    lam = np.full((N_KINDS, len(organs) + 1), decay)           # λ in 1/h
+    uptake = FIRST_ORDER
+    if ox["uptake"] == "first_order":
+        lam[TUMOR, :] = tumor["o2_uptake_per_min"] * 60.0
+        for label, organ in enumerate(organs, start=1):
+            lam[FUNCTIONAL, label] = organ["o2_uptake_per_min"] * 60.0
+    else:
+        vmax = np.zeros_like(lam)                              # mmHg/h
+        vmax[TUMOR, :] = tumor["o2_vmax_mmHg_per_s"] * 3600.0
+        for label, organ in enumerate(organs, start=1):
+            vmax[FUNCTIONAL, label] = organ["o2_vmax_mmHg_per_s"] * 3600.0
+        uptake = michaelis_menten(vmax, tumor["o2_km_mmHg"], h, d_um2_per_h)
+    coeff = np.array([[diffusion_coefficient(x, h, d_um2_per_h) for x in row] for row in lam],
+                     dtype=np.float32)
+    return coeff, uptake
 
 
 def process_rules(scenario) -> dict[str, dict]:

@@ -31,6 +31,14 @@ def _level(default, source="founder trait level"):
 
 PHYSICELL = "PhysiCell default cell parameters"
 
+# Oxygen uptake kinetics (`oxygen.uptake`).  V_max in mmHg/s of tissue: a consumption
+# rate in mL O2 per mL of tissue per s divided by the O2 solubility in tissue,
+# 3.0e-5 mL O2/mL/mmHg (1 g of tissue taken as 1 mL).
+MICHAELIS_MENTEN, FIRST_ORDER = "michaelis_menten", "first_order"
+UPTAKE_KINETICS = (MICHAELIS_MENTEN, FIRST_ORDER)
+O2_KM_SOURCE = ("p50 of respiration of intact cells 0.05 kPa = 0.375 mmHg "
+                "(Scandurra & Gnaiger 2010, Adv Exp Med Biol 662:7)")
+
 SCHEMA: dict[str, dict[str, Param]] = {
     "scenario": {
         "name": Param("str", "unnamed"),
@@ -56,6 +64,10 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "max_sweeps": Param("int", 500, lo=1, hi=10**6, unit="sweeps per step"),
         "sor_omega": Param("float", 1.5, lo=0.0, hi=2.0, lo_open=True, hi_open=True,
                            unit="-", source="red-black SOR relaxation factor"),
+        "uptake": Param("str", "first_order", choices=UPTAKE_KINETICS,
+                        source="cells' uptake: michaelis_menten V_max p/(K_m + p), nearly constant "
+                               "down to a few mmHg (o2_vmax_mmHg_per_s, o2_km_mmHg); first_order "
+                               "λ p (o2_uptake_per_min)"),
     },
     "vegf": {
         "diffusion_um2_per_s": _pos(70.0, "µm²/s", "VEGF 40-100 µm²/s (Kihara 2013; Mac Gabhann & Popel)", hi=1e5),
@@ -77,7 +89,11 @@ SCHEMA: dict[str, dict[str, Param]] = {
     "tumor": {
         "seed_center_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x); default: lattice centre"),
         "seed_radius_um": _pos(40.0, "µm", "a small settled nodule"),
-        "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate"),
+        "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate (oxygen.uptake = first_order)"),
+        "o2_vmax_mmHg_per_s": _nonneg(
+            8.44, "mmHg/s", "R3230AC mammary adenocarcinoma in vivo 1.52 cm³ O2/100 g/min "
+            "(Dewhirst et al. 1994, Cancer Res 54:3333) / 3.0e-5 mL O2/mL/mmHg", hi=1e4),
+        "o2_km_mmHg": _pos(0.375, "mmHg", O2_KM_SOURCE, hi=760.0),
     },
     "tumor.traits": {
         "proliferation_level": _level(8),
@@ -92,7 +108,11 @@ ORGAN_SCHEMA: dict[str, Param] = {
     "functional_density": Param("float", 0.7, lo=0.0, hi=1.0, lo_open=True, unit="fraction",
                                 source="(approx.) parenchymal voxels per organ voxel"),
     "capillary_spacing_um": _pos(100.0, "µm", "intercapillary distance about 100 µm in typical tissue"),
-    "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate"),
+    "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate (oxygen.uptake = first_order)"),
+    "o2_vmax_mmHg_per_s": _nonneg(
+        0.245, "mmHg/s", "whole breast 1.97 µmol O2/100 mL/min (Carp et al. 2006, J Biomed Opt "
+        "11:064016) / 3.0e-5 mL O2/mL/mmHg", hi=1e4),
+    "o2_km_mmHg": _pos(0.375, "mmHg", O2_KM_SOURCE, hi=760.0),
 }
 MAX_ORGANS = 15
 
@@ -292,6 +312,8 @@ def _check_value(path, text, dotted, value, p: Param):
     if p.type == "str":
         if not isinstance(value, str):
             bad("has the wrong type: expected a string")
+        if p.choices and value not in p.choices:
+            bad("is not one of " + ", ".join(_toml_value(c) for c in p.choices))
         return value
     if p.type == "bool":
         if not isinstance(value, bool):
@@ -321,6 +343,14 @@ def _cross_check(s: Scenario):
         _fail(s.path, s.text, "tumor.seed_center_um",
               f"tumor.seed_center_um = {_toml_value(centre)} lies outside the lattice "
               f"({extent[0]:g} x {extent[1]:g} x {extent[2]:g} µm)")
+    if v["oxygen"]["uptake"] == MICHAELIS_MENTEN:
+        km = v["tumor"]["o2_km_mmHg"]
+        for i, organ in enumerate(s.organs):
+            if organ["o2_km_mmHg"] != km:
+                _fail(s.path, s.text, f"organs[{i}].o2_km_mmHg",
+                      f"organs[{i}].o2_km_mmHg = {_toml_value(organ['o2_km_mmHg'])} differs from "
+                      f"tumor.o2_km_mmHg = {_toml_value(km)}: the oxygen solver takes one K_m "
+                      "for every cell type")
     spans = []
     for i, organ in enumerate(s.organs):
         z0, z1 = organ["z_um"]

@@ -72,6 +72,7 @@ class Param:
     hi_open: bool = False      # True: value must be < hi (else <= hi)
     unit: str = ""
     source: str = ""
+    choices: tuple[str, ...] = ()   # a "str" parameter: the values allowed (empty: any)
 
     def bounds_text(self) -> str:
         show = (lambda b: str(b)) if self.type in ("int", "shape") else (lambda b: f"{b:g}")

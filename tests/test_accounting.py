@@ -7,14 +7,25 @@ from engine.scenario import parse_scenario
 from engine.simulation import Simulation
 from kernels.lattice import KIND_NAMES
 
-# A poorly vascularised, hungry tumour: necrosis, apoptosis, division,
-# displacement and compression all happen within a few dozen steps.
-HYPOXIC = small_scenario_text(32, seed_radius_um=140.0) \
-    .replace("capillary_spacing_um = 140.0", "capillary_spacing_um = 600.0") \
-    .replace("o2_uptake_per_min = 10.0                  # uptake rate 10 /min (PhysiCell)\n\n[tumor.traits]",
-             "o2_uptake_per_min = 100.0\n\n[tumor.traits]") \
-    .replace("necrosis_delay_h = 12.0", "necrosis_delay_h = 4.0") \
-    .replace("apoptosis_per_h = 0.00319", "apoptosis_per_h = 0.02")
+
+def edited(text, *edits):
+    """`text` with each (old, new) applied; each `old` must occur exactly once."""
+    for old, new in edits:
+        assert text.count(old) == 1, f"expected exactly one {old!r} in the scenario text"
+        text = text.replace(old, new)
+    return text
+
+
+# A poorly vascularised, hungry tumour (ten times the tumour's oxygen uptake, in either
+# kinetics): necrosis, apoptosis, division, displacement and compression all happen
+# within a few dozen steps.
+HYPOXIC = edited(small_scenario_text(32, seed_radius_um=140.0),
+                 ("capillary_spacing_um = 140.0", "capillary_spacing_um = 600.0"),
+                 ("o2_uptake_per_min = 10.0                  # uptake rate 10 /min (PhysiCell); "
+                  "first_order only\no2_vmax_mmHg_per_s = 8.44",
+                  "o2_uptake_per_min = 100.0\no2_vmax_mmHg_per_s = 84.4"),
+                 ("necrosis_delay_h = 12.0", "necrosis_delay_h = 4.0"),
+                 ("apoptosis_per_h = 0.00319", "apoptosis_per_h = 0.02"))
 
 
 @pytest.fixture(scope="module")

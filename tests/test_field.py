@@ -15,6 +15,9 @@ V_max/K_m plays λ), with these tolerances:
   within 0.01 mmHg (0.03 % of p0) where p ≥ 13 mmHg ≫ K_m = 0.001 mmHg.
 The CUDA twin (host harness; on a GPU with marker `gpu`) equals Numba bit for bit
 on random states, for both kinetics, with the batched stopping rule.
+
+The analytic tests take their media from the quickstart solved with first-order
+uptake (`oxygen.uptake = "first_order"`), where a decay length sqrt(D/λ) exists.
 """
 import dataclasses
 import math
@@ -25,7 +28,7 @@ import pytest
 
 from engine.backend import architecture
 from engine.rules import build_rules
-from engine.scenario import load_scenario
+from engine.scenario import load_scenario, parse_scenario
 from engine.schedule import FIELD_PASSES
 from engine.state import allocate
 from kernels import field as field_py
@@ -42,9 +45,16 @@ CUDA_BACKENDS = [pytest.param("cuda-host", marks=needs_cxx),
                  pytest.param("cupy", marks=pytest.mark.gpu)]
 
 
+def first_order_quickstart():
+    text = load_scenario("quickstart").text
+    uptake = re.findall(r'^uptake = "\w+"', text, re.M)
+    assert len(uptake) == 1
+    return parse_scenario(text.replace(uptake[0], 'uptake = "first_order"'), "quickstart-first-order")
+
+
 @pytest.fixture(scope="module")
 def scenario():
-    return load_scenario("quickstart")
+    return first_order_quickstart()
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,16 @@ import re
 import tomllib
 from importlib import resources
 
+import numpy as np
 import pytest
 
 from engine.errors import ScenarioError, UserError
+from engine.rules import build_rules, diffusion_coefficient
 from engine.scenario import (MAX_ORGANS, ORGAN_SCHEMA, REQUIRED, SCHEMA, Scenario, builtin_names,
                              find_line, load_scenario, parse_scenario)
 
 QUICKSTART = (resources.files("scenarios") / "quickstart.toml").read_text(encoding="utf-8")
+UPTAKE = re.search(r'^uptake = "\w+"', QUICKSTART, re.M).group(0)   # oxygen.uptake as shipped
 
 MINIMAL = """\
 [lattice]
@@ -21,7 +24,7 @@ z_um = [0.0, 480.0]
 """
 
 # unit a parameter must have, by the unit suffix of its key name
-SUFFIX_UNITS = [("_um2_per_s", "µm²/s"), ("_um_per_h", "µm/h"), ("_ng_per_mL_per_h", "ng/mL/h"), ("_ng_per_mL", "ng/mL"),
+SUFFIX_UNITS = [("_mmHg_per_s", "mmHg/s"), ("_um2_per_s", "µm²/s"), ("_um_per_h", "µm/h"), ("_ng_per_mL_per_h", "ng/mL/h"), ("_ng_per_mL", "ng/mL"),
                 ("_per_min", "1/min"), ("_per_h", "1/h"),
                 ("_mmHg", "mmHg"), ("_um", "µm"), ("_h", "h")]
 
@@ -328,6 +331,20 @@ BAD = [
      ["outside the lattice"]),
     ("duplicate-organ-names", 'name = "pectoral_muscle"', 'name = "breast"', "organs[1].name", None,
      ["unique", "breast"]),
+    # oxygen uptake kinetics
+    ("uptake-unknown", UPTAKE, 'uptake = "zero_order"', "oxygen.uptake",
+     'uptake = "zero_order"', ["is not one of", '"michaelis_menten"', '"first_order"']),
+    ("uptake-not-a-string", UPTAKE, "uptake = 1", "oxygen.uptake",
+     "uptake = 1", ["wrong type", "string"]),
+    ("negative-tumour-vmax", "o2_vmax_mmHg_per_s = 8.44", "o2_vmax_mmHg_per_s = -8.44",
+     "tumor.o2_vmax_mmHg_per_s", "o2_vmax_mmHg_per_s = -8.44", ["out of range", "mmHg/s"]),
+    ("zero-tumour-km", "o2_km_mmHg = 0.375                        # p50",
+     "o2_km_mmHg = 0.0                        # p50", "tumor.o2_km_mmHg", "o2_km_mmHg = 0.0",
+     ["out of range", "> 0", "mmHg"]),
+    ("nan-organ-vmax", "o2_vmax_mmHg_per_s = 0.86", "o2_vmax_mmHg_per_s = nan",
+     "organs[1].o2_vmax_mmHg_per_s", "o2_vmax_mmHg_per_s = nan", ["finite"]),
+    ("string-organ-vmax", "o2_vmax_mmHg_per_s = 0.245", 'o2_vmax_mmHg_per_s = "0.245 mmHg/s"',
+     "organs[0].o2_vmax_mmHg_per_s", 'o2_vmax_mmHg_per_s = "0.245', ["wrong type"]),
 ]
 
 
@@ -425,3 +442,65 @@ def test_valid_edits_are_accepted():
     assert s["tumor.traits.proliferation_level"] == 15
     assert s["cells.necrosis_mmHg"] == 0.0 and isinstance(s["cells.necrosis_mmHg"], float)
     assert s["tumor.seed_center_um"] == [0.0, 0.0, 1919.9]
+
+
+# -- oxygen uptake kinetics: Michaelis–Menten as shipped, first order on request ---------
+
+def with_kinetics(kinetics, text=QUICKSTART):
+    """`text` with `oxygen.uptake` set to `kinetics`."""
+    line = re.findall(r'^uptake = "\w+"', text, re.M)
+    assert len(line) == 1
+    return text.replace(line[0], f'uptake = "{kinetics}"')
+
+
+def muscle_km(text, value):
+    """The quickstart with the second organ's (muscle's) K_m set to `value`."""
+    head, sep, muscle = text.rpartition("o2_km_mmHg = 0.375")
+    assert sep and muscle.count("[[organs]]") == 0 and head.count("o2_km_mmHg = 0.375") == 2
+    return head + f"o2_km_mmHg = {value}" + muscle
+
+
+
+def test_michaelis_menten_rule_tables():
+    """V_max per kind and organ as h² V_max / D (float64, then float32), one K_m, and
+    only the background decay left in the linear coefficients."""
+    from kernels.field import MichaelisMenten
+    from kernels.lattice import FUNCTIONAL, N_KINDS, TUMOR
+    r = build_rules(parse_scenario(with_kinetics("michaelis_menten"), "mm.toml"))
+    h, d = 20.0, 1750.0 * 3600.0
+    assert isinstance(r.o2_uptake, MichaelisMenten)
+    assert r.o2_uptake.km == np.float32(0.375) and r.o2_uptake.km.dtype == np.float32
+    vmax = r.o2_uptake.vmax
+    assert vmax.dtype == np.float32 and vmax.shape == (N_KINDS, 3)
+    expected = np.zeros((N_KINDS, 3))
+    expected[TUMOR, :] = 8.44 * 3600.0 * h * h / d
+    expected[FUNCTIONAL, 1] = 0.245 * 3600.0 * h * h / d       # breast
+    expected[FUNCTIONAL, 2] = 0.86 * 3600.0 * h * h / d        # pectoral muscle
+    assert np.array_equal(vmax, expected.astype(np.float32))
+    decay = diffusion_coefficient(0.1 * 60.0, h, d)
+    assert r.o2_coeff.dtype == np.float32 and (r.o2_coeff == decay).all()
+
+
+def test_first_order_rule_tables_ignore_the_michaelis_menten_keys():
+    from kernels.field import FIRST_ORDER
+    from kernels.lattice import EMPTY, FUNCTIONAL, TUMOR
+    text = with_kinetics("first_order")
+    r = build_rules(parse_scenario(text, "first-order.toml"))
+    h, d = 20.0, 1750.0 * 3600.0
+    assert r.o2_uptake is FIRST_ORDER
+    assert r.o2_coeff[TUMOR, 1] == diffusion_coefficient(10.0 * 60.0, h, d)
+    assert r.o2_coeff[FUNCTIONAL, 2] == diffusion_coefficient(10.0 * 60.0, h, d)
+    assert r.o2_coeff[FUNCTIONAL, 0] == r.o2_coeff[EMPTY, 1] == diffusion_coefficient(6.0, h, d)
+    other = build_rules(parse_scenario(muscle_km(edit(text, "o2_vmax_mmHg_per_s = 8.44",
+                                                      "o2_vmax_mmHg_per_s = 99.0"), 2.0)))
+    assert other.o2_uptake is FIRST_ORDER and np.array_equal(other.o2_coeff, r.o2_coeff)
+
+
+def test_organ_km_must_equal_the_tumour_km(tmp_path):
+    text = muscle_km(with_kinetics("michaelis_menten"), 1.0)
+    path, message = load_bad(tmp_path, text)
+    line = nth_line_of(text, "o2_km_mmHg =", 2)
+    assert message.startswith(f"{path}:{line}: organs[1].o2_km_mmHg = 1.0 differs from "
+                              "tumor.o2_km_mmHg = 0.375"), message
+    # first order has no K_m: the same values load
+    assert parse_scenario(with_kinetics("first_order", text)).organs[1]["o2_km_mmHg"] == 1.0
