@@ -29,7 +29,7 @@ from .claims import pick_direction, strongest_claimant
 from .lattice import EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3, global_index, neighbour
 from .philox import voxel_draw
 from .process import Process
-from .tiles import active_tiles, layer_voxels, tile_voxel, tiles_along
+from .tiles import active_tiles, layer_tiles, tile_box, tiles_along
 from .twin import kernel
 
 DISPLACEMENT = Process("displacement", "displacement.cu", events=("displaced_functional",),
@@ -69,12 +69,14 @@ def choose_escape_at(kind, organ, intent, claim, step, z, y, x, nz, ny, nx, z0, 
 def _choose_escape(kind, organ, intent, claim, step, tiles, n_tiles,
                    nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for layer in prange(tiles_along(nz)):       # a layer's planes are this thread's alone
-        start, stop = layer_voxels(tiles, n_tiles, layer, ny, nx)
-        for k in range(start, stop):
-            z, y, x, inside = tile_voxel(tiles, k, nz, ny, nx)
-            if inside:
-                choose_escape_at(kind, organ, intent, claim, step, z, y, x, nz, ny, nx,
-                                 z0, ny_global, nx_global, lattice_id, k0, k1)
+        first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
+        for t in range(first, last):
+            za, zb, ya, yb, xa, xb = tile_box(tiles[t], nz, ny, nx)
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        choose_escape_at(kind, organ, intent, claim, step, z, y, x, nz, ny, nx,
+                                         z0, ny_global, nx_global, lattice_id, k0, k1)
 
 
 @DISPLACEMENT.entry("settle_escape_claims", over="tiles")
@@ -82,17 +84,19 @@ def _choose_escape(kind, organ, intent, claim, step, tiles, n_tiles,
 def _settle_escape_claims(kind, intent, claim, step, tiles, n_tiles,
                           nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for layer in prange(tiles_along(nz)):       # a layer's planes are this thread's alone
-        start, stop = layer_voxels(tiles, n_tiles, layer, ny, nx)
-        for k in range(start, stop):
-            z, y, x, inside = tile_voxel(tiles, k, nz, ny, nx)
-            if inside:
-                if kind[z, y, x] != EMPTY or (claim[z, y, x] & LOW3) != 0:
-                    continue
-                best = strongest_claimant(intent, ESCAPE_SHIFT, z, y, x, nz, ny, nx,
-                                          step, STREAM_ESCAPE, z0, ny_global, nx_global,
-                                          lattice_id, k0, k1)
-                if best != 0:
-                    claim[z, y, x] = claim[z, y, x] | (best << ESCAPE_SHIFT)
+        first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
+        for t in range(first, last):
+            za, zb, ya, yb, xa, xb = tile_box(tiles[t], nz, ny, nx)
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        if kind[z, y, x] != EMPTY or (claim[z, y, x] & LOW3) != 0:
+                            continue
+                        best = strongest_claimant(intent, ESCAPE_SHIFT, z, y, x, nz, ny, nx,
+                                                  step, STREAM_ESCAPE, z0, ny_global, nx_global,
+                                                  lattice_id, k0, k1)
+                        if best != 0:
+                            claim[z, y, x] = claim[z, y, x] | (best << ESCAPE_SHIFT)
 
 
 @numba.njit(inline="always", cache=True)
@@ -113,15 +117,17 @@ def move_cell(kind, traits, clock, hypoxia, lineage, vacancy, events, z, y, x, s
 def _move_displaced(kind, traits, clock, hypoxia, lineage, vacancy, claim, events, tiles, n_tiles,
                     nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for layer in prange(tiles_along(nz)):       # a layer's planes are this thread's alone
-        start, stop = layer_voxels(tiles, n_tiles, layer, ny, nx)
-        for k in range(start, stop):
-            z, y, x, inside = tile_voxel(tiles, k, nz, ny, nx)
-            if inside:
-                s = (claim[z, y, x] >> ESCAPE_SHIFT) & LOW3
-                if s != 0:
-                    sz, sy, sx, _ = neighbour(z, y, x, s, nz, ny, nx)
-                    move_cell(kind, traits, clock, hypoxia, lineage, vacancy, events,
-                              z, y, x, sz, sy, sx)
+        first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
+        for t in range(first, last):
+            za, zb, ya, yb, xa, xb = tile_box(tiles[t], nz, ny, nx)
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        s = (claim[z, y, x] >> ESCAPE_SHIFT) & LOW3
+                        if s != 0:
+                            sz, sy, sx, _ = neighbour(z, y, x, s, nz, ny, nx)
+                            move_cell(kind, traits, clock, hypoxia, lineage, vacancy, events,
+                                      z, y, x, sz, sy, sx)
 
 
 @kernel(reads=("kind", "claim"), writes=(), process=DISPLACEMENT)

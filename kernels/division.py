@@ -38,7 +38,7 @@ from .lattice import (CLOCK_FULL, CLOCK_UNITS_PER_CYCLE, EMPTY, ESCAPE_SHIFT, FU
                       neighbour, opposite, table_row)
 from .philox import probability_threshold, voxel_draw
 from .process import Param, Process, nonnegative, positive
-from .tiles import active_tiles, layer_voxels, mark_tiles_near, tile_voxel, tiles_along
+from .tiles import active_tiles, layer_tiles, mark_tiles_near, tile_box, tiles_along
 from .twin import kernel
 
 NEUTRAL_LEVEL = 8  # proliferation level at which a cell divides at its nominal rate
@@ -163,12 +163,14 @@ def settle_division_claim(kind, intent, claim, step, z, y, x, nz, ny, nx, z0, ny
 def _settle_division_claims(kind, intent, claim, step, tiles, n_tiles,
                            nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for layer in prange(tiles_along(nz)):       # a layer's planes are this thread's alone
-        start, stop = layer_voxels(tiles, n_tiles, layer, ny, nx)
-        for k in range(start, stop):
-            z, y, x, inside = tile_voxel(tiles, k, nz, ny, nx)
-            if inside:
-                settle_division_claim(kind, intent, claim, step, z, y, x, nz, ny, nx, z0,
-                                      ny_global, nx_global, lattice_id, k0, k1)
+        first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
+        for t in range(first, last):
+            za, zb, ya, yb, xa, xb = tile_box(tiles[t], nz, ny, nx)
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        settle_division_claim(kind, intent, claim, step, z, y, x, nz, ny, nx, z0,
+                                              ny_global, nx_global, lattice_id, k0, k1)
 
 
 @numba.njit(inline="always", cache=True)
@@ -229,14 +231,17 @@ def place_daughter(kind, traits, clock, hypoxia, lineage, vacancy, intent, claim
 def _place_daughters(kind, traits, clock, hypoxia, lineage, vacancy, intent, claim,
                      mutation_down_thr, mutation_up_thr, step, events, tiles, n_tiles,
                      nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
-    for layer in prange(tiles_along(nz)):
-        start, stop = layer_voxels(tiles, n_tiles, layer, ny, nx)
-        for k in range(start, stop):
-            z, y, x, inside = tile_voxel(tiles, k, nz, ny, nx)
-            if inside:
-                place_daughter(kind, traits, clock, hypoxia, lineage, vacancy, intent, claim,
-                               mutation_down_thr, mutation_up_thr, step, events,
-                               z, y, x, nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1)
+    for layer in prange(tiles_along(nz)):       # a layer's planes are this thread's alone
+        first, last = layer_tiles(tiles, n_tiles, layer, ny, nx)
+        for t in range(first, last):
+            za, zb, ya, yb, xa, xb = tile_box(tiles[t], nz, ny, nx)
+            for z in range(za, zb):
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        place_daughter(kind, traits, clock, hypoxia, lineage, vacancy, intent,
+                                       claim, mutation_down_thr, mutation_up_thr, step, events,
+                                       z, y, x, nz, ny, nx, z0, ny_global, nx_global,
+                                       lattice_id, k0, k1)
 
 
 @kernel(reads=("kind", "organ", "traits.proliferation", "clock", "oxygen"),

@@ -43,25 +43,22 @@ def mark_tiles_near(tile_flags, z, y, x, nz, ny, nx):
 
 
 @numba.njit(inline="always", cache=True)
-def layer_voxels(tiles, n_tiles, layer, ny, nx):
-    """(start, stop) of the voxel positions k = position in list · TILE³ + voxel in tile
-    of the tiles of z layer `layer` (the sorted list holds a layer's tiles in a run)."""
+def layer_tiles(tiles, n_tiles, layer, ny, nx):
+    """(first, last) positions in the sorted tile list of the tiles of z layer `layer`."""
     per_layer = tiles_along(ny) * tiles_along(nx)
     listed = tiles[:n_tiles]
-    return (np.searchsorted(listed, layer * per_layer) * TILE_VOXELS,
-            np.searchsorted(listed, (layer + 1) * per_layer) * TILE_VOXELS)
+    return (np.searchsorted(listed, layer * per_layer),
+            np.searchsorted(listed, (layer + 1) * per_layer))
 
 
 @numba.njit(inline="always", cache=True)
-def tile_voxel(tiles, k, nz, ny, nx):
-    """(z, y, x, inside) of voxel position k (see layer_voxels): the Numba twin of
-    OL_FOR_EACH_TILE_VOXEL."""
-    tile, v = tiles[k // TILE_VOXELS], k % TILE_VOXELS
+def tile_box(tile, nz, ny, nx):
+    """(z0, z1, y0, y1, x0, x1): the voxel ranges of tile index `tile`."""
     ty_n, tx_n = tiles_along(ny), tiles_along(nx)
-    z = (tile // (ty_n * tx_n)) * TILE + v // (TILE * TILE)
-    y = ((tile // tx_n) % ty_n) * TILE + (v // TILE) % TILE
-    x = (tile % tx_n) * TILE + v % TILE
-    return z, y, x, z < nz and y < ny and x < nx
+    z0 = (tile // (ty_n * tx_n)) * TILE
+    y0 = ((tile // tx_n) % ty_n) * TILE
+    x0 = (tile % tx_n) * TILE
+    return z0, min(z0 + TILE, nz), y0, min(y0 + TILE, ny), x0, min(x0 + TILE, nx)
 
 
 def tile_grid(shape) -> tuple[int, int, int]:
