@@ -29,6 +29,7 @@ rewritten after every snapshot and at close.
 from __future__ import annotations
 
 import json
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ import numpy as np
 from .runformat import (CHUNK_EDGE, CODES_ATTR, COUNTS, FINAL_STATUSES, FORMAT, FORMAT_ATTR, KIND,
                         ORGAN, RUNNING, SNAPSHOT_STEP, SNAPSHOT_TIME, STATUS_ATTR, WRITER_ATTRS,
                         KindCodes, atomic_path, field_path, lattice_path)
+
+STATUS_LOCK_WAIT_S = 10.0   # how long close() waits for a following reader's file lock
 
 STATUSES = FINAL_STATUSES       # what close() may record
 CHUNK_BYTES = 1 << 20           # at most 1 MiB per chunk (and CHUNK_EDGE per axis)
@@ -271,7 +274,24 @@ class RunWriter:
             self._write_xdmf()
         finally:
             self._f.close()
-        with h5py.File(self.path, "r+") as f:      # out of SWMR: attributes may change
+        self._record_status(status)
+
+    def _record_status(self, status: str) -> None:
+        """Set the final status, out of SWMR (attributes may change now).  A reader that
+        follows the run (`view --follow`) holds a shared lock on the file, which an r+
+        open must wait for: wait up to STATUS_LOCK_WAIT_S, then write the one attribute
+        without file locking rather than leave a finished run marked `running`."""
+        deadline = time.monotonic() + STATUS_LOCK_WAIT_S
+        while True:
+            try:
+                with h5py.File(self.path, "r+") as f:
+                    f.attrs[STATUS_ATTR] = status
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+        with h5py.File(self.path, "r+", locking=False) as f:
             f.attrs[STATUS_ATTR] = status
 
     def __enter__(self):
