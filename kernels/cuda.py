@@ -37,10 +37,9 @@ _CTYPES = {np.dtype(np.uint8): ctypes.c_uint8, np.dtype(np.int32): ctypes.c_int3
 
 
 def slab_args(lattice, rules) -> tuple:
-    """The OL_SLAB_PARAMS every entry point ends with."""
-    return (np.int32(lattice.nz), np.int32(lattice.ny), np.int32(lattice.nx),
-            np.int64(lattice.z0), np.int32(lattice.ny), np.int32(lattice.nx),
-            np.uint32(lattice.lattice_id), np.uint32(rules.key[0]), np.uint32(rules.key[1]))
+    """The OL_SLAB_PARAMS every entry point ends with (declared in cuda_common.cuh)."""
+    from .process import slab_values
+    return slab_values(lattice, rules)
 
 
 def source_text(name: str) -> str:

@@ -50,8 +50,10 @@ struct Slab {
 };
 
 // Every entry point ends with these parameters, in this order.
-#define OL_SLAB_PARAMS int nz, int ny, int nx, i64 z0, int ny_g, int nx_g, u32 lattice, u32 k0, u32 k1
-#define OL_SLAB {nz, ny, nx, z0, ny_g, nx_g, lattice, k0, k1, (i64)nz * ny * nx}
+// (kernels/process.py reads both parameter macros of this file: the names are the ones
+// the Numba twins take, and kernels/cuda.py's slab_args fills them by name.)
+#define OL_SLAB_PARAMS int nz, int ny, int nx, i64 z0, int ny_global, int nx_global, u32 lattice_id, u32 k0, u32 k1
+#define OL_SLAB {nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1, (i64)nz * ny * nx}
 
 #ifdef __CUDACC__
 #define OL_FOR_EACH_VOXEL(s)                                                   \

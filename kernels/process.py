@@ -45,10 +45,6 @@ KERNEL_DIR = Path(__file__).resolve().parent
 
 C_TYPES = {"u8": np.uint8, "u16": np.uint16, "u32": np.uint32, "int": np.int32,
            "i64": np.int64, "float": np.float32, "u64": np.uint64}
-SLAB_PARAMS = ("nz", "ny", "nx", "z0", "ny_global", "nx_global", "lattice_id", "k0", "k1")
-SLAB_TYPES = ("int", "int", "int", "i64", "int", "int", "u32", "u32", "u32")
-TILE_PARAMS = (("tiles", "int", True, True), ("n_tiles", "int", False, False))
-
 PROCESSES: dict[str, "Process"] = {}
 STREAM_IDS: dict[int, str] = {}
 
@@ -108,6 +104,17 @@ def _parse_param(text: str) -> Arg:
     return Arg(m.group(4), m.group(2), bool(m.group(3)), bool(m.group(1)))
 
 
+def _macro_params(name: str) -> tuple[Arg, ...]:
+    """The parameters of `#define name ...` in cuda_common.cuh."""
+    m = re.search(rf"#define\s+{name}\s+([^\n]*)", (KERNEL_DIR / "cuda_common.cuh").read_text())
+    return tuple(_parse_param(p) for p in m.group(1).split(","))
+
+
+SLAB = _macro_params("OL_SLAB_PARAMS")         # every entry ends with these
+TILE = _macro_params("OL_TILE_PARAMS")         # a tile pass's list of tiles
+SLAB_PARAMS = tuple(a.name for a in SLAB)
+
+
 def prototype(source: str, entry: str) -> tuple[Arg, ...]:
     """The declared arguments of `OL_ENTRY entry(...)` in `source`, without the slab
     parameters (which every entry must end with); OL_TILE_PARAMS expanded."""
@@ -121,7 +128,7 @@ def prototype(source: str, entry: str) -> tuple[Arg, ...]:
     args = []
     for p in params[:-1]:
         if p == "OL_TILE_PARAMS":
-            args += [Arg(n, t, ptr, const) for n, t, ptr, const in TILE_PARAMS]
+            args += TILE
         else:
             args.append(_parse_param(p))
     return tuple(args)
@@ -192,16 +199,6 @@ class Process:
         return declare
 
 
-def event_rows(process: Process, processes) -> slice:
-    """Rows of `process`'s events in the lattice's event table."""
-    start = 0
-    for p in processes:
-        if p is process:
-            return slice(start, start + len(p.events))
-        start += len(p.events)
-    raise DeclarationError(f"process {process.name!r} is not in the schedule")
-
-
 class Entry:
     """One kernel entry point: the `.cu` function and its Numba twin."""
 
@@ -228,11 +225,7 @@ class Entry:
                 v = lattice.arrays[a.name]
             elif a.name == "step":
                 v = step
-            elif a.name in getattr(rules, "processes", {}).get(self.process.name, {}):
-                v = rules.processes[self.process.name][a.name]
-                if a.pointer:
-                    v = table(v)
-            elif hasattr(rules, a.name):
+            elif hasattr(rules, a.name):          # a rule field or any process's constant
                 v = getattr(rules, a.name)
                 if a.pointer:
                     v = table(v)
@@ -261,6 +254,16 @@ class Entry:
         launch.launch(self.process.source, self.name, threads,
                       self.bind(lattice, rules, step, extra, launch.table) + slab, block=block)
         return None
+
+
+def slab_values(lattice, rules) -> tuple:
+    """The OL_SLAB_PARAMS every entry ends with, filled by name and typed as declared:
+    the local slab, where it sits in the global lattice (z-slabs: y and x are global),
+    the lattice id and the Philox key."""
+    values = {"nz": lattice.nz, "ny": lattice.ny, "nx": lattice.nx, "z0": lattice.z0,
+              "ny_global": lattice.ny, "nx_global": lattice.nx,
+              "lattice_id": lattice.lattice_id, "k0": rules.key[0], "k1": rules.key[1]}
+    return tuple(_checked("OL_SLAB_PARAMS", a, values[a.name]) for a in SLAB)
 
 
 def _checked(entry: str, a: Arg, v):
