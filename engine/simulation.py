@@ -75,9 +75,11 @@ class Simulation:
         returns that step's counts row."""
         self.step_index += 1
         self.lattice.events[...] = 0
-        results = {}
+        results, held = {}, {}
         for stage in STEP:
-            if stage.when is None or stage.when.holds(self):
+            if stage.when is not None and stage.when not in held:   # asked once a step, at
+                held[stage.when] = stage.when.holds(self)            # its first stage
+            if stage.when is None or held[stage.when]:
                 results[stage.run] = self.run_pass(stage.run)
         self.field_stats = [results[relax] for relax in FIELD_PASSES]
         return self.census()
