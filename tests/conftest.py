@@ -17,6 +17,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=f"needs a GPU: {why}"))
 
 
+def on(backend, lat):
+    """A copy of a NumPy lattice on `backend` (for comparing one state on two backends)."""
+    from engine.backend import architecture
+    from engine.state import allocate
+    copy = allocate(lat.name, lat.lattice_id, "numba", lat.shape)
+    copy.z0 = lat.z0
+    for key, a in lat.arrays.items():
+        copy.arrays[key][...] = a
+    return architecture(backend).place(copy)
+
+
 def small_scenario_text(edge=24, seed_radius_um=60.0, extra=""):
     """The quickstart shrunk to an edge**3 lattice (organ slabs rescaled), as TOML text."""
     from engine.scenario import find_scenario

@@ -14,6 +14,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from conftest import on
 
 import kernels.lattice as lattice_py
 import kernels.philox as philox_py
@@ -112,16 +113,6 @@ def random_lattice(shape, seed, z0=0):
     lat.vegf[...] = rng.uniform(0.0, 3.0, size=shape).astype(np.float32)
     lat.perfused[...] = (lat.kind == VESSEL) & (rng.random(shape) < 0.7)
     return lat
-
-
-def on(backend, lat):
-    """A copy of a NumPy lattice on `backend`."""
-    from engine.backend import architecture
-    copy = allocate(lat.name, lat.lattice_id, "numba", lat.shape)
-    copy.z0 = lat.z0
-    for key, a in lat.arrays.items():
-        copy.arrays[key][...] = a
-    return architecture(backend).place(copy)
 
 
 def host(lat):

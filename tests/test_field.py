@@ -25,6 +25,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import on
 
 from engine.backend import architecture
 from engine.rules import build_rules
@@ -326,14 +327,6 @@ def random_lattice(shape, seed, z0=0):
     lat.vegf[...] = rng.uniform(0.0, 3.0, size=shape).astype(np.float32)
     lat.perfused[...] = (lat.kind == VESSEL) & (rng.random(shape) < 0.7)
     return lat
-
-
-def on(backend, lat):
-    copy = allocate(lat.name, lat.lattice_id, "numba", lat.shape)
-    copy.z0 = lat.z0
-    for key, a in lat.arrays.items():
-        copy.arrays[key][...] = a
-    return architecture(backend).place(copy)
 
 
 def saturating(f):
