@@ -31,14 +31,6 @@ def _level(default, source="founder trait level"):
 
 PHYSICELL = "PhysiCell default cell parameters"
 
-# Oxygen uptake kinetics (`oxygen.uptake`).  V_max in mmHg/s of tissue: a consumption
-# rate in mL O2 per mL of tissue per s divided by the O2 solubility in tissue,
-# 3.0e-5 mL O2/mL/mmHg (1 g of tissue taken as 1 mL).
-MICHAELIS_MENTEN, FIRST_ORDER = "michaelis_menten", "first_order"
-UPTAKE_KINETICS = (MICHAELIS_MENTEN, FIRST_ORDER)
-O2_KM_SOURCE = ("p50 of respiration of intact cells 0.05 kPa = 0.375 mmHg "
-                "(Scandurra & Gnaiger 2010, Adv Exp Med Biol 662:7)")
-
 SCHEMA: dict[str, dict[str, Param]] = {
     "scenario": {
         "name": Param("str", "unnamed"),
@@ -54,32 +46,6 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "duration_h": _pos(168.0, "h", "--days/--steps override", hi=1e6),
         "snapshot_every_steps": Param("int", 24, lo=1, hi=10**9, unit="steps"),
     },
-    "oxygen": {
-        "diffusion_um2_per_s": _pos(1750.0, "µm²/s", "Grote/Vaupel: 1.75e-5 cm²/s in tissue", hi=1e6),
-        "vessel_mmHg": _pos(38.0, "mmHg", "PhysiCell: about 38 mmHg (5 % O2) in tissue", hi=760.0),
-        "initial_mmHg": _nonneg(38.0, "mmHg", "warm start of the first solve", hi=760.0),
-        "matrix_decay_per_min": _nonneg(0.1, "1/min", "PhysiCell background decay", hi=1e3),
-        "hypoxic_mmHg": _pos(15.0, "mmHg", "PhysiCell hypoxic threshold (counts only)", hi=760.0),
-        "tolerance_mmHg": _pos(1e-3, "mmHg", "largest correction of the last sweep", hi=10.0),
-        "max_sweeps": Param("int", 500, lo=1, hi=10**6, unit="sweeps per step"),
-        "sor_omega": Param("float", 1.5, lo=0.0, hi=2.0, lo_open=True, hi_open=True,
-                           unit="-", source="red-black SOR relaxation factor"),
-        "uptake": Param("str", "first_order", choices=UPTAKE_KINETICS,
-                        source="cells' uptake: michaelis_menten V_max p/(K_m + p), nearly constant "
-                               "down to a few mmHg (o2_vmax_mmHg_per_s, o2_km_mmHg); first_order "
-                               "λ p (o2_uptake_per_min)"),
-    },
-    "vegf": {
-        "diffusion_um2_per_s": _pos(70.0, "µm²/s", "VEGF 40-100 µm²/s (Kihara 2013; Mac Gabhann & Popel)", hi=1e5),
-        "decay_per_min": _nonneg(0.0206, "1/min", "plasma clearance 0.0206 /min, half-life ~34 min (Stefanini 2008)"),
-        "endothelial_uptake_per_min": _nonneg(0.2, "1/min", "(approx.) receptor binding and internalisation"),
-        "tumor_secretion_ng_per_mL_per_h": _nonneg(50.0, "ng/mL/h", "(approx.) a hypoxic nodule of ~100 µm reaches ~1 ng/mL"),
-        "functional_secretion_ng_per_mL_per_h": _nonneg(10.0, "ng/mL/h", "(approx.) hypoxic normal tissue"),
-        "tolerance_ng_per_mL": _pos(1e-4, "ng/mL", "largest correction of the last sweep", hi=10.0),
-        "max_sweeps": Param("int", 500, lo=1, hi=10**6, unit="sweeps per step"),
-        "sor_omega": Param("float", 1.9, lo=0.0, hi=2.0, lo_open=True, hi_open=True,
-                           unit="-", source="red-black SOR factor (weak decay: near 2)"),
-    },
     "vessels": {
         "jitter_um": _nonneg(20.0, "µm", "random offset of each capillary node from its grid point"),
         "feeding_spacing_um": _pos(400.0, "µm", "(approx.) distance between feeding arterioles"),
@@ -89,11 +55,6 @@ SCHEMA: dict[str, dict[str, Param]] = {
     "tumor": {
         "seed_center_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x); default: lattice centre"),
         "seed_radius_um": _pos(40.0, "µm", "a small settled nodule"),
-        "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate (oxygen.uptake = first_order)"),
-        "o2_vmax_mmHg_per_s": _nonneg(
-            8.44, "mmHg/s", "R3230AC mammary adenocarcinoma in vivo 1.52 cm³ O2/100 g/min "
-            "(Dewhirst et al. 1994, Cancer Res 54:3333) / 3.0e-5 mL O2/mL/mmHg", hi=1e4),
-        "o2_km_mmHg": _pos(0.375, "mmHg", O2_KM_SOURCE, hi=760.0),
     },
     "tumor.traits": {
         "proliferation_level": _level(8),
@@ -108,11 +69,6 @@ ORGAN_SCHEMA: dict[str, Param] = {
     "functional_density": Param("float", 0.7, lo=0.0, hi=1.0, lo_open=True, unit="fraction",
                                 source="(approx.) parenchymal voxels per organ voxel"),
     "capillary_spacing_um": _pos(100.0, "µm", "intercapillary distance about 100 µm in typical tissue"),
-    "o2_uptake_per_min": _nonneg(10.0, "1/min", "PhysiCell uptake rate (oxygen.uptake = first_order)"),
-    "o2_vmax_mmHg_per_s": _nonneg(
-        0.245, "mmHg/s", "whole breast 1.97 µmol O2/100 mL/min (Carp et al. 2006, J Biomed Opt "
-        "11:064016) / 3.0e-5 mL O2/mL/mmHg", hi=1e4),
-    "o2_km_mmHg": _pos(0.375, "mmHg", O2_KM_SOURCE, hi=760.0),
 }
 MAX_ORGANS = 15
 
@@ -343,14 +299,9 @@ def _cross_check(s: Scenario):
         _fail(s.path, s.text, "tumor.seed_center_um",
               f"tumor.seed_center_um = {_toml_value(centre)} lies outside the lattice "
               f"({extent[0]:g} x {extent[1]:g} x {extent[2]:g} µm)")
-    if v["oxygen"]["uptake"] == MICHAELIS_MENTEN:
-        km = v["tumor"]["o2_km_mmHg"]
-        for i, organ in enumerate(s.organs):
-            if organ["o2_km_mmHg"] != km:
-                _fail(s.path, s.text, f"organs[{i}].o2_km_mmHg",
-                      f"organs[{i}].o2_km_mmHg = {_toml_value(organ['o2_km_mmHg'])} differs from "
-                      f"tumor.o2_km_mmHg = {_toml_value(km)}: the oxygen solver takes one K_m "
-                      "for every cell type")
+    for process in PROCESSES.values():
+        for key, message in (process.check(s) if process.check else []):
+            _fail(s.path, s.text, key, message)
     spans = []
     for i, organ in enumerate(s.organs):
         z0, z1 = organ["z_um"]

@@ -40,9 +40,13 @@ VESSELS_CHANGED = Condition(
     "a sprout anastomosed or a vessel regressed this step",
     lambda sim: sim.events_this_step("anastomosis", "vessel_regressed") > 0)
 
+TISSUE_CHANGED = Condition(
+    "a cell or vessel changed in the last step (any event counted)",
+    lambda sim: sim.tissue_changed)
+
 STEP = (
-    Stage(relax_oxygen),
-    Stage(relax_vegf),
+    Stage(relax_oxygen, TISSUE_CHANGED),
+    Stage(relax_vegf, TISSUE_CHANGED),
     Stage(decide_fate),
     Stage(lyse_debris),
     Stage(propose_division),

@@ -81,7 +81,8 @@ class Simulation:
                 held[stage.when] = stage.when.holds(self)            # its first stage
             if stage.when is None or held[stage.when]:
                 results[stage.run] = self.run_pass(stage.run)
-        self.field_stats = [results[relax] for relax in FIELD_PASSES]
+        self.field_stats = [results.get(relax, (0, last[1]))        # skipped: 0 sweeps
+                            for relax, last in zip(FIELD_PASSES, self.field_stats)]
         return self.census()
 
     def events_this_step(self, *names) -> int:
@@ -107,6 +108,7 @@ class Simulation:
         row["vessel_perfused"] = perfused
         row["perfused_fraction"] = perfused / row["vessel"] if row["vessel"] else 0.0
         events = self.arch.to_host(self.lattice.events).sum(axis=1)
+        self.tissue_changed = bool(events.any()) or not self.fields_converged()
         for i, name in enumerate(EVENT_NAMES):
             row[name] = events[i]
         row["new_vessel_length_um"] = (events[EVENT_NAMES.index("stalk_laid")]
@@ -115,6 +117,12 @@ class Simulation:
         row["o2_sweeps"], row["o2_residual_mmHg"] = self.field_stats[0]
         row["vegf_sweeps"], row["vegf_residual_ng_per_mL"] = self.field_stats[1]
         return row
+
+    def fields_converged(self) -> bool:
+        """Whether every field's last solve (or the one before a skipped solve) reached
+        its tolerance (else the next step solves it again, changed tissue or not)."""
+        return all(residual <= relax.field(self.rules).tolerance
+                   for relax, (_, residual) in zip(FIELD_PASSES, self.field_stats))
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Host copies of the fields a snapshot stores."""

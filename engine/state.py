@@ -1,8 +1,10 @@
 """The lattice state: one array per quantity (struct of arrays), C order [z, y, x].
 
-`VOXEL_ARRAYS` declares every voxel array once, with the one thing it means; the
-README's state table is generated from it (`state_table`, checked by a test), and the
-bytes per voxel, the memory check and the benchmark's byte counts follow from it.
+Every voxel array is declared once, by the process that owns it (`Process(arrays=...)`
+in its module under `kernels/`; the arrays every cell carries by `kernels.lattice`),
+with the one thing it means.  `VOXEL_ARRAYS` gathers them in step order; the README's
+state table is generated from it (`state_table`, checked by a test), and the bytes per
+voxel, the memory check and the benchmark's byte counts follow from it.
 """
 from __future__ import annotations
 
@@ -10,36 +12,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.lattice import N_TRAITS
+from kernels.lattice import LATTICE
+from kernels.process import PROCESSES
 
-# (name, dtype, values per voxel, is work buffer, meaning)
-VOXEL_ARRAYS = (
-    ("kind", np.uint8, 1, False, "voxel kind (kernels/lattice.py; the run file stores the codes)"),
-    ("organ", np.uint8, 1, False, "organ label (0 = none)"),
-    ("traits", np.uint8, N_TRAITS, False,
-     "heritable levels 0–15: proliferation, adhesion, apoptosis resistance"),
-    ("clock", np.uint16, 1, False, "live cell: cell-cycle progress in 2⁻¹⁶ cycles"),
-    ("hypoxia", np.uint8, 1, False, "live cell: consecutive steps below the necrosis pO2"),
-    ("lineage", np.uint16, 1, False, "clone id (debris keeps it until it lyses)"),
-    ("vacancy", np.uint8, 1, False,
-     "1: empty space a functional cell left, which its organ refills"),
-    ("sprout_age", np.uint16, 1, False, "tip or stalk: steps since its sprout began"),
-    ("trail", np.uint8, 1, False, "tip or stalk: direction back along its sprout"),
-    ("vessel_threat", np.uint16, 1, False,
-     "vessel: consecutive steps compressed or without blood"),
-    ("oxygen", np.float32, 1, False, "pO2, mmHg"),
-    ("vegf", np.float32, 1, False, "VEGF, ng/mL"),
-    ("perfused", np.uint8, 1, False, "1 where a blood vessel carries blood"),
-    ("intent", np.uint8, 1, True,
-     "work: a cell's chosen daughter site (bits 0–2) and escape site (bits 3–5)"),
-    ("claim", np.uint8, 1, True, "work: winning daughter source (bits 0–2), escaping cell (3–5)"),
-    ("sprout_intent", np.uint8, 1, True,
-     "work: a sprout's proposal (direction, new-tip bit, or fuse)"),
-    ("lumen", np.uint8, 1, True, "work: new lumen this step (fused tips, then their stalks)"),
-)
-STATE_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize * n for _, t, n, work, _ in VOXEL_ARRAYS
+from .schedule import PASSES
+
+
+def _owners():
+    """The lattice's own arrays, then each process's in the order the step first runs it,
+    then those of processes outside the step."""
+    order = [LATTICE] + [p.process for p in PASSES if p.process is not None]
+    order += list(PROCESSES.values())
+    seen = []
+    for process in order:
+        if process not in seen:
+            seen.append(process)
+    return seen
+
+
+# (name, dtype, values per voxel, is work buffer, meaning, owning process)
+VOXEL_ARRAYS = tuple((name, a.dtype, a.planes, a.work, a.meaning, p.name)
+                     for p in _owners() for name, a in p.arrays.items())
+STATE_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize * n for _, t, n, work, *_ in VOXEL_ARRAYS
                             if not work)
-WORK_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize * n for _, t, n, work, _ in VOXEL_ARRAYS if work)
+WORK_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize * n for _, t, n, work, *_ in VOXEL_ARRAYS if work)
 BYTES_PER_VOXEL = STATE_BYTES_PER_VOXEL + WORK_BYTES_PER_VOXEL
 # A snapshot is staged on the host: kind (uint8), oxygen and VEGF (float32).
 HOST_SNAPSHOT_BYTES_PER_VOXEL = 9
@@ -89,7 +85,7 @@ def allocate(name, lattice_id, backend, shape, xp=np) -> Lattice:
     event table (one row per event of the schedule, one column per z plane)."""
     from .schedule import EVENT_NAMES, event_layout
     arrays = {}
-    for key, dtype, n, _, _ in VOXEL_ARRAYS:
+    for key, dtype, n, *_ in VOXEL_ARRAYS:
         arrays[key] = xp.zeros(((n,) if n > 1 else ()) + tuple(shape), dtype=dtype)
     arrays["events"] = xp.zeros((len(EVENT_NAMES), shape[0]), dtype=np.int64)
     arrays["plane_max"] = xp.zeros(shape[0], dtype=np.float32)
@@ -99,11 +95,11 @@ def allocate(name, lattice_id, backend, shape, xp=np) -> Lattice:
 
 def state_table() -> str:
     """The voxel arrays as a Markdown table (the README shows exactly this)."""
-    rows = ["| array | dtype | bytes | meaning |", "|---|---|---|---|"]
-    for name, dtype, n, _, meaning in VOXEL_ARRAYS:
+    rows = ["| array | dtype | bytes | process | meaning |", "|---|---|---|---|---|"]
+    for name, dtype, n, _, meaning, owner in VOXEL_ARRAYS:
         kind = np.dtype(dtype).name if n == 1 else f"{n} × {np.dtype(dtype).name}"
-        rows.append(f"| {name} | {kind} | {np.dtype(dtype).itemsize * n} | {meaning} |")
-    rows.append(f"| **total** | | **{BYTES_PER_VOXEL}** | {STATE_BYTES_PER_VOXEL} state + "
+        rows.append(f"| {name} | {kind} | {np.dtype(dtype).itemsize * n} | {owner} | {meaning} |")
+    rows.append(f"| **total** | | **{BYTES_PER_VOXEL}** | | {STATE_BYTES_PER_VOXEL} state + "
                 f"{WORK_BYTES_PER_VOXEL} work |")
     return "\n".join(rows) + "\n"
 

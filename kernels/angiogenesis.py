@@ -43,11 +43,17 @@ from .lattice import (EMPTY, FUNCTIONAL, NECROTIC, SPROUT, TIP, VESSEL, global_i
                       is_endothelium, neighbour, opposite)
 from .perfusion import flood
 from .philox import probability_threshold, voxel_draw
-from .process import Param, Process, nonnegative, positive, steps_of
+from .process import Array, Param, Process, nonnegative, positive, steps_of
 from .twin import kernel
 
 ANGIOGENESIS = Process(
     "angiogenesis", "angiogenesis.cu",
+    arrays={"sprout_age": Array(np.uint16, "tip or stalk: steps since its sprout began"),
+            "trail": Array(np.uint8, "tip or stalk: direction back along its sprout"),
+            "sprout_intent": Array(np.uint8, "work: a sprout's proposal (direction, new-tip bit, "
+                                             "or fuse)", work=True),
+            "lumen": Array(np.uint8, "work: new lumen this step (fused tips, then their stalks)",
+                           work=True)},
     params={"angiogenesis": {
         "enabled": Param("bool", True, unit="switch",
                          source="false: no sprouting (experiments, therapy)"),

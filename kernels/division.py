@@ -37,7 +37,7 @@ from .lattice import (CLOCK_FULL, CLOCK_UNITS_PER_CYCLE, EMPTY, ESCAPE_SHIFT, FU
                       N_TRAITS, PROLIFERATION, TRAIT_LEVELS, TUMOR, global_index, is_live,
                       neighbour, opposite, table_row)
 from .philox import probability_threshold, voxel_draw
-from .process import Param, Process, nonnegative, positive
+from .process import Array, Param, Process, nonnegative, positive
 from .tiles import active_tiles, layer_tiles, mark_tiles_near, tile_box, tiles_along
 from .twin import kernel
 
@@ -45,6 +45,11 @@ NEUTRAL_LEVEL = 8  # proliferation level at which a cell divides at its nominal 
 
 DIVISION = Process(
     "division", "division.cu",
+    arrays={"clock": Array(np.uint16, "live cell: cell-cycle progress in 2⁻¹⁶ cycles"),
+            "intent": Array(np.uint8, "work: a cell's chosen daughter site (bits 0–2) and "
+                                      "escape site (bits 3–5)", work=True),
+            "claim": Array(np.uint8, "work: winning daughter source (bits 0–2), escaping cell "
+                                     "(3–5)", work=True)},
     params={
         "cells": {
             "o2_proliferation_threshold_mmHg": nonnegative(

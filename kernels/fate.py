@@ -25,11 +25,14 @@ from numba import prange
 from .lattice import (APOPTOSIS_RESISTANCE, EMPTY, NECROTIC, TRAIT_LEVELS, TUMOR, global_index,
                       is_live, table_row)
 from .philox import probability_threshold, voxel_draw
-from .process import Param, Process, nonnegative, positive, steps_of
+from .process import Array, Param, Process, nonnegative, positive, steps_of
 from .twin import kernel
 
 FATE = Process(
     "fate", "fate.cu",
+    arrays={"hypoxia": Array(np.uint8, "live cell: consecutive steps below the necrosis pO2"),
+            "vacancy": Array(np.uint8, "1: empty space a functional cell left, which its organ "
+                                       "refills")},
     params={
         "cells": {
             "necrosis_mmHg": nonnegative(2.5, "mmHg",

@@ -102,6 +102,11 @@ class MichaelisMenten:
 Uptake = Union[FirstOrder, MichaelisMenten]
 
 
+def diffusion_coefficient(lam_per_h: float, h_um: float, d_um2_per_h: float) -> np.float32:
+    """a = 1 / (6 + λ h² / D), the 7-point steady-state update weight (float64, then float32)."""
+    return np.float32(1.0 / (6.0 + lam_per_h * h_um * h_um / d_um2_per_h))
+
+
 def michaelis_menten(vmax_per_h, km, h_um: float, d_um2_per_h: float) -> MichaelisMenten:
     """Michaelis–Menten uptake from V_max (field units per hour, a table shaped like the
     field's coefficients) and K_m (field units); h² V_max / D in float64, then float32."""
@@ -313,13 +318,14 @@ def relax_field(lattice, field: Field) -> tuple[int, float]:
     return _relax(lattice, field, 0)
 
 
-def field_pass(*, reads, writes):
-    """Declare a step pass that relaxes one field: the decorated function maps the rules
-    to the `Field` (the declaration) and carries the pass's name and docstring; the
-    pass `relax(lattice, rules, step)` returns (sweeps, residual).  `reads`/`writes`
-    are what the benchmark counts per sweep (they must match `Field.reads`)."""
+def field_pass(process, *, reads, writes):
+    """Declare a step pass that relaxes one field of `process` (which declares the
+    field's parameters, rule constants and array): the decorated function maps the
+    rules to the `Field` and carries the pass's name and docstring; the pass
+    `relax(lattice, rules, step)` returns (sweeps, residual).  `reads`/`writes` are what
+    the benchmark counts per sweep (they must match `Field.reads`)."""
     def declare(field_of):
-        relax = kernel(reads=reads, writes=writes)(field_of)
+        relax = kernel(reads=reads, writes=writes, process=process)(field_of)
         for backend in _relax.implementations:
             relax.on(backend)(lambda lattice, rules, step: relax_field(lattice, field_of(rules)))
         relax.field = field_of

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .process import Array, Process
+
 # Voxel kinds (uint8).  One cell or structure per voxel.
 EMPTY = 0        # extracellular matrix / interstitial space, no cell
 FUNCTIONAL = 1   # organ parenchyma: the tissue a tumour displaces
@@ -28,6 +30,15 @@ APOPTOSIS_RESISTANCE = 2
 N_TRAITS = 3
 TRAIT_NAMES = ("proliferation", "adhesion", "apoptosis_resistance")
 TRAIT_LEVELS = 16
+
+# The arrays every cell carries, whatever the process (each process declares its own).
+LATTICE = Process("lattice", arrays={
+    "kind": Array(np.uint8, "voxel kind (kernels/lattice.py; the run file stores the codes)"),
+    "organ": Array(np.uint8, "organ label (0 = none)"),
+    "traits": Array(np.uint8, "heritable levels 0–15: proliferation, adhesion, apoptosis "
+                              "resistance", planes=N_TRAITS),
+    "lineage": Array(np.uint16, "clone id (debris keeps it until it lyses)"),
+})
 
 # Cell-cycle clock: uint16 progress in units of 2**-16 cycle; FULL = ready to divide.
 CLOCK_FULL = 65535

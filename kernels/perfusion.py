@@ -17,10 +17,11 @@ import numpy as np
 from numba import prange
 
 from .lattice import VESSEL
-from .process import Process
+from .process import Array, Process
 from .twin import kernel
 
-PERFUSION = Process("perfusion", "perfusion.cu")
+PERFUSION = Process("perfusion", "perfusion.cu", arrays={
+    "perfused": Array(np.uint8, "1 where a blood vessel carries blood")})
 AXES = (0, 1, 2)
 
 

@@ -1,9 +1,12 @@
 """Processes and their kernel entry points, each declared once.
 
-A *process* (division, cell fate, angiogenesis ...) is declared in its own module
+A *process* (division, cell fate, angiogenesis, oxygen ...) is declared in its own module
 under `kernels/` with `Process(...)`: its scenario parameters (`params`: type, unit,
-range, default, source; they join the scenario schema and `check`'s output), the rule
-constants it derives from them (`@process.rules_from`), the event counters it reports
+range, default, source; they join the scenario schema and `check`'s output, with any
+relations between them in `@process.checks`), the rule constants it derives from them
+(`@process.rules_from`), the voxel arrays it owns (`arrays`: dtype and meaning; the
+lattice layout, bytes per voxel and the README's state table follow from them; which
+arrays a kernel reads or writes is its `.cu` prototype), the event counters it reports
 (census columns, in declared order) and the Philox streams it draws from (fixed ids,
 unique across processes, so adding a process never changes another's random numbers).  Its kernels
 are *entries*: one CUDA C function `OL_ENTRY name(...)` in the process's `.cu` file and
@@ -81,6 +84,21 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Array:
+    """A voxel array a process owns: one value (or `planes` values) per voxel, with the
+    one thing it means.  A work array holds nothing between steps."""
+
+    dtype: type
+    meaning: str
+    planes: int = 1
+    work: bool = False
+
+    @property
+    def bytes(self) -> int:
+        return np.dtype(self.dtype).itemsize * self.planes
+
+
+@dataclass(frozen=True)
 class Arg:
     """One kernel argument as the `.cu` prototype declares it."""
 
@@ -154,7 +172,7 @@ class Process:
     """A biological process: its events, its Philox streams and its kernel entries."""
 
     def __init__(self, name: str, source: str | None = None, *, events=(), streams=None,
-                 params=None):
+                 params=None, arrays=None):
         if name in PROCESSES:
             raise DeclarationError(f"process {name!r} declared twice")
         self.name, self.source = name, source
@@ -166,7 +184,13 @@ class Process:
                                        f"{STREAM_IDS[sid]}")
             STREAM_IDS[sid] = f"{name}.{stream}"
         self.params = dict(params or {})     # scenario table -> {key: Param}
+        self.arrays = dict(arrays or {})     # voxel arrays it owns: name -> Array
+        for array in self.arrays:
+            owner = [p.name for p in PROCESSES.values() if array in p.arrays]
+            if owner:
+                raise DeclarationError(f"voxel array {array!r} of {name} is already {owner[0]}'s")
         self.derive = None                   # scenario -> {rule constant: value}
+        self.check = None                    # scenario -> [(dotted key, message)]
         self.entries: dict[str, Entry] = {}
         self.module = sys._getframe(1).f_globals.get("__name__")
         PROCESSES[name] = self
@@ -189,6 +213,13 @@ class Process:
         computed on the host in float64 and rounded to kernel types (engine.rules)."""
         self.derive = derive
         return derive
+
+    def checks(self, check):
+        """Decorate `check(scenario) -> [(dotted key, message), ...]`: relations between
+        this process's parameters that single-key ranges cannot express (engine.scenario
+        reports the first as a one-line error)."""
+        self.check = check
+        return check
 
     def entry(self, name: str, *, over: str = "voxels"):
         """Decorate the Numba twin of CUDA entry `name`; returns the Entry."""

@@ -17,11 +17,13 @@ import numpy as np
 from numba import prange
 
 from .lattice import EMPTY, TUMOR, VESSEL, neighbour
-from .process import Param, Process, positive, steps_of
+from .process import Array, Param, Process, positive, steps_of
 from .twin import kernel
 
 REGRESSION = Process(
     "regression", "regression.cu", events=("vessel_regressed",),
+    arrays={"vessel_threat": Array(np.uint16, "vessel: consecutive steps compressed or without "
+                                              "blood")},
     params={"vessels": {
         "compressing_tumor_neighbours": Param(
             "int", 4, lo=1, hi=6, unit="face neighbours",

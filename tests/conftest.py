@@ -52,3 +52,20 @@ def small_scenario(tmp_path):
         path.write_text(small_scenario_text(edge, **kwargs))
         return path
     return make
+
+
+def anoxic_radius_um(radius_um, p_surface_mmHg, vmax_mmHg_per_s, d_um2_per_s):
+    """Radius of the anoxic core of a sphere of cells that take up oxygen at the constant
+    rate V (zero-order kinetics, the Michaelis–Menten limit p >> K_m) with pO2 p_s at
+    its surface: with q = V / (6 D), p(r) = q (r² + 2 r_c³ / r − 3 r_c²) in the live
+    shell (p = p' = 0 at r_c), so p_s = q (R² + 2 r_c³ / R − 3 r_c²); 0 if R is below
+    the diffusion limit √(p_s / q)."""
+    q = vmax_mmHg_per_s / (6.0 * d_um2_per_s)
+    excess = lambda rc: q * (radius_um ** 2 + 2 * rc ** 3 / radius_um - 3 * rc ** 2) - p_surface_mmHg
+    if excess(0.0) <= 0:
+        return 0.0
+    lo, hi = 0.0, radius_um             # excess falls from > 0 at 0 to −p_s at R
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
+    return lo

@@ -71,3 +71,38 @@ def test_endothelium_grows_by_new_tips_and_stalks(history):
     grown = h["tip_sprouted"] + h["stalk_laid"] - h["vessel_regressed"]
     assert np.array_equal(np.diff(endothelium), grown[1:])
     assert h["tip_sprouted"].sum() > 0 and h["stalk_laid"].sum() > 0
+
+
+def test_every_change_of_what_the_fields_read_is_counted_as_an_event():
+    """The field solves are skipped in a step after which no event was counted
+    (engine.schedule.TISSUE_CHANGED): so no pass may change a field's input (kind,
+    organ, perfused) without counting an event."""
+    from engine.schedule import EVENT_NAMES, FIELD_PASSES
+    inputs = sorted({a for relax in FIELD_PASSES for a in relax.reads} - {"oxygen", "vegf"})
+    sim = Simulation(parse_scenario(HYPOXIC, "hypoxic.toml"))
+    for _ in range(25):
+        before = {a: np.array(sim.lattice.arrays[a]) for a in inputs}
+        row = sim.step()
+        changed = [a for a in inputs if not np.array_equal(before[a], sim.lattice.arrays[a])]
+        events = sum(int(row[e]) for e in EVENT_NAMES)
+        assert not changed or events > 0, changed
+
+
+def test_fields_are_not_solved_again_while_nothing_changes():
+    """Quiescent tissue (no division, death or sprouting): after the first solve the
+    fields are already at steady state, so every step skips them (0 sweeps) and the
+    state stays exactly as it was."""
+    text = edited(small_scenario_text(24, seed_radius_um=20.0),
+                  ("enabled = true", "enabled = false"),
+                  ("cycle_time_h = 24.0", "cycle_time_h = 1e5"),
+                  ("cycle_time_h = 1000.0", "cycle_time_h = 1e5"),
+                  ("cycle_time_h = 5000.0", "cycle_time_h = 1e5"),
+                  ("apoptosis_per_h = 0.00319", "apoptosis_per_h = 0.0"),
+                  ("apoptosis_per_h = 0.0005", "apoptosis_per_h = 0.0"),
+                  ("apoptosis_per_h = 0.0001", "apoptosis_per_h = 0.0"))
+    sim = Simulation(parse_scenario(text, "quiescent.toml"))
+    start = {a: np.array(v) for a, v in sim.lattice.arrays.items()}
+    rows = [sim.step() for _ in range(5)]
+    assert all(r["o2_sweeps"] == 0 and r["vegf_sweeps"] == 0 for r in rows)
+    for name in ("kind", "oxygen", "vegf", "perfused"):
+        assert np.array_equal(start[name], sim.lattice.arrays[name]), name

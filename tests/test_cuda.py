@@ -187,7 +187,7 @@ def test_quickstart_48_steps_bit_identical(backend):
         assert row_a.tobytes() == row_b.tobytes(), f"counts differ at step {step}"
         if step % 12 == 0:
             assert_same_state(reference.lattice, twin.lattice, f"step {step}")
-    assert row_a["tumor"] > reference.initial["tumor"]
+    assert row_a["necrotic"] > 0 and row_a["birth_tumor"] > 0   # the core died, the rim divides
 
 
 @pytest.mark.gpu

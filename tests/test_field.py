@@ -293,14 +293,17 @@ def test_declared_reads_and_writes_are_what_a_sweep_touches(relax, rules):
     assert relax.writes == (f.array,)
 
 
-def test_rules_carry_the_kinetics_first_order_by_default(rules, scenario):
+def test_rules_carry_the_kinetics_the_scenario_states(rules, scenario):
+    assert scenario["oxygen.uptake"] == "first_order"
     assert relax_oxygen.field(rules).uptake is FIRST_ORDER
     assert relax_vegf.field(rules).uptake is FIRST_ORDER
+    shipped = build_rules(load_scenario("quickstart"))
+    assert isinstance(relax_oxygen.field(shipped).uptake, MichaelisMenten)
     h = scenario["lattice.voxel_um"]
     mm = michaelis_menten(np.ones(rules.o2_coeff.shape), 1.0, h, 1e6)
-    assert relax_oxygen.field(dataclasses.replace(rules, o2_uptake=mm)).uptake is mm
+    assert relax_oxygen.field(rules.replace(o2_uptake=mm)).uptake is mm
     mm_vegf = michaelis_menten(np.ones(rules.vegf_coeff.shape), 0.1, h, 1e6)
-    assert relax_vegf.field(dataclasses.replace(rules, vegf_uptake=mm_vegf)).uptake is mm_vegf
+    assert relax_vegf.field(rules.replace(vegf_uptake=mm_vegf)).uptake is mm_vegf
 
 
 def test_cuda_flags_equal_their_python_twins():

@@ -1,5 +1,4 @@
 """Perfusion: exactly the blood vessels joined to the lattice faces carry blood."""
-import dataclasses
 
 import numpy as np
 import pytest
@@ -21,8 +20,8 @@ BACKENDS = ["numba", pytest.param("cuda-host", marks=pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def rules():
-    return dataclasses.replace(build_rules(load_scenario("quickstart")),
-                               o2_tolerance_mmHg=1e-4, o2_max_sweeps=20_000)
+    return build_rules(load_scenario("quickstart")).replace(o2_tolerance_mmHg=1e-4,
+                                                            o2_max_sweeps=20_000)
 
 
 def lattice_with(kind, backend="numba"):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from engine.errors import ScenarioError, UserError
-from engine.rules import build_rules, diffusion_coefficient
+from engine.rules import build_rules
+from kernels.field import diffusion_coefficient
 from engine.scenario import (MAX_ORGANS, ORGAN_SCHEMA, REQUIRED, SCHEMA, Scenario, builtin_names,
                              find_line, load_scenario, parse_scenario)
 
