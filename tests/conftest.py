@@ -1,6 +1,20 @@
-"""Shared test fixtures and the slow/gpu markers (skipped visibly, with a reason)."""
+"""Shared test fixtures, the slow/gpu markers (skipped visibly, with a reason) and the
+fuzzing profiles.
+
+Fuzzing (hypothesis): the `ci` profile (default) keeps every fuzz test to a few dozen
+cases so the whole campaign stays under 2 minutes on 2 cores; `nightly` runs many more
+(`HYPOTHESIS_PROFILE=nightly pytest -m fuzz`).  Each case has a deadline, so a hang fails.
+"""
+import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=25, deadline=20_000, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("nightly", max_examples=1000, deadline=60_000,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_addoption(parser):
