@@ -94,3 +94,14 @@ def test_readme_shows_the_voxel_arrays_as_declared():
     text = README.read_text()
     assert "<!-- state table: engine.state.state_table() -->\n" + state_table() in text
     assert BYTES_PER_VOXEL * 1024**3 < 80e9 * 0.5      # 1024^3 with room on an 80 GB GPU
+
+
+def test_readme_layout_names_every_process_module():
+    """The README's layout section lists every module that declares a process."""
+    import sys
+    from kernels.process import PROCESSES
+    layout = README.read_text().partition("## Layout")[2].partition("\n## ")[0]
+    for process in PROCESSES.values():
+        module = sys.modules[process.module].__name__.rpartition(".")[2]
+        if process.module.startswith("kernels.") and module != "lattice":
+            assert module in layout, f"README layout does not name kernels/{module}.py"
