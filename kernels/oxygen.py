@@ -28,6 +28,19 @@ KM_SOURCE = ("p50 of respiration of intact cells 0.05 kPa = 0.375 mmHg "
              "(Scandurra & Gnaiger 2010, Adv Exp Med Biol 662:7)")
 PHYSICELL_UPTAKE = "PhysiCell uptake rate (oxygen.uptake = first_order)"
 
+
+
+def uptake_params(vmax_mmHg_per_s: float, measured: str) -> dict:
+    """A cell type's uptake keys: first-order rate, and V_max (from `measured`, a
+    consumption rate, over the solubility) and K_m of Michaelis–Menten kinetics."""
+    return {
+        "o2_uptake_per_min": nonnegative(10.0, "1/min", PHYSICELL_UPTAKE),
+        "o2_vmax_mmHg_per_s": nonnegative(vmax_mmHg_per_s, "mmHg/s",
+                                          f"{measured} / 3.0e-5 mL O2/mL/mmHg", hi=1e4),
+        "o2_km_mmHg": positive(0.375, "mmHg", KM_SOURCE, hi=760.0),
+    }
+
+
 OXYGEN = Process("oxygen", arrays={"oxygen": Array(np.float32, "pO2, mmHg")}, params={
     "oxygen": {
         "diffusion_um2_per_s": positive(1750.0, "µm²/s", "Grote/Vaupel: 1.75e-5 cm²/s in tissue",
@@ -47,20 +60,10 @@ OXYGEN = Process("oxygen", arrays={"oxygen": Array(np.float32, "pO2, mmHg")}, pa
                                "down to a few mmHg (o2_vmax_mmHg_per_s, o2_km_mmHg); first_order "
                                "λ p (o2_uptake_per_min)"),
     },
-    "tumor": {
-        "o2_uptake_per_min": nonnegative(10.0, "1/min", PHYSICELL_UPTAKE),
-        "o2_vmax_mmHg_per_s": nonnegative(
-            8.44, "mmHg/s", "R3230AC mammary adenocarcinoma in vivo 1.52 cm³ O2/100 g/min "
-            "(Dewhirst et al. 1994, Cancer Res 54:3333) / 3.0e-5 mL O2/mL/mmHg", hi=1e4),
-        "o2_km_mmHg": positive(0.375, "mmHg", KM_SOURCE, hi=760.0),
-    },
-    "organs": {
-        "o2_uptake_per_min": nonnegative(10.0, "1/min", PHYSICELL_UPTAKE),
-        "o2_vmax_mmHg_per_s": nonnegative(
-            0.245, "mmHg/s", "whole breast 1.97 µmol O2/100 mL/min (Carp et al. 2006, J Biomed "
-            "Opt 11:064016) / 3.0e-5 mL O2/mL/mmHg", hi=1e4),
-        "o2_km_mmHg": positive(0.375, "mmHg", KM_SOURCE, hi=760.0),
-    },
+    "tumor": uptake_params(8.44, "R3230AC mammary adenocarcinoma in vivo 1.52 cm³ O2/100 g/min "
+                                 "(Dewhirst et al. 1994, Cancer Res 54:3333)"),
+    "organs": uptake_params(0.245, "whole breast 1.97 µmol O2/100 mL/min (Carp et al. 2006, "
+                                   "J Biomed Opt 11:064016)"),
 })
 
 
