@@ -66,6 +66,7 @@ import numpy as np
 from numba import prange
 
 from .cuda import THREADS_PER_BLOCK, slab_args
+from .process import launch_args, prototype
 from .lattice import N_KINDS, VESSEL, is_live
 from .twin import kernel
 
@@ -75,6 +76,7 @@ FIELD_SOURCE = 2              # a source table
 FIELD_SOURCE_HYPOXIC = 4      # ... only in live cells whose pO2 is below a threshold
 FIELD_MICHAELIS_MENTEN = 8    # saturable uptake V_max f / (K_m + f)
 
+FIELD_ARGS = tuple(a.name for a in prototype("field.cu", "relax_field_colour"))
 SWEEPS_PER_BATCH = 8          # CUDA: sweeps queued between two reads of the residuals
 FIELD_BLOCKS = 4096           # CUDA: most thread blocks of one colour launch (grid-stride)
 INF_BITS = np.uint32(0x7F800000)
@@ -291,18 +293,22 @@ def _relax_cuda(launch, lattice, field, step):
     tolerance_bits = np.float32(field.tolerance).view(np.uint32)
     tables = tuple(launch.table(t if t is not None else _NO_TABLE)
                    for t in (field.coeff, field.source, field.vmax))
-    args = (lattice.arrays[field.array], lattice.kind, lattice.organ, lattice.perfused,
-            lattice.oxygen, *tables, np.int32(field.labels), np.int32(field.flags),
-            *field.scalars())
+    vessel_value, secrete_below, km, omega = field.scalars()
+    values = dict(f=lattice.arrays[field.array], kind=lattice.kind, organ=lattice.organ,
+                  perfused=lattice.perfused, oxygen=lattice.oxygen, coeff=tables[0],
+                  source=tables[1], vmax=tables[2], n_labels=field.labels, flags=field.flags,
+                  vessel_value=vessel_value, secrete_below=secrete_below, km=km, omega=omega,
+                  colour=0, residuals=residuals, sweep=1, tolerance_bits=tolerance_bits)
+    args = list(launch_args("field.cu", "relax_field_colour", values))   # checked once
+    at_colour, at_sweep = FIELD_ARGS.index("colour"), FIELD_ARGS.index("sweep")
     slab = slab_args(lattice, _NO_KEY)
     done, last = 0, None
     while done < field.max_sweeps:
         n = min(SWEEPS_PER_BATCH, field.max_sweeps - done)
         for sweep in range(done + 1, done + n + 1):
             for colour in (0, 1):
-                launch.launch("field.cu", "relax_field_colour", threads,
-                              args + (np.int32(colour), residuals, np.int32(sweep),
-                                      tolerance_bits, *slab))
+                args[at_colour], args[at_sweep] = np.int32(colour), np.int32(sweep)
+                launch.launch("field.cu", "relax_field_colour", threads, (*args, *slab))
         batch = launch.to_host(residuals[done + 1:done + n + 1])
         converged = np.flatnonzero(batch <= tolerance_bits)
         if converged.size:

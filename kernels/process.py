@@ -34,6 +34,7 @@ kernels see only their own rows, with local codes 0..n-1.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -133,6 +134,7 @@ TILE = _macro_params("OL_TILE_PARAMS")         # a tile pass's list of tiles
 SLAB_PARAMS = tuple(a.name for a in SLAB)
 
 
+@functools.lru_cache(maxsize=None)
 def prototype(source: str, entry: str) -> tuple[Arg, ...]:
     """The declared arguments of `OL_ENTRY entry(...)` in `source`, without the slab
     parameters (which every entry must end with); OL_TILE_PARAMS expanded."""
@@ -318,6 +320,17 @@ def _checked(entry: str, a: Arg, v):
     if not exact:
         raise DeclarationError(f"{entry}: argument {a} = {v!r} does not fit {a.dtype}")
     return cast
+
+
+def launch_args(source: str, entry: str, values: dict) -> tuple:
+    """The launch tuple of CUDA entry `entry` in `source`, built by name from `values`
+    and checked against its prototype like a process entry's (for a driver that
+    launches an entry itself: the field solver's batched sweeps)."""
+    args = prototype(source, entry)
+    missing = [a.name for a in args if a.name not in values]
+    if missing:
+        raise DeclarationError(f"{source}: {entry}: no value for {', '.join(missing)}")
+    return tuple(_checked(entry, a, values[a.name]) for a in args)
 
 
 def c_header_for(source: str) -> str:

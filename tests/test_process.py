@@ -105,3 +105,18 @@ def test_readme_layout_names_every_process_module():
         module = sys.modules[process.module].__name__.rpartition(".")[2]
         if process.module.startswith("kernels.") and module != "lattice":
             assert module in layout, f"README layout does not name kernels/{module}.py"
+
+
+def test_the_field_solvers_launch_is_checked_against_its_prototype():
+    """The field solver launches its CUDA entry itself (batched sweeps); its tuple is
+    still built by name from field.cu's prototype and every dtype checked."""
+    import numpy as np
+    from kernels.process import DeclarationError, launch_args, prototype
+    args = prototype("field.cu", "relax_field_colour")
+    good = {a.name: (np.zeros(2, a.dtype) if a.pointer else a.dtype.type(1)) for a in args}
+    assert len(launch_args("field.cu", "relax_field_colour", good)) == len(args)
+    with pytest.raises(DeclarationError, match="float \\*f got float64"):
+        launch_args("field.cu", "relax_field_colour", {**good, "f": np.zeros(2)})
+    with pytest.raises(DeclarationError, match="no value for omega"):
+        launch_args("field.cu", "relax_field_colour",
+                    {k: v for k, v in good.items() if k != "omega"})
