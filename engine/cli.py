@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
+    from .output import RunLock
     from .run import disk_estimate, free_bytes, run, steps_for
     from .scenario import load_scenario
     from .state import human_bytes
@@ -123,12 +124,14 @@ def cmd_run(args) -> int:
         if not args.quiet:
             print(f"oncolattice: {length}: the run will write {need}; "
                   f"{human_bytes(free)} free on {shown(where)}", file=log, flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out).acquire()           # refuse a second writer before anything else
     if not args.quiet:
         print(f"oncolattice {__version__}: {shown(scenario.path)} seed={scenario['scenario.seed']} "
               f"backend={backend} steps={steps} -> {shown(out)}", file=log, flush=True)
     summary = run(scenario, backend=backend, steps=steps, out=out, snapshot_every=every,
                   summary_path=args.summary, progress=not args.quiet, log=log,
-                  overwrite=args.overwrite, stop=stop_requested)
+                  overwrite=args.overwrite, stop=stop_requested, lock=lock)
     if not args.quiet:
         c0, c = summary["counts_initial"], summary["counts"]
         print(f"done in {summary['wall_s']:.1f} s: tumor {c0['tumor']} -> {c['tumor']} cells "

@@ -156,18 +156,24 @@ def no_stop() -> int | None:
 
 def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
         summary_path: Path | None = None, progress: bool = True, log=sys.stderr,
-        overwrite: bool = True, stop=no_stop) -> dict:
+        overwrite: bool = True, stop=no_stop, lock: RunLock | None = None) -> dict:
     """Run `steps` steps, writing `out` (HDF5 + XDMF) and optionally a JSON summary.
 
-    `out` is locked (:class:`RunLock`) before it is created and until it is closed;
-    an existing `out` is replaced only with `overwrite`.  `stop()` returns the number
+    `out` is locked (:class:`RunLock`; `lock` if the caller holds it already) before
+    it is created and until it is closed; an existing `out` is replaced only with
+    `overwrite`.  `stop()` returns the number
     of a signal that asks the run to end, or None: it is polled at each step
     boundary, and the run then snapshots its current step, closes the file as
     ``interrupted`` and raises :class:`Interrupted`.  A failed write ends the run
     with :class:`OutputFailed`; so does a disk too full for the next snapshot."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with RunLock(out) as lock:
+    if lock is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with RunLock(out) as lock:
+            return run(scenario, backend=backend, steps=steps, out=out, lock=lock,
+                       snapshot_every=snapshot_every, summary_path=summary_path,
+                       progress=progress, log=log, overwrite=overwrite, stop=stop)
+    with lock:
         if out.exists() and not overwrite:
             raise UserError(f"--out {shown(out)}: the file exists (use --overwrite to replace it)")
         return _run_locked(scenario, backend=backend, steps=steps, out=out, lock=lock,
@@ -215,8 +221,7 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
     def snapshot():
         need = snapshot_bytes(lat.shape) + SPACE_MARGIN_BYTES
         if free_bytes(out.parent) < need:
-            raise OSError(28, f"No space left on device: fewer than {human_bytes(need)} free "
-                              f"for the snapshot of step {sim.step_index}")
+            raise OSError(28, f"No space left on device (under {human_bytes(need)} free)")
         writer.write_snapshot(sim.step_index, sim.time_h, {lat.name: sim.snapshot()})
         return sim.step_index
 
