@@ -97,7 +97,13 @@ def cmd_run(args) -> int:
         raise UserError(f"--days {args.days:g}: shorter than one step of {step_h:g} h "
                         f"({step_h / 24.0:g} days)")
     duration = None if args.days is None else args.days * 24.0
-    scenario.with_overrides(seed=args.seed, duration_h=duration)
+    try:
+        scenario.with_overrides(seed=args.seed, duration_h=duration)
+    except UserError as exc:               # name the flag, not only the scenario key
+        given = [f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
+                 for flag, value in (("--seed", args.seed), ("--days", args.days))
+                 if value is not None]
+        raise UserError(f"{' '.join(given)}: {exc}") from None
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps {args.steps}: must be at least 1")
     if args.snapshot_every is not None and args.snapshot_every < 1:
