@@ -176,8 +176,20 @@ def test_runwriter_holds_the_lock_for_its_lifetime(tmp_path):
 
 # -- 3. signals -----------------------------------------------------------------------------
 
+def handles_stop_signals(proc) -> bool:
+    """Whether `proc` catches SIGINT, SIGTERM and SIGUSR1 (SigCgt in /proc): `main`
+    has installed its handlers (before that Python itself is still starting)."""
+    try:
+        with open(f"/proc/{proc.pid}/status") as status:
+            mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return proc.poll() is not None
+    return all(mask >> (sig - 1) & 1 for sig in SIGNAL_CODES)
+
+
 def test_signals_at_random_moments_end_cleanly(tiny):
-    """15 runs, each sent SIGINT, SIGTERM or SIGUSR1 at a random moment from start-up on."""
+    """15 runs, each sent SIGINT, SIGTERM or SIGUSR1 at a random moment from the
+    start of `main` on (start-up, the loop, closing)."""
     rng = random.Random(10)
     outcomes = []
     for i in range(15):
@@ -185,7 +197,8 @@ def test_signals_at_random_moments_end_cleanly(tiny):
         out = tiny / f"s{i}.h5"
         proc = spawn("run", "t.toml", "--steps", "15", "--snapshot-every", "4", "--out", out.name,
                      "--quiet", cwd=tiny)
-        time.sleep(rng.uniform(0.5, 1.8))
+        wait_for(lambda: handles_stop_signals(proc), timeout=30)
+        time.sleep(rng.uniform(0.0, 1.3))
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
         assert "Traceback" not in err, err
