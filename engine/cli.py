@@ -2,6 +2,11 @@
 
 Errors a user can fix are printed as one line on stderr with a non-zero exit
 status (2 for bad input); a traceback is shown only with ONCOLATTICE_DEBUG=1.
+
+`run` stops on SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (batch schedulers' warnings
+before the wall time): the handlers only record the signal, and the run checks
+at each step boundary, snapshots the current step, closes its file as
+``interrupted`` and exits with 128 + the signal number (130, 143, 138).
 """
 from __future__ import annotations
 
@@ -12,13 +17,16 @@ import os
 import re
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
 from .backend import BACKENDS, gpu_free_bytes, gpu_status, select_backend
-from .errors import UserError
+from .errors import Interrupted, UserError, shown
 
 DEFAULT_SCENARIO = "quickstart"
+LONG_RUN_STEPS = 10_000         # a run longer than this prints its disk estimate first
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 # Commands that read run files live in tools/: each module has HELP,
 # add_arguments(parser) and command(args) -> exit status, and imports its heavy
@@ -54,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--snapshot-every", type=int, metavar="N",
                      help="steps between snapshots (default: time.snapshot_every_steps)")
     run.add_argument("--summary", type=Path, metavar="SUMMARY.json", help="write a JSON summary")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    repair = sub.add_parser("repair", help="make the file of a killed run readable again "
+                            "(marks it closed and interrupted, trims a torn snapshot)")
+    repair.add_argument("run_file", type=Path, metavar="RUN.h5")
 
     check = sub.add_parser("check", help="validate a scenario; print resolved parameters and memory")
     check.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
@@ -72,13 +85,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from .run import run, steps_for
+    from .output import RunLock
+    from .run import disk_estimate, free_bytes, run, steps_for
     from .scenario import load_scenario
+    from .state import human_bytes
     if args.days is not None and not (math.isfinite(args.days) and args.days > 0):
         raise UserError(f"--days {args.days}: the duration must be a positive number of days")
     scenario = load_scenario(args.scenario)
+    step_h = scenario["time.step_h"]
+    if args.days is not None and args.days * 24.0 < step_h * (1 - 1e-9):
+        raise UserError(f"--days {args.days:g}: shorter than one step of {step_h:g} h "
+                        f"({step_h / 24.0:g} days)")
     duration = None if args.days is None else args.days * 24.0
-    scenario.with_overrides(seed=args.seed, duration_h=duration)
+    try:
+        scenario.with_overrides(seed=args.seed, duration_h=duration)
+    except UserError as exc:               # name the flag, not only the scenario key
+        given = [f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
+                 for flag, value in (("--seed", args.seed), ("--days", args.days))
+                 if value is not None]
+        raise UserError(f"{' '.join(given)}: {exc}") from None
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps {args.steps}: must be at least 1")
     if args.snapshot_every is not None and args.snapshot_every < 1:
@@ -87,20 +112,99 @@ def cmd_run(args) -> int:
     steps = args.steps if args.steps is not None else steps_for(scenario)
     out = args.out or Path(f"{default_stem(scenario['scenario.name'])}.h5")
     if out.suffix not in (".h5", ".hdf5"):
-        raise UserError(f"--out {out}: the run file must end in .h5 or .hdf5")
+        raise UserError(f"--out {shown(out)}: the run file must end in .h5 or .hdf5")
+    check_run_paths(out, args.summary, Path(scenario.path), overwrite=args.overwrite)
     every = args.snapshot_every or scenario["time.snapshot_every_steps"]
     log = sys.stderr
+    estimate = disk_estimate(scenario, steps, every)
+    where = existing_ancestor(out.parent)
+    free = free_bytes(where)
+    if steps > LONG_RUN_STEPS or estimate["bytes"] > free:
+        length = (f"--steps {args.steps}" if args.steps is not None else
+                  f"--days {args.days:g}" if args.days is not None else f"{steps} steps")
+        need = (f"up to {human_bytes(estimate['bytes'])} ({estimate['snapshots']:,} snapshots "
+                f"x {human_bytes(estimate['snapshot_bytes'])} before compression, plus counts)")
+        if estimate["bytes"] > free:
+            raise UserError(f"{length}: the run would write {need} but {shown(where)} has "
+                            f"{human_bytes(free)} free; shorten it or raise --snapshot-every")
+        if not args.quiet:
+            print(f"oncolattice: {length}: the run will write {need}; "
+                  f"{human_bytes(free)} free on {shown(where)}", file=log, flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out).acquire()           # refuse a second writer before anything else
     if not args.quiet:
-        print(f"oncolattice {__version__}: {scenario.path} seed={scenario['scenario.seed']} "
-              f"backend={backend} steps={steps} -> {out}", file=log, flush=True)
+        print(f"oncolattice {__version__}: {shown(scenario.path)} seed={scenario['scenario.seed']} "
+              f"backend={backend} steps={steps} -> {shown(out)}", file=log, flush=True)
     summary = run(scenario, backend=backend, steps=steps, out=out, snapshot_every=every,
-                  summary_path=args.summary, progress=not args.quiet, log=log)
+                  summary_path=args.summary, progress=not args.quiet, log=log,
+                  overwrite=args.overwrite, stop=stop_requested, lock=lock)
     if not args.quiet:
         c0, c = summary["counts_initial"], summary["counts"]
         print(f"done in {summary['wall_s']:.1f} s: tumor {c0['tumor']} -> {c['tumor']} cells "
               f"(x{summary['tumor_growth']:.1f}), functional fraction "
               f"{summary['functional_fraction']:.4f}, necrotic {c['necrotic']}", file=log)
     return 0
+
+
+def cmd_repair(args) -> int:
+    from .output import repair_run_file
+    print(repair_run_file(args.run_file))
+    return 0
+
+
+# -- output paths ---------------------------------------------------------------------
+
+def existing_ancestor(path: Path) -> Path:
+    """`path` or its nearest existing ancestor (the directory a run would create it in)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(os.path.abspath(a)).resolve() == Path(os.path.abspath(b)).resolve()
+
+
+def check_writable(flag: str, path: Path, *, replace: bool) -> None:
+    """Refuse, before anything is written, a `flag` path that cannot be written: a
+    NUL in it, a directory there, an existing file without `replace`, a parent path
+    component that is a plain file, a directory that is not writable."""
+    if "\0" in os.fspath(path):
+        raise UserError(f"{flag} {shown(path)}: the path contains a NUL character")
+    if path.is_dir():
+        raise UserError(f"{flag} {shown(path)}: is a directory")
+    if path.exists() or path.is_symlink():
+        if not replace:
+            raise UserError(f"{flag} {shown(path)}: the file exists "
+                            f"(use --overwrite to replace it)")
+        if not os.access(path, os.W_OK):
+            raise UserError(f"{flag} {shown(path)}: the file is not writable")
+    where = existing_ancestor(path.parent)
+    if not where.is_dir():
+        raise UserError(f"{flag} {shown(path)}: {shown(where)} is not a directory")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {shown(path)}: directory {shown(where)} is not writable")
+
+
+def check_run_paths(out: Path, summary: Path | None, scenario: Path, *, overwrite: bool) -> None:
+    """Refuse output paths that would destroy an input or each other: --out (or its
+    XDMF sidecar) on the scenario file, --summary on --out, its sidecar or the
+    scenario; then check each can be written (:func:`check_writable`)."""
+    xdmf = out.with_suffix(".xdmf")
+    if _same_file(out, scenario) or _same_file(xdmf, scenario):
+        raise UserError(f"--out {shown(out)}: would overwrite the scenario file {shown(scenario)}")
+    if summary is not None:
+        for other, what in ((out, "the --out run file"), (xdmf, "the run's XDMF sidecar"),
+                            (scenario, "the scenario file")):
+            if _same_file(summary, other):
+                raise UserError(f"--summary {shown(summary)}: would overwrite {what} {shown(other)}")
+    check_writable("--out", out, replace=overwrite)
+    if summary is not None:
+        check_writable("--summary", summary, replace=True)
 
 
 def default_stem(name: str) -> str:
@@ -164,36 +268,115 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "bench": cmd_bench}
+COMMANDS = {"run": cmd_run, "check": cmd_check, "bench": cmd_bench, "repair": cmd_repair}
+STOPPABLE = ("run", "repair")   # commands that end at a safe point on a stop signal
+
+_stops: list[int] = []          # stop signals received, in order
 
 
-def _stop_on_sigterm(signum, frame):
-    """Batch schedulers end jobs with SIGTERM: stop like Ctrl-C, keeping snapshots."""
-    raise KeyboardInterrupt
+def _record_stop(signum, frame):
+    """Only record the signal: raising here could land anywhere (even in a weakref
+    callback, where the exception is discarded and the run goes on)."""
+    _stops.append(signum)
+
+
+def stop_requested() -> int | None:
+    """The first stop signal received during this command, or None."""
+    return _stops[0] if _stops else None
+
+
+@contextmanager
+def stop_signals():
+    """Record SIGINT, SIGTERM and SIGUSR1 instead of acting on them, for the
+    command's lifetime (from before argument parsing); restore the handlers after.
+    Outside the main thread signals cannot be handled: nothing changes."""
+    _stops.clear()
+    try:
+        previous = {sig: signal.signal(sig, _record_stop) for sig in STOP_SIGNALS}
+    except ValueError:
+        previous = {}
+    try:
+        yield previous
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _dispatch(argv, previous) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command not in STOPPABLE:         # tools and bench: the usual Ctrl-C
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if (signum := stop_requested()) is not None:
+            raise Interrupted(signum, f"stopped by {signal.Signals(signum).name}")
+    if args.command in TOOL_COMMANDS:
+        return importlib.import_module(TOOL_COMMANDS[args.command]).command(args)
+    return COMMANDS[args.command](args)
+
+
+def _from_h5py_dealloc(tb) -> bool:
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name.endswith("_dealloc") and "h5py" in code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+@contextmanager
+def quiet_h5py_teardown():
+    """After a failed write h5py reports each object it cannot release (its HDF5 close
+    must write too) as an ignored exception with a traceback.  The run reports the
+    failure in one line; those reports are dropped (kept with ONCOLATTICE_DEBUG=1)."""
+    unraisable, excepthook = sys.unraisablehook, sys.excepthook
+
+    def quiet_unraisable(u):
+        if not _from_h5py_dealloc(u.exc_traceback):
+            unraisable(u)
+
+    def quiet_excepthook(kind, value, tb):
+        if not _from_h5py_dealloc(tb):
+            excepthook(kind, value, tb)
+
+    sys.unraisablehook, sys.excepthook = quiet_unraisable, quiet_excepthook
+    try:
+        yield
+    finally:
+        sys.unraisablehook, sys.excepthook = unraisable, excepthook
+
+
+def _end_now(status: int) -> None:
+    """Exit at once, skipping HDF5's exit handler, which crashes on a file it could not
+    close after a failed write (the file keeps what was written; `repair` fixes it)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def main(argv=None) -> int:
     debug = os.environ.get("ONCOLATTICE_DEBUG") == "1"
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        args = build_parser().parse_args(argv)
-        if args.command in TOOL_COMMANDS:
-            return importlib.import_module(TOOL_COMMANDS[args.command]).command(args)
-        return COMMANDS[args.command](args)
+        with stop_signals() as previous, quiet_h5py_teardown():
+            return _dispatch(argv, previous)
     except UserError as exc:
         print(f"oncolattice: error: {exc}", file=sys.stderr)
         if debug:
             raise
+        if getattr(exc, "hdf5_unclosed", False) and argv is None:
+            with quiet_h5py_teardown():
+                _end_now(exc.exit_status)
+        return exc.exit_status
+    except Interrupted as exc:
+        print(f"oncolattice: interrupted: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
-        print("oncolattice: interrupted (snapshots written so far are kept; "
-              "the run file says status=interrupted)", file=sys.stderr)
+        print("oncolattice: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
         if debug:
             raise
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"oncolattice: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{shown(exc.filename)}: " if getattr(exc, "filename", None) else ""
+        print(f"oncolattice: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # an internal bug: one line, traceback on request
         if debug:

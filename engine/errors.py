@@ -18,3 +18,38 @@ class BackendUnavailable(UserError):
 class DoesNotFit(UserError):
     """The lattice needs more memory than the device (or host) has."""
 
+
+
+class RunLocked(UserError):
+    """Another live process is writing (or repairing) the run file."""
+
+
+class OutputFailed(UserError):
+    """Writing the run file (or its sidecars) failed: a full disk, a quota, an I/O error.
+
+    ``hdf5_unclosed`` is set when HDF5 could not close the file after the failure;
+    its exit handler would then crash the process, so ``oncolattice`` ends without it."""
+
+    exit_status = 1
+
+    def __init__(self, message: str, hdf5_unclosed: bool = False):
+        super().__init__(message)
+        self.hdf5_unclosed = hdf5_unclosed
+
+
+class Interrupted(Exception):
+    """A stop signal (SIGINT, SIGTERM, SIGUSR1) ended the command at a step boundary;
+    exit status 128 + the signal number (130, 143, 138)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_status = 128 + int(signum)
+
+
+def shown(path) -> str:
+    """A path as it is printed in a one-line message: control characters and
+    undecodable bytes escaped, so a message stays one line."""
+    import os
+    text = os.fsdecode(path)
+    return text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii")

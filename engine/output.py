@@ -25,10 +25,21 @@ file to record the final status, so no attribute changes under SWMR.  Only
 
 ``RUN.xdmf`` (XDMF 3) sits next to ``RUN.h5`` and names it relatively; it is
 rewritten after every snapshot and at close.
+
+A writer holds :class:`RunLock` (``flock`` on ``RUN.h5.lock``) from before the
+file is created until it is closed, so a second writer, or :func:`repair_run_file`,
+is refused instead of truncating a live run.  :func:`repair_run_file` makes the
+file of a killed writer readable by any HDF5 tool again.
 """
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import json
+import os
+import shutil
+import socket
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -37,13 +48,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .errors import RunLocked, UserError, shown
 from .runformat import (CHUNK_EDGE, CODES_ATTR, COUNTS, FINAL_STATUSES, FORMAT, FORMAT_ATTR, KIND,
-                        ORGAN, RUNNING, SNAPSHOT_STEP, SNAPSHOT_TIME, STATUS_ATTR, WRITER_ATTRS,
-                        KindCodes, atomic_path, field_path, lattice_path)
+                        LATTICES, ORGAN, RUNNING, SNAPSHOT_STEP, SNAPSHOT_TIME, STATUS_ATTR,
+                        STATUS_REASON_ATTR, WRITER_ATTRS, KindCodes, atomic_path, field_path,
+                        lattice_path, lock_path)
 
 STATUS_LOCK_WAIT_S = 10.0   # how long close() waits for a following reader's file lock
 
 STATUSES = FINAL_STATUSES       # what close() may record
+WRITER_ATTRS_ALL = WRITER_ATTRS + (STATUS_REASON_ATTR,)
 CHUNK_BYTES = 1 << 20           # at most 1 MiB per chunk (and CHUNK_EDGE per axis)
 COUNTS_CHUNK_ROWS = 256
 _GZIP = dict(compression="gzip", compression_opts=1, shuffle=True)
@@ -120,18 +134,93 @@ def _as_field(a, dtype, shape, where):
     return a.astype(dtype)
 
 
+class RunLock:
+    """An exclusive lock on one run file, for a writer's (or a repair's) whole lifetime.
+
+    ``flock`` on the sidecar ``RUN.h5.lock`` (not on ``RUN.h5``, which HDF5 locks
+    itself), which holds the owner's PID and host.  Taken without waiting: a second
+    taker gets :class:`RunLocked` naming the file and that PID.  The kernel drops an
+    flock when its process dies, so the lock of a killed run never blocks; a released
+    lock removes its sidecar (a taker that raced the removal retries on the new one).
+    """
+
+    def __init__(self, run_path):
+        self.run_path = Path(run_path)
+        self.path = lock_path(self.run_path)
+        self._file = None
+
+    def acquire(self) -> "RunLock":
+        while self._file is None:
+            fh = open(self.path, "a+b")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                owner = fh.read(200).decode("utf-8", "replace").split() or ["?", "?"]
+                fh.close()
+                raise RunLocked(f"{shown(self.run_path)}: in use by oncolattice process "
+                                f"PID {owner[0]} on {owner[-1]} (lock {shown(self.path.name)}); "
+                                f"wait for it to end or choose another --out") from None
+            except BaseException:
+                fh.close()
+                raise
+            if self._is_current(fh):
+                self._file = fh
+            else:
+                fh.close()              # its last holder removed it meanwhile: retry
+        self._file.truncate(0)
+        self._file.write(f"{os.getpid()} {socket.gethostname()}\n".encode())
+        self._file.flush()
+        return self
+
+    def _is_current(self, fh) -> bool:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fh.fileno())
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def release(self) -> None:
+        """Remove the sidecar (while still holding it), then unlock."""
+        if self._file is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        finally:
+            self._file.close()
+            self._file = None
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
 class RunWriter:
     """Writes one run: static lattice data, snapshot series, per-step counts.
 
     ``arrays`` given to :meth:`write_snapshot` must be host (numpy) arrays.
     As a context manager, a normal exit closes with ``"complete"`` (unless
     already closed), KeyboardInterrupt with ``"interrupted"``, any other
-    exception with ``"failed"``; the exception is re-raised.
+    exception with ``"failed"`` and the exception as ``status_reason``; the
+    exception is re-raised.
+
+    The writer holds ``lock`` (a held :class:`RunLock` on `path`; by default it
+    takes its own before creating the file) until it is closed.
     """
 
     def __init__(self, path, *, attrs: dict, lattices: list[LatticeInfo],
                  counts_dtype: np.dtype, snapshot_fields: dict[str, np.dtype],
-                 field_attrs: dict[str, dict] | None = None):
+                 field_attrs: dict[str, dict] | None = None, lock: RunLock | None = None):
         self.path = Path(path)
         self.xdmf_path = self.path.with_suffix(".xdmf")
         if self.xdmf_path == self.path:
@@ -153,20 +242,30 @@ class RunWriter:
             raise ValueError(f"field_attrs for unknown fields: {sorted(unknown)}")
         if CODES_ATTR in field_attrs.get(KIND, {}):
             KindCodes.parse(field_attrs[KIND][CODES_ATTR])      # ValueError if malformed
-        if reserved := set(WRITER_ATTRS) & set(attrs):
+        if reserved := set(WRITER_ATTRS_ALL) & set(attrs):
             raise ValueError(f"attrs may not set {sorted(reserved)}: the writer owns them")
 
         self._pending = []              # counts rows not yet written to the file
         self._closed = False
-        self._f = h5py.File(self.path, "w", libver="latest")
+        self.hdf5_unclosed = False      # HDF5 failed to close the file (after a write error)
+        self._lock = lock if lock is not None else RunLock(self.path).acquire()
+        if not self._lock.held or self._lock.run_path != self.path:
+            raise ValueError(f"lock {self._lock.path} is not a held lock on {self.path}")
+        try:
+            self._f = h5py.File(self.path, "w", libver="latest")
+        except BaseException:
+            self._closed = True
+            self._lock.release()
+            raise
         try:
             self._create(attrs, field_attrs)
             self._f.flush()
             self._f.swmr_mode = True        # no new objects or attributes from here on
             self._write_xdmf()
         except BaseException:
-            self._f.close()
             self._closed = True
+            self._close_file()
+            self._lock.release()
             raise
 
     def _create(self, attrs, field_attrs):
@@ -262,37 +361,56 @@ class RunWriter:
         ds[n:] = rows
         self._pending = []
 
-    def close(self, status: str) -> None:
-        """Write pending counts and the final ``status``, rewrite the XDMF, close."""
+    def close(self, status: str, reason: str | None = None) -> None:
+        """Write pending counts, rewrite the XDMF, close, record the final ``status``
+        (and ``reason`` as ``status_reason``), release the lock.  If a write fails
+        the file is still closed and the lock released before the error is raised."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         self._check_open()
         self._closed = True
         try:
-            self._flush_counts()
-            self._f.flush()
-            self._write_xdmf()
+            try:
+                self._flush_counts()
+                self._f.flush()
+                self._write_xdmf()
+            finally:
+                self._close_file()
+            self._record_status(status, reason)
         finally:
-            self._f.close()
-        self._record_status(status)
+            self._lock.release()
 
-    def _record_status(self, status: str) -> None:
+    def _close_file(self) -> None:
+        """Close the HDF5 file; if HDF5 cannot (it must write what a failed write left
+        dirty), note it in ``hdf5_unclosed`` and raise."""
+        try:
+            self._f.close()
+        except Exception:
+            self.hdf5_unclosed = True
+            raise
+
+    def _record_status(self, status: str, reason: str | None = None) -> None:
         """Set the final status, out of SWMR (attributes may change now).  A reader that
         follows the run (`view --follow`) holds a shared lock on the file, which an r+
         open must wait for: wait up to STATUS_LOCK_WAIT_S, then write the one attribute
         without file locking rather than leave a finished run marked `running`."""
+        def record(f):
+            f.attrs[STATUS_ATTR] = status
+            if reason:
+                f.attrs[STATUS_REASON_ATTR] = reason
+
         deadline = time.monotonic() + STATUS_LOCK_WAIT_S
         while True:
             try:
                 with h5py.File(self.path, "r+") as f:
-                    f.attrs[STATUS_ATTR] = status
+                    record(f)
                 return
             except OSError:
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(0.05)
         with h5py.File(self.path, "r+", locking=False) as f:
-            f.attrs[STATUS_ATTR] = status
+            record(f)
 
     def __enter__(self):
         return self
@@ -304,61 +422,162 @@ class RunWriter:
             self.close("complete")
             return False
         try:
-            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+            if issubclass(exc_type, KeyboardInterrupt):
+                self.close("interrupted")
+            else:
+                self.close("failed", f"{exc_type.__name__}: {exc}")
         except Exception:
             pass                    # never mask the original exception
         return False
 
-    # -- XDMF sidecar --------------------------------------------------------
-
     def _write_xdmf(self):
-        """Rewrite RUN.xdmf (atomically) from the current snapshot index."""
-        times = self._f[SNAPSHOT_TIME][:]
-        h5name = self.path.name
-        root = ET.Element("Xdmf", Version="3.0")
-        domain = ET.SubElement(root, "Domain")
-        for lat in self.lattices:
-            if len(times) == 0:     # nothing yet: one static grid with the organs
-                self._xdmf_grid(domain, lat, h5name, None, None)
-                continue
-            coll = ET.SubElement(domain, "Grid", Name=lat.name, GridType="Collection",
-                                 CollectionType="Temporal")
-            for t, time_h in enumerate(times):
-                self._xdmf_grid(coll, lat, h5name, t, float(time_h))
-        ET.indent(root)
-        with atomic_path(self.xdmf_path) as tmp:
-            ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
+        write_xdmf(self._f, self.path, self.xdmf_path,
+                   lattices=[lat.name for lat in self.lattices], fields=list(self.fields))
 
-    def _xdmf_grid(self, parent, lat, h5name, t, time_h):
-        dims = " ".join(map(str, lat.shape))
-        name = lat.name if t is None else f"{lat.name}_{t:06d}"
-        grid = ET.SubElement(parent, "Grid", Name=name, GridType="Uniform")
-        if t is not None:
-            ET.SubElement(grid, "Time", Value=repr(time_h))
-        ET.SubElement(grid, "Topology", TopologyType="3DCoRectMesh",
-                      Dimensions=" ".join(str(n + 1) for n in lat.shape))
-        geo = ET.SubElement(grid, "Geometry", GeometryType="ORIGIN_DXDYDZ")
-        v = repr(float(lat.voxel_um))
-        for label, text in (("Origin", "0 0 0"), ("Spacing", f"{v} {v} {v}")):
-            ET.SubElement(geo, "DataItem", Name=label, Dimensions="3", NumberType="Float",
-                          Precision="8", Format="XML").text = text
-        attr = ET.SubElement(grid, "Attribute", Name=ORGAN, AttributeType="Scalar", Center="Cell")
-        ET.SubElement(attr, "DataItem", Dimensions=dims, NumberType="UChar", Precision="1",
-                      Format="HDF").text = f"{h5name}:/{field_path(lat.name, ORGAN)}"
-        if t is None:
-            return
-        for fname, dt in self.fields.items():
-            ntype, prec = _xdmf_type(dt)
-            full = self._f[field_path(lat.name, fname)].shape
-            attr = ET.SubElement(grid, "Attribute", Name=fname, AttributeType="Scalar",
-                                 Center="Cell")
-            slab = ET.SubElement(attr, "DataItem", ItemType="HyperSlab", Type="HyperSlab",
-                                 Dimensions=dims, NumberType=ntype, Precision=str(prec))
-            ET.SubElement(slab, "DataItem", Dimensions="3 4", NumberType="Int",
-                          Format="XML").text = f"{t} 0 0 0  1 1 1 1  1 {dims}"
-            ET.SubElement(slab, "DataItem", Dimensions=" ".join(map(str, full)),
-                          NumberType=ntype, Precision=str(prec),
-                          Format="HDF").text = f"{h5name}:/{field_path(lat.name, fname)}"
+
+# -- XDMF sidecar ------------------------------------------------------------------
+
+def write_xdmf(f, h5_path, xdmf_path, lattices=None, fields=None):
+    """Rewrite `xdmf_path` (atomically) for the open run file `f` at `h5_path`: one
+    temporal grid per lattice from the snapshot index.  `lattices` and `fields` give
+    the order (default: the file's lattices, and its datasets other than organ)."""
+    times = f[SNAPSHOT_TIME][:]
+    h5name = Path(h5_path).name
+    root = ET.Element("Xdmf", Version="3.0")
+    domain = ET.SubElement(root, "Domain")
+    for name in (lattices if lattices is not None else list(f[LATTICES])):
+        group = f[lattice_path(name)]
+        names = fields if fields is not None else [k for k in group if k != ORGAN]
+        lat = (name, tuple(int(n) for n in group.attrs["shape"]), float(group.attrs["voxel_um"]),
+               {k: group[k] for k in names})
+        if len(times) == 0:     # nothing yet: one static grid with the organs
+            _xdmf_grid(domain, lat, h5name, None, None)
+            continue
+        coll = ET.SubElement(domain, "Grid", Name=name, GridType="Collection",
+                             CollectionType="Temporal")
+        for t, time_h in enumerate(times):
+            _xdmf_grid(coll, lat, h5name, t, float(time_h))
+    ET.indent(root)
+    with atomic_path(xdmf_path) as tmp:
+        ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
+
+
+def _xdmf_grid(parent, lat, h5name, t, time_h):
+    lname, shape, voxel_um, datasets = lat
+    dims = " ".join(map(str, shape))
+    name = lname if t is None else f"{lname}_{t:06d}"
+    grid = ET.SubElement(parent, "Grid", Name=name, GridType="Uniform")
+    if t is not None:
+        ET.SubElement(grid, "Time", Value=repr(time_h))
+    ET.SubElement(grid, "Topology", TopologyType="3DCoRectMesh",
+                  Dimensions=" ".join(str(n + 1) for n in shape))
+    geo = ET.SubElement(grid, "Geometry", GeometryType="ORIGIN_DXDYDZ")
+    v = repr(float(voxel_um))
+    for label, text in (("Origin", "0 0 0"), ("Spacing", f"{v} {v} {v}")):
+        ET.SubElement(geo, "DataItem", Name=label, Dimensions="3", NumberType="Float",
+                      Precision="8", Format="XML").text = text
+    attr = ET.SubElement(grid, "Attribute", Name=ORGAN, AttributeType="Scalar", Center="Cell")
+    ET.SubElement(attr, "DataItem", Dimensions=dims, NumberType="UChar", Precision="1",
+                  Format="HDF").text = f"{h5name}:/{field_path(lname, ORGAN)}"
+    if t is None:
+        return
+    for fname, ds in datasets.items():
+        ntype, prec = _xdmf_type(ds.dtype)
+        full = ds.shape
+        attr = ET.SubElement(grid, "Attribute", Name=fname, AttributeType="Scalar",
+                             Center="Cell")
+        slab = ET.SubElement(attr, "DataItem", ItemType="HyperSlab", Type="HyperSlab",
+                             Dimensions=dims, NumberType=ntype, Precision=str(prec))
+        ET.SubElement(slab, "DataItem", Dimensions="3 4", NumberType="Int",
+                      Format="XML").text = f"{t} 0 0 0  1 1 1 1  1 {dims}"
+        ET.SubElement(slab, "DataItem", Dimensions=" ".join(map(str, full)),
+                      NumberType=ntype, Precision=str(prec),
+                      Format="HDF").text = f"{h5name}:/{field_path(lname, fname)}"
+
+
+# -- repairing the file of a killed writer ------------------------------------------
+
+def _loaded_hdf5_library() -> str | None:
+    """Path of the libhdf5 that h5py loaded (from /proc/self/maps), or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                name = os.path.basename(path)
+                if name.startswith(("libhdf5-", "libhdf5.so")):
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+def clear_status_flags(path) -> None:
+    """Mark `path` closed, as ``h5clear -s --increment=0`` does.  A writer that dies
+    leaves the superblock saying "open for (SWMR) write", so HDF5 (h5py, h5dump,
+    ParaView) refuses the file, and its end-of-allocation short of data written
+    since.  h5py lacks the calls, so the file-access properties h5clear uses
+    (``clear_status_flags``, ``skip_eof_check``) and ``H5Fincrement_filesize`` are
+    reached through the libhdf5 h5py loaded; failing that, ``h5clear`` is run."""
+    lib = _loaded_hdf5_library()
+    if lib is not None:
+        hdf5 = ctypes.CDLL(lib)
+        hdf5.H5Pset.argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p]
+        hdf5.H5Fincrement_filesize.argtypes = [ctypes.c_int64, ctypes.c_uint64]
+        fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        true = ctypes.c_uint32(1)       # an hbool_t: its first byte is read
+        if all(hdf5.H5Pset(fapl.id, name, ctypes.byref(true)) >= 0
+               for name in (b"clear_status_flags", b"skip_eof_check")):
+            fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR, fapl=fapl)
+            try:
+                if hdf5.H5Fincrement_filesize(fid.id, 0) >= 0:     # EOA := EOF
+                    return
+            finally:
+                fid.close()
+    if shutil.which("h5clear"):
+        subprocess.run(["h5clear", "-s", "--increment=0", os.fspath(path)], check=True,
+                       capture_output=True)
+        return
+    raise UserError(f"{shown(path)}: cannot clear the file's open-for-write flags here; "
+                    f"run `h5clear -s --increment=0 {shown(path)}` (HDF5 tools), then repair again")
+
+
+def repair_run_file(path) -> str:
+    """Make the run file of a killed writer whole: mark it closed (``h5clear -s``),
+    cut the snapshot index and the field series to the snapshots fully written
+    and the counts to the rows written, say ``interrupted`` where it still says ``running``, rewrite the XDMF.
+    Refused while a live writer holds the file's lock.  Returns a one-line report."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{shown(path)}: no such run file")
+    with RunLock(path):
+        try:
+            try:
+                h5py.File(path, "r", locking=False).close()
+            except OSError:         # marked open for write by a writer that died
+                clear_status_flags(path)
+            f = h5py.File(path, "r+")
+        except OSError as exc:
+            reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
+            raise UserError(f"{shown(path)}: not a readable HDF5 file ({reason})") from None
+        with f:
+            if f.attrs.get(FORMAT_ATTR) != FORMAT:
+                raise UserError(f"{shown(path)}: not an oncolattice run file")
+            series = [f[SNAPSHOT_STEP], f[SNAPSHOT_TIME]] + [
+                ds for g in f[LATTICES].values() for k, ds in g.items() if k != ORGAN]
+            n = min(ds.shape[0] for ds in series)
+            for ds in series:
+                ds.resize(n, axis=0)
+            counts = f[COUNTS]
+            if "step" in (counts.dtype.names or ()):    # a row per step from 0: drop unwritten
+                torn = np.flatnonzero(counts["step"] != np.arange(counts.shape[0]))
+                counts.resize(int(torn[0]) if len(torn) else counts.shape[0], axis=0)
+            status = f.attrs.get(STATUS_ATTR)
+            if status == RUNNING:
+                status = "interrupted"
+                f.attrs[STATUS_ATTR] = status
+                f.attrs[STATUS_REASON_ATTR] = "its writer died; repaired by oncolattice repair"
+            write_xdmf(f, path, path.with_suffix(".xdmf"))
+    return f"{shown(path)}: repaired: {n} snapshots, status {status}"
 
 
 # -- the summary ------------------------------------------------------------------

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
+import shutil
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +17,14 @@ from kernels.lattice import KIND_NAMES
 
 from . import __version__
 from .backend import cpu_threads, gpu_free_bytes
-from .errors import DoesNotFit, UserError
-from .output import LatticeInfo, RunWriter, write_summary
+from .errors import DoesNotFit, Interrupted, OutputFailed, UserError, shown
+from .output import LatticeInfo, RunLock, RunWriter, write_summary
 from .runformat import CODES_ATTR, KIND, UNITS_ATTR, kind_codes_attr
-from .simulation import SNAPSHOT_FIELDS, Simulation
+from .simulation import SNAPSHOT_FIELDS, Simulation, counts_dtype
 from .state import host_bytes_per_voxel, human_bytes, run_bytes
 
 KIND_CODES = kind_codes_attr(KIND_NAMES)      # stored with the kind data: readers decode by it
+SPACE_MARGIN_BYTES = 16 << 20   # free space kept beyond a snapshot before writing it
 
 
 def available_host_bytes() -> int | None:
@@ -61,6 +66,55 @@ def steps_for(scenario) -> int:
     return max(1, int(round(scenario["time.duration_h"] / scenario["time.step_h"])))
 
 
+def snapshot_bytes(shape) -> int:
+    """Bytes of one snapshot of a lattice before compression."""
+    voxels = int(np.prod(shape, dtype=np.int64))
+    return voxels * sum(np.dtype(dt).itemsize for dt, _ in SNAPSHOT_FIELDS.values())
+
+
+def disk_estimate(scenario, steps: int, snapshot_every: int) -> dict:
+    """Disk a run writes at most (snapshots uncompressed, plus the counts table)."""
+    snapshots = steps // snapshot_every + 2             # step 0, every N, the last step
+    per_snapshot = snapshot_bytes(scenario.shape)
+    row = counts_dtype(tuple(o["name"] for o in scenario.organs)).itemsize
+    return {"snapshots": snapshots, "snapshot_bytes": per_snapshot,
+            "bytes": snapshots * per_snapshot + (steps + 1) * row}
+
+
+def free_bytes(directory) -> int:
+    """Free space an unprivileged writer may use on the filesystem of `directory`."""
+    return shutil.disk_usage(directory).free
+
+
+def write_error_reason(exc) -> str:
+    """The reason of a failed write in a few words: the OS error's text, also when
+    HDF5 wraps it ("... errno = 28, error message = 'No space left on device' ...")."""
+    if getattr(exc, "strerror", None):
+        return exc.strerror
+    text = str(exc)
+    if found := re.search(r"error message = '([^']*)'", text):
+        return found.group(1)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def writing(writer, out, what: str):
+    """Turn a failed write (a full disk, a quota, an I/O error; h5py raises OSError or
+    RuntimeError) into OutputFailed naming the file; the file is closed as `failed`
+    with the reason where it can still be written."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        reason = write_error_reason(exc)
+        message = f"{shown(out)}: cannot write {what}: {reason}"
+        if not writer.closed:
+            try:
+                writer.close("failed", message)
+            except Exception:
+                pass
+        raise OutputFailed(message, hdf5_unclosed=writer.hdf5_unclosed) from None
+
+
 class Progress:
     """A tqdm bar on a terminal; plain log lines (about every 10 %) otherwise."""
 
@@ -96,12 +150,50 @@ def counts_by_kind(row) -> dict[str, int]:
     return {name: int(row[name]) for name in KIND_NAMES}
 
 
+def no_stop() -> int | None:
+    return None
+
+
 def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
-        summary_path: Path | None = None, progress: bool = True, log=sys.stderr) -> dict:
-    """Run `steps` steps, writing `out` (HDF5 + XDMF) and optionally a JSON summary."""
+        summary_path: Path | None = None, progress: bool = True, log=sys.stderr,
+        overwrite: bool = True, stop=no_stop, lock: RunLock | None = None) -> dict:
+    """Run `steps` steps, writing `out` (HDF5 + XDMF) and optionally a JSON summary.
+
+    `out` is locked (:class:`RunLock`; `lock` if the caller holds it already) before
+    it is created and until it is closed; an existing `out` is replaced only with
+    `overwrite`.  `stop()` returns the number
+    of a signal that asks the run to end, or None: it is polled at each step
+    boundary, and the run then snapshots its current step, closes the file as
+    ``interrupted`` and raises :class:`Interrupted`.  A failed write ends the run
+    with :class:`OutputFailed`; so does a disk too full for the next snapshot."""
+    out = Path(out)
+    if lock is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with RunLock(out) as lock:
+            return run(scenario, backend=backend, steps=steps, out=out, lock=lock,
+                       snapshot_every=snapshot_every, summary_path=summary_path,
+                       progress=progress, log=log, overwrite=overwrite, stop=stop)
+    with lock:
+        if out.exists() and not overwrite:
+            raise UserError(f"--out {shown(out)}: the file exists (use --overwrite to replace it)")
+        return _run_locked(scenario, backend=backend, steps=steps, out=out, lock=lock,
+                           snapshot_every=snapshot_every, summary_path=summary_path,
+                           progress=progress, log=log, stop=stop)
+
+
+def _stop_before_start(stop, out):
+    if (signum := stop()) is not None:
+        raise Interrupted(signum, f"stopped by {signal.Signals(signum).name} before the run "
+                                  f"started; nothing was written to {shown(out)}")
+
+
+def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_path,
+                progress, log, stop) -> dict:
+    _stop_before_start(stop, out)
     ensure_fits(scenario.shape, backend)
     started = time.perf_counter()
     sim = Simulation(scenario, backend=backend)
+    _stop_before_start(stop, out)
     lat = sim.lattice
     attrs = {
         "scenario_toml": scenario.resolved_toml(),
@@ -118,23 +210,49 @@ def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
                        organ=sim.arch.to_host(lat.organ), organ_names=("none",) + sim.organ_names)
     field_attrs = {name: {UNITS_ATTR: units} for name, (_, units) in SNAPSHOT_FIELDS.items()}
     field_attrs[KIND][CODES_ATTR] = KIND_CODES
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with RunWriter(out, attrs=attrs, lattices=[info], counts_dtype=sim.dtype,
-                   snapshot_fields={name: dtype for name, (dtype, _) in SNAPSHOT_FIELDS.items()},
-                   field_attrs=field_attrs) as writer:
-        writer.append_counts(sim.initial)
-        writer.write_snapshot(0, 0.0, {lat.name: sim.snapshot()})
+    fields = {name: dtype for name, (dtype, _) in SNAPSHOT_FIELDS.items()}
+    try:
+        writer = RunWriter(out, attrs=attrs, lattices=[info], counts_dtype=sim.dtype,
+                           snapshot_fields=fields, field_attrs=field_attrs, lock=lock)
+    except OSError as exc:
+        raise OutputFailed(f"{shown(out)}: cannot create the run file: "
+                           f"{exc.strerror or exc}") from None
+
+    def snapshot():
+        need = snapshot_bytes(lat.shape) + SPACE_MARGIN_BYTES
+        if free_bytes(out.parent) < need:
+            raise OSError(28, f"No space left on device (under {human_bytes(need)} free)")
+        writer.write_snapshot(sim.step_index, sim.time_h, {lat.name: sim.snapshot()})
+        return sim.step_index
+
+    with writer:
+        with writing(writer, out, "the first snapshot"):
+            writer.append_counts(sim.initial)
+            last = snapshot()
         bar = Progress(steps, stream=log, enabled=progress)
         try:
             row = sim.initial
             for _ in range(steps):
+                if (signum := stop()) is not None:
+                    with writing(writer, out, f"the snapshot of step {sim.step_index}"):
+                        if last != sim.step_index:
+                            last = snapshot()
+                        name = signal.Signals(signum).name
+                        kept = writer.n_snapshots
+                        writer.close("interrupted", f"stopped by {name} at step {sim.step_index}")
+                    raise Interrupted(signum, f"stopped by {name} at step {sim.step_index} of "
+                                      f"{steps}: {shown(out)} keeps {kept} snapshots up to "
+                                      f"step {last} (status interrupted)")
                 row = sim.step()
-                writer.append_counts(row)
-                if sim.step_index % snapshot_every == 0 or sim.step_index == steps:
-                    writer.write_snapshot(sim.step_index, sim.time_h, {lat.name: sim.snapshot()})
+                with writing(writer, out, f"the snapshot of step {sim.step_index}"):
+                    writer.append_counts(row)
+                    if sim.step_index % snapshot_every == 0 or sim.step_index == steps:
+                        last = snapshot()
                 bar.update(row)
         finally:
             bar.close()
+        with writing(writer, out, "the end of the run"):
+            writer.close("complete")
     wall = time.perf_counter() - started
     summary = {
         "scenario": scenario["scenario.name"],
@@ -155,5 +273,6 @@ def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
         try:
             write_summary(summary_path, summary)
         except OSError as exc:
-            raise UserError(f"--summary {summary_path}: cannot write: {exc.strerror or exc}") from None
+            raise OutputFailed(f"--summary {shown(summary_path)}: cannot write: "
+                               f"{exc.strerror or exc}") from None
     return summary

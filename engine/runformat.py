@@ -209,3 +209,13 @@ def atomic_path(dest):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+# -- appended by the hardening work (issue 10) ------------------------------------
+STATUS_REASON_ATTR = "status_reason"            # why a run ended `failed` or `interrupted`
+LOCK_SUFFIX = ".lock"                           # RUN.h5.lock: flock'd by the live writer
+
+
+def lock_path(run_path) -> Path:
+    """The sidecar a live writer holds locked: ``RUN.h5.lock``, with its PID and host."""
+    run_path = Path(run_path)
+    return run_path.with_name(run_path.name + LOCK_SUFFIX)

@@ -133,8 +133,33 @@ def compiler() -> str | None:
     return None
 
 
+def private_cache_dir() -> Path:
+    """The per-user directory the host harness is built into and loaded from:
+    $ONCOLATTICE_CACHE, else $XDG_CACHE_HOME/oncolattice, else ~/.cache/oncolattice;
+    created with mode 0700.  A shared library is loaded from it, so it must be the
+    user's own and writable by nobody else (never a predictable path in /tmp)."""
+    if os.environ.get("ONCOLATTICE_CACHE"):
+        cache = Path(os.environ["ONCOLATTICE_CACHE"])
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        cache = Path(base) / "oncolattice"
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_private(cache)
+    return cache
+
+
+def _check_private(path: Path) -> None:
+    """Refuse `path` unless the current user owns it and nobody else may write it."""
+    st = os.stat(path, follow_symlinks=False)
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise RuntimeError(f"{path}: not private to this user (owner uid {st.st_uid}, mode "
+                           f"{st.st_mode & 0o777:o}); refusing to load the CUDA host harness "
+                           f"from it (set ONCOLATTICE_CACHE to a directory of your own)")
+
+
 def build_host_harness() -> Path:
-    """Compile every .cu into one shared library (cached by a hash of sources and flags)."""
+    """Compile every .cu into one shared library (cached by a hash of sources and flags
+    in :func:`private_cache_dir`; built under a temporary name, then renamed into place)."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found for the CUDA host harness (set CXX)")
@@ -144,11 +169,11 @@ def build_host_harness() -> Path:
     for name in HEADERS:
         digest.update(name.encode() + b"\0" + (KERNEL_DIR / name).read_bytes())
     digest.update(" ".join((cxx,) + HOST_FLAGS).encode())
-    cache = Path(os.environ.get("ONCOLATTICE_CACHE", Path(tempfile.gettempdir()) / "oncolattice"))
+    cache = private_cache_dir()
     lib = cache / f"cuda_host_{digest.hexdigest()[:16]}.so"
     if lib.exists():
+        _check_private(lib)
         return lib
-    cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         unit = Path(tmp) / "harness.cpp"
         for s in SOURCES:
