@@ -19,7 +19,7 @@ import numpy as np
 
 from .field import FIRST_ORDER, Field, diffusion_coefficient, field_pass, michaelis_menten
 from .lattice import FUNCTIONAL, N_KINDS, TUMOR
-from .process import Array, Param, Process, nonnegative, positive
+from .process import Array, Param, Process, float32_of, nonnegative, positive
 
 MICHAELIS_MENTEN, FIRST_ORDER_NAME = "michaelis_menten", "first_order"
 # V_max in mmHg/s of tissue: a consumption rate in mL O2 per mL of tissue per s divided by
@@ -27,11 +27,13 @@ MICHAELIS_MENTEN, FIRST_ORDER_NAME = "michaelis_menten", "first_order"
 KM_SOURCE = ("p50 of respiration of intact cells 0.05 kPa = 0.375 mmHg "
              "(Scandurra & Gnaiger 2010, Adv Exp Med Biol 662:7)")
 PHYSICELL_UPTAKE = "PhysiCell uptake rate (oxygen.uptake = first_order)"
+UPTAKE_GUARD = "; bound: a guard, 1000 x PhysiCell's rate"
 
 OXYGEN = Process("oxygen", arrays={"oxygen": Array(np.float32, "pO2, mmHg")}, params={
     "oxygen": {
-        "diffusion_um2_per_s": positive(1750.0, "µm²/s", "Grote/Vaupel: 1.75e-5 cm²/s in tissue",
-                                        hi=1e6),
+        "diffusion_um2_per_s": Param("float", 1750.0, lo=1e-3, hi=1e6, unit="µm²/s",
+                                     source="Grote/Vaupel: 1.75e-5 cm²/s in tissue; lower "
+                                            "bound: a guard, below any solute in tissue"),
         "vessel_mmHg": positive(38.0, "mmHg", "PhysiCell: about 38 mmHg (5 % O2) in tissue",
                                 hi=760.0),
         "initial_mmHg": nonnegative(38.0, "mmHg", "warm start of the first solve", hi=760.0),
@@ -48,14 +50,14 @@ OXYGEN = Process("oxygen", arrays={"oxygen": Array(np.float32, "pO2, mmHg")}, pa
                                "λ p (o2_uptake_per_min)"),
     },
     "tumor": {
-        "o2_uptake_per_min": nonnegative(10.0, "1/min", PHYSICELL_UPTAKE),
+        "o2_uptake_per_min": nonnegative(10.0, "1/min", PHYSICELL_UPTAKE + UPTAKE_GUARD, hi=1e4),
         "o2_vmax_mmHg_per_s": nonnegative(
             8.44, "mmHg/s", "R3230AC mammary adenocarcinoma in vivo 1.52 cm³ O2/100 g/min "
             "(Dewhirst et al. 1994, Cancer Res 54:3333) / 3.0e-5 mL O2/mL/mmHg", hi=1e4),
         "o2_km_mmHg": positive(0.375, "mmHg", KM_SOURCE, hi=760.0),
     },
     "organs": {
-        "o2_uptake_per_min": nonnegative(10.0, "1/min", PHYSICELL_UPTAKE),
+        "o2_uptake_per_min": nonnegative(10.0, "1/min", PHYSICELL_UPTAKE + UPTAKE_GUARD, hi=1e4),
         "o2_vmax_mmHg_per_s": nonnegative(
             0.245, "mmHg/s", "whole breast 1.97 µmol O2/100 mL/min (Carp et al. 2006, J Biomed "
             "Opt 11:064016) / 3.0e-5 mL O2/mL/mmHg", hi=1e4),
@@ -100,11 +102,11 @@ def oxygen_rules(scenario) -> dict:
         "o2_coeff": np.array([[diffusion_coefficient(x, h, d) for x in row] for row in lam],
                              dtype=np.float32),
         "o2_uptake": uptake,
-        "vessel_mmHg": np.float32(scenario["oxygen.vessel_mmHg"]),
-        "o2_omega": np.float32(scenario["oxygen.sor_omega"]),
+        "vessel_mmHg": float32_of(scenario["oxygen.vessel_mmHg"]),
+        "o2_omega": float32_of(scenario["oxygen.sor_omega"]),
         "o2_tolerance_mmHg": float(np.float32(scenario["oxygen.tolerance_mmHg"])),
         "o2_max_sweeps": int(scenario["oxygen.max_sweeps"]),
-        "hypoxic_mmHg": np.float32(scenario["oxygen.hypoxic_mmHg"]),
+        "hypoxic_mmHg": float32_of(scenario["oxygen.hypoxic_mmHg"]),
     }
 
 
