@@ -5,9 +5,17 @@ default and source.  Key names carry their unit (`_um`, `_h`, `_per_h`,
 `_per_min`, `_mmHg`, `_um2_per_s`).  Loading rejects malformed TOML, unknown
 keys, wrong types and out-of-range values with a one-line `ScenarioError` that
 names the file, the line (where it can be found) and the dotted key.
+
+Loading also refuses, before anything is allocated, every scenario that could not
+run: relations between keys (organs inside the lattice, each holding voxels; vessel
+geometry that fits the lattice; a run of at most `MAX_STEPS` steps), a vascular
+network whose build would need far more memory than the lattice, and values whose
+rule constants would not be finite.  Error messages are one printable line: echoed
+values and keys are escaped and cut to about 80 characters.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -17,7 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from kernels.process import PROCESSES, REQUIRED, Param, nonnegative, positive
+import numpy as np
+
+from kernels.process import MAX_STEPS, PROCESSES, REQUIRED, Param, nonnegative, positive
 
 from . import schedule  # noqa: F401  (imports every process: their parameters join SCHEMA)
 from .errors import ScenarioError
@@ -30,31 +40,46 @@ def _level(default, source="founder trait level"):
 
 
 PHYSICELL = "PhysiCell default cell parameters"
+GUARD = "bound: a guard, far beyond physiology"
+MAX_TEXT_CHARS = 1_000_000      # a scenario file is a page of settings, not data
+SHOWN_CHARS = 80                # longest value or key echoed in an error message
+VASCULAR_FACTOR = 32            # vascular build memory allowed, in lattice memories
+# An organ name names a census column (functional_<name>) and an HDF5 attribute entry.
+ORGAN_NAME = r"[A-Za-z][A-Za-z0-9_]{0,63}"
 
 SCHEMA: dict[str, dict[str, Param]] = {
     "scenario": {
-        "name": Param("str", "unnamed"),
-        "description": Param("str", ""),
+        "name": Param("str", "unnamed", pattern=r"[^\x00-\x1f\x7f-\x9f]{1,100}",
+                      pattern_text="1 to 100 characters, no control characters",
+                      source="names the run and its default output file"),
+        "description": Param("str", "", pattern=r"(?s).{0,10000}",
+                             pattern_text="at most 10000 characters"),
         "seed": Param("int", 1, lo=0, hi=2**64 - 1, unit="-", source="Philox key; --seed overrides"),
     },
     "lattice": {
         "shape": Param("shape", REQUIRED, lo=4, hi=8192, unit="voxels (z, y, x)"),
-        "voxel_um": _pos(20.0, "µm", "one cell per voxel; cell diameter 10-20 µm", hi=1000.0),
+        "voxel_um": Param("float", 20.0, lo=1.0, hi=1000.0, unit="µm",
+                          source="one cell per voxel; cell diameter 10-20 µm; bounds: a guard"),
     },
     "time": {
-        "step_h": _pos(1.0, "h", "cells act over hours", hi=24.0),
+        "step_h": Param("float", 1.0, lo=1e-3, hi=24.0, unit="h",
+                        source="cells act over hours; lower bound: a guard (3.6 s)"),
         "duration_h": _pos(168.0, "h", "--days/--steps override", hi=1e6),
         "snapshot_every_steps": Param("int", 24, lo=1, hi=10**9, unit="steps"),
     },
     "vessels": {
-        "jitter_um": _nonneg(20.0, "µm", "random offset of each capillary node from its grid point"),
-        "feeding_spacing_um": _pos(400.0, "µm", "(approx.) distance between feeding arterioles"),
-        "feeding_radius_um": _nonneg(20.0, "µm", "(approx.) arteriole radius 10-25 µm"),
-        "lymph_spacing_um": _pos(300.0, "µm", "(approx.) lymphatic capillaries are sparser than blood capillaries"),
+        "jitter_um": _nonneg(20.0, "µm", "random offset of each capillary node from its grid "
+                             "point; " + GUARD, hi=1e3),
+        "feeding_spacing_um": _pos(400.0, "µm", "(approx.) distance between feeding arterioles; "
+                                   + GUARD, hi=1e5),
+        "feeding_radius_um": _nonneg(20.0, "µm", "(approx.) arteriole radius 10-25 µm; bound: small "
+                                     "arteries reach 0.25 mm", hi=250.0),
+        "lymph_spacing_um": _pos(300.0, "µm", "(approx.) lymphatic capillaries are sparser than "
+                                 "blood capillaries; " + GUARD, hi=1e5),
     },
     "tumor": {
         "seed_center_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x); default: lattice centre"),
-        "seed_radius_um": _pos(40.0, "µm", "a small settled nodule"),
+        "seed_radius_um": _pos(40.0, "µm", "a small settled nodule; " + GUARD + " (10 cm)", hi=1e5),
     },
     "tumor.traits": {
         "proliferation_level": _level(8),
@@ -64,11 +89,14 @@ SCHEMA: dict[str, dict[str, Param]] = {
 }
 
 ORGAN_SCHEMA: dict[str, Param] = {
-    "name": Param("str", REQUIRED),
+    "name": Param("str", REQUIRED, pattern=ORGAN_NAME,
+                  pattern_text="an identifier: a letter, then up to 63 letters, digits or _",
+                  source="names its census column functional_<name>"),
     "z_um": Param("range", REQUIRED, lo=0.0, unit="µm [from, to) along z"),
     "functional_density": Param("float", 0.7, lo=0.0, hi=1.0, lo_open=True, unit="fraction",
                                 source="(approx.) parenchymal voxels per organ voxel"),
-    "capillary_spacing_um": _pos(100.0, "µm", "intercapillary distance about 100 µm in typical tissue"),
+    "capillary_spacing_um": _pos(100.0, "µm", "intercapillary distance about 100 µm in typical "
+                                 "tissue; " + GUARD, hi=1e5),
 }
 MAX_ORGANS = 15
 
@@ -114,6 +142,7 @@ class Scenario:
             _check_value(self.path, self.text, "time.duration_h", duration_h,
                          SCHEMA["time"]["duration_h"])
             self.values["time"]["duration_h"] = float(duration_h)
+            _check_steps(self)
         return self
 
     def resolved_toml(self) -> str:
@@ -146,6 +175,53 @@ class Scenario:
             note = "; ".join(s for s in (p.unit, p.source) if s)
             out.append(f"  {name:<{width}} = {shown}" + (f"   [{note}]" if note else ""))
         return out
+
+
+def _shown(value, limit: int = SHOWN_CHARS) -> str:
+    """`value` as TOML for a message: nesting beyond 8 levels and inline tables elided,
+    cut to `limit` characters (however long or deep the value, the work is bounded)."""
+    out, size = [], 0
+
+    def put(piece):
+        nonlocal size
+        out.append(piece)
+        size += len(piece)
+
+    def walk(v, depth):
+        if size > limit:
+            return
+        if isinstance(v, dict):
+            put("{...}")
+        elif isinstance(v, (list, tuple)) and depth >= 8:
+            put("[...]")
+        elif isinstance(v, (list, tuple)):
+            put("[")
+            for i, item in enumerate(v):
+                if size > limit:
+                    break
+                put(", " if i else "")
+                walk(item, depth + 1)
+            put("]")
+        elif isinstance(v, str) and len(v) > limit:
+            put(_toml_value(v[:limit]))
+        else:
+            put(_toml_value(v))
+
+    walk(value, 0)
+    text = "".join(out)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _printable(text: str) -> str:
+    """`text` with every non-printable character (control characters, terminal escapes,
+    line separators) written as a Python escape, so a message stays one inert line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def _key_shown(key: str) -> str:
+    """A key as an error message names it: escaped, at most SHOWN_CHARS characters."""
+    return key if len(key) <= SHOWN_CHARS else key[:SHOWN_CHARS - 3] + "..."
 
 
 def _toml_value(value) -> str:
@@ -197,10 +273,7 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 
 def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: malformed TOML: {exc}") from None
+    raw = _parse_toml(text, path)
     values: dict[str, dict[str, Any]] = {}
     nested = {}
     for t in SCHEMA:
@@ -209,7 +282,8 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             nested.setdefault(parent, set()).add(child)
     for name in raw:
         if name not in SCHEMA and name != "organs":
-            _fail(path, text, name, f"unknown table or key '{name}'", _suggest(name, [*SCHEMA, "organs"]))
+            _fail(path, text, name, f"unknown table or key '{_key_shown(name)}'",
+                  _suggest(name, [*SCHEMA, "organs"]))
     for table, params in SCHEMA.items():
         head, _, sub = table.partition(".")
         given = raw.get(head, {})
@@ -231,12 +305,45 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     return scenario
 
 
+def _parse_toml(text: str, path: str) -> dict:
+    """The TOML document, or a one-line error: malformed TOML (with its line), a file
+    too large to be a scenario, nesting too deep for the parser, an integer too long."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise ScenarioError(_printable(f"{path}: {len(text)} characters is too large for a "
+                                       f"scenario file (at most {MAX_TEXT_CHARS})"))
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        why = str(exc)
+    except RecursionError:
+        why = f"arrays or inline tables nested too deeply (line {_deepest_line(text)})"
+    except ValueError:             # tomllib turns digits into int: Python's length limit
+        why = f"an integer of more than 4300 digits (line {_longest_number_line(text)})"
+    raise ScenarioError(_printable(f"{path}: malformed TOML: {why}"))
+
+
+def _deepest_line(text: str) -> int:
+    """Line with the most opening brackets and braces (where nesting runs deep)."""
+    lines = text.splitlines() or [""]
+    return 1 + max(range(len(lines)), key=lambda n: lines[n].count("[") + lines[n].count("{"))
+
+
+def _longest_number_line(text: str) -> int:
+    """Line holding the longest run of digits."""
+    best, line = 0, 1
+    for number, content in enumerate(text.splitlines(), start=1):
+        run = max((len(m) for m in re.findall(r"[0-9_]+", content)), default=0)
+        if run > best:
+            best, line = run, number
+    return line
+
+
 def _validate_table(path, text, table, given, params, skip=()):
     if not isinstance(given, dict):
         _fail(path, text, table, f"'{table}' must be a table")
     for key in given:
         if key not in params and key not in skip:
-            _fail(path, text, f"{table}.{key}", f"unknown key '{table}.{key}'",
+            _fail(path, text, f"{table}.{key}", f"unknown key '{table}.{_key_shown(key)}'",
                   _suggest(key, list(params), prefix=f"{table}."))
     out = {}
     for key, p in params.items():
@@ -252,7 +359,7 @@ def _validate_table(path, text, table, given, params, skip=()):
 
 def _check_value(path, text, dotted, value, p: Param):
     def bad(why):
-        _fail(path, text, dotted, f"{dotted} = {_toml_value(value)} {why}")
+        _fail(path, text, dotted, f"{dotted} = {_shown(value)} {why}")
 
     def number(v, integer=False):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
@@ -263,13 +370,20 @@ def _check_value(path, text, dotted, value, p: Param):
         if ((p.lo is not None and (v <= p.lo if p.lo_open else v < p.lo))
                 or (p.hi is not None and (v >= p.hi if p.hi_open else v > p.hi))):
             bad(f"is out of range: must be {p.bounds_text()}" + (f" ({p.unit})" if p.unit else ""))
-        return int(v) if integer else float(v)
+        if integer:
+            return int(v)
+        try:
+            return float(v)
+        except OverflowError:           # an integer beyond the float range
+            bad("is not a finite number")
 
     if p.type == "str":
         if not isinstance(value, str):
             bad("has the wrong type: expected a string")
         if p.choices and value not in p.choices:
             bad("is not one of " + ", ".join(_toml_value(c) for c in p.choices))
+        if p.pattern and not re.fullmatch(p.pattern, value):
+            bad(f"is not allowed: expected {p.pattern_text}")
         return value
     if p.type == "bool":
         if not isinstance(value, bool):
@@ -287,21 +401,61 @@ def _check_value(path, text, dotted, value, p: Param):
 
 
 def _cross_check(s: Scenario):
-    v = s.values
-    shape = v["lattice"]["shape"]
-    h = v["lattice"]["voxel_um"]
-    extent = [n * h for n in shape]
-    if v["cells"]["o2_proliferation_saturation_mmHg"] <= v["cells"]["o2_proliferation_threshold_mmHg"]:
+    """Relations between keys, in the order a reader fixes them; the first fails."""
+    _check_steps(s)
+    _check_oxygen_ramp(s)
+    _check_seed_centre(s)
+    for process in PROCESSES.values():
+        for key, message in (process.check(s) if process.check else []):
+            _fail(s.path, s.text, key, message)
+    _check_organs(s)
+    _check_vessels(s)
+    _check_vascular_memory(s)
+    _check_rule_constants(s)
+
+
+def _extent(s: Scenario) -> list[float]:
+    h = s["lattice.voxel_um"]
+    return [n * h for n in s.shape]
+
+
+def _check_steps(s: Scenario):
+    """A run takes at most MAX_STEPS steps (duration_h / step_h)."""
+    duration, step = s["time.duration_h"], s["time.step_h"]
+    steps = duration / step
+    if not steps <= MAX_STEPS:
+        _fail(s.path, s.text, "time.duration_h",
+              f"time.duration_h = {duration:g} h at time.step_h = {step:g} h is {steps:.3g} "
+              f"steps: a run takes at most {MAX_STEPS:.0e} steps")
+
+
+def _check_oxygen_ramp(s: Scenario):
+    if s["cells.o2_proliferation_saturation_mmHg"] <= s["cells.o2_proliferation_threshold_mmHg"]:
         _fail(s.path, s.text, "cells.o2_proliferation_saturation_mmHg",
               "cells.o2_proliferation_saturation_mmHg must exceed cells.o2_proliferation_threshold_mmHg")
-    centre = v["tumor"]["seed_center_um"]
+
+
+def _check_seed_centre(s: Scenario):
+    centre, extent = s["tumor.seed_center_um"], _extent(s)
     if centre is not None and any(c >= e for c, e in zip(centre, extent)):
         _fail(s.path, s.text, "tumor.seed_center_um",
               f"tumor.seed_center_um = {_toml_value(centre)} lies outside the lattice "
               f"({extent[0]:g} x {extent[1]:g} x {extent[2]:g} µm)")
-    for process in PROCESSES.values():
-        for key, message in (process.check(s) if process.check else []):
-            _fail(s.path, s.text, key, message)
+
+
+def reserved_organ_names() -> set[str]:
+    """Organ names whose census column functional_<name> is already a counts column,
+    and "none" (the name of label 0 in run files)."""
+    from .simulation import counts_dtype
+    prefix = "functional_"
+    return {"none"} | {c[len(prefix):] for c in counts_dtype(()).names if c.startswith(prefix)}
+
+
+def _check_organs(s: Scenario):
+    """Organs lie inside the lattice, do not overlap, each holds at least one voxel
+    centre, and have unique names that are not reserved."""
+    from .vasculature import organ_slabs
+    extent, h = _extent(s), s["lattice.voxel_um"]
     spans = []
     for i, organ in enumerate(s.organs):
         z0, z1 = organ["z_um"]
@@ -314,16 +468,95 @@ def _cross_check(s: Scenario):
                 _fail(s.path, s.text, f"organs[{i}].z_um",
                       f"organs[{i}].z_um overlaps organs[{j}].z_um")
         spans.append((z0, z1))
-    seen = {}
+    holding = {label for label, _, _ in organ_slabs(s, s.shape[0])}
     for i, organ in enumerate(s.organs):
-        if organ["name"] in seen:
+        if i + 1 not in holding:
+            _fail(s.path, s.text, f"organs[{i}].z_um",
+                  f"organs[{i}].z_um = {_toml_value(organ['z_um'])} holds no voxel: no voxel "
+                  f"centre ((k + 0.5) x {h:g} µm along z) lies in [from, to)")
+    seen, reserved = {}, reserved_organ_names()
+    for i, organ in enumerate(s.organs):
+        name = organ["name"]
+        if name in reserved:
             _fail(s.path, s.text, f"organs[{i}].name",
-                  f"organs[{i}].name = {_toml_value(organ['name'])} repeats "
-                  f"organs[{seen[organ['name']]}].name: organ names must be unique")
-        seen[organ["name"]] = i
+                  f"organs[{i}].name = {_toml_value(name)} is reserved (its census column "
+                  f"would be functional_{name}); reserved: {', '.join(sorted(reserved))}")
+        if name in seen:
+            _fail(s.path, s.text, f"organs[{i}].name",
+                  f"organs[{i}].name = {_toml_value(name)} repeats "
+                  f"organs[{seen[name]}].name: organ names must be unique")
+        seen[name] = i
+
+
+def _check_vessels(s: Scenario):
+    """Networks are no denser than the voxels (one node per voxel at most), and a
+    feeding arteriole fits in the lattice with tissue beside it."""
+    h, nz, ny = s["lattice.voxel_um"], s.shape[0], s.shape[1]
+    spacings = [(f"organs[{i}].capillary_spacing_um", o["capillary_spacing_um"])
+                for i, o in enumerate(s.organs)]
+    spacings.append(("vessels.lymph_spacing_um", s["vessels.lymph_spacing_um"]))
+    for key, spacing in spacings:
+        if spacing < h:
+            _fail(s.path, s.text, key, f"{key} = {spacing:g} µm is below lattice.voxel_um = "
+                                       f"{h:g} µm: vessels are at least one voxel apart")
+    radius, limit = s["vessels.feeding_radius_um"], min(nz, ny) * h / 2
+    if radius >= limit:
+        _fail(s.path, s.text, "vessels.feeding_radius_um",
+              f"vessels.feeding_radius_um = {radius:g} µm must be below half the lattice's "
+              f"smaller z or y extent ({limit:g} µm)")
+
+
+def _check_vascular_memory(s: Scenario):
+    """The vascular build needs at most VASCULAR_FACTOR times the lattice's own memory,
+    and no more than the host has available."""
+    from .run import available_host_bytes
+    from .state import human_bytes, run_bytes
+    from .vasculature import build_bytes
+    need = build_bytes(s, s.shape)
+    allowed = VASCULAR_FACTOR * run_bytes(s.shape)["device_bytes"]
+    have = available_host_bytes()
+    if need > allowed or (have is not None and need > have):
+        key, spacing = min([(f"organs[{i}].capillary_spacing_um", o["capillary_spacing_um"])
+                            for i, o in enumerate(s.organs)]
+                           + [("vessels.lymph_spacing_um", s["vessels.lymph_spacing_um"])],
+                           key=lambda pair: pair[1])
+        _fail(s.path, s.text, key,
+              f"{key} = {spacing:g} µm: building the vascular network needs "
+              f"{human_bytes(need)}, more than {human_bytes(min(allowed, have or allowed))}")
+
+
+def _finite(value) -> bool:
+    """Whether a rule constant (number, array, or dataclass of them) is finite."""
+    if dataclasses.is_dataclass(value):
+        return all(_finite(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, (bool, str)) or value is None:
+        return True
+    array = np.asarray(value)
+    return array.dtype.kind not in "fc" or bool(np.isfinite(array).all())
+
+
+def _check_rule_constants(s: Scenario):
+    """Every process derives its rule constants without overflow, and all are finite
+    (the ranges above make this hold; this is the net under them, naming the table)."""
+    for process in PROCESSES.values():
+        if process.derive is None:
+            continue
+        try:
+            with np.errstate(over="raise", invalid="raise", divide="raise"):
+                constants = process.derive(s)
+            wrong = [name for name, value in constants.items() if not _finite(value)]
+        except (ArithmeticError, ValueError) as exc:   # OverflowError, FloatingPointError
+            wrong = [str(exc)]
+        if wrong:
+            table = next(iter(process.params), "scenario")
+            _fail(s.path, s.text, table,
+                  f"{table}: these values give process {process.name} a rule constant that "
+                  f"is not finite ({_key_shown(wrong[0])})")
 
 
 def _suggest(key, candidates, prefix=""):
+    if len(key) > SHOWN_CHARS:
+        return ""
     close = difflib.get_close_matches(key, candidates, n=1)
     return f"did you mean '{prefix}{close[0]}'?" if close else ""
 
@@ -331,41 +564,71 @@ def _suggest(key, candidates, prefix=""):
 def _fail(path, text, dotted, message, hint=""):
     line = find_line(text, dotted)
     where = f"{path}:{line}" if line else path
-    raise ScenarioError(f"{where}: {message}" + (f" ({hint})" if hint else ""))
+    raise ScenarioError(_printable(f"{where}: {message}" + (f" ({hint})" if hint else "")))
 
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\- ]+?)\s*\]\]?")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _header_name(line: str) -> str | None:
+    """The table name of a `[table]` or `[[array.of.tables]]` header line (spaces
+    removed), or None."""
+    stripped = line.lstrip()
+    if not stripped.startswith("["):
+        return None
+    inner = stripped[2:] if stripped.startswith("[[") else stripped[1:]
+    end = inner.find("]")
+    name = inner[:end].replace(" ", "").replace("\t", "") if end >= 0 else ""
+    return name if name and set(name) <= _NAME_CHARS | {"."} else None
+
+
+def _key_name(line: str) -> str | None:
+    """The bare key of a `key = value` line, or None."""
+    key = line.partition("=")[0].strip() if "=" in line else ""
+    return key if key and set(key) <= _NAME_CHARS else None
+
+
+def _split_dotted(dotted: str):
+    """(table, index or None, leaf or None) of `table.leaf`, `table[i]`, `table[i].leaf`
+    or a top-level `key` (then table is the key); None if it is none of these."""
+    if "[" in dotted:
+        table, _, rest = dotted.partition("[")
+        index, _, after = rest.partition("]")
+        if not (table and index.isdigit() and len(index) < 6) or after[:1] not in ("", "."):
+            return None
+        leaf = after[1:] or None
+        return (table, int(index), leaf) if "[" not in after and "." not in (leaf or "") else None
+    table, _, leaf = dotted.rpartition(".")
+    return (table, None, leaf) if table else (dotted, None, None)
 
 
 def find_line(text: str, dotted: str) -> int | None:
     """Best-effort line of a dotted key (`oxygen.vessel_mmHg`, `organs[1].z_um`)
     or of a table header (`organs[1]`, `oxygen`, `tumor.traits`) in TOML text;
-    None if not found."""
+    None if not found.  One pass over the lines, so its cost is linear in the text: a
+    header named exactly `dotted` wins, else the first matching key line."""
+    parts = _split_dotted(dotted)
+    table, index, leaf = parts if parts else (None, None, None)
+    current, count, found = "", {}, None
     for number, line in enumerate(text.splitlines(), start=1):
-        header = _HEADER.match(line)
-        if header and header.group(2).replace(" ", "") == dotted:
-            return number
-    m = re.fullmatch(r"([^\[\]]+?)(?:\[(\d+)\])?(?:\.([^.\[\]]+))?", dotted)
-    if not m:
-        return None
-    table, index, leaf = m.group(1), m.group(2), m.group(3)
-    index = None if index is None else int(index)
-    current, count = "", {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = _HEADER.match(line)
-        if header:
-            current = header.group(2).replace(" ", "")
-            count[current] = count.get(current, -1) + 1
-            if leaf is None and current == table and index in (None, count[current]):
+        header = _header_name(line)
+        if header is not None:
+            if header == dotted:
                 return number
+            current = header
+            count[current] = count.get(current, -1) + 1
+            if (found is None and leaf is None and current == table
+                    and index in (None, count[current])):
+                found = number
             continue
-        key = _KEY.match(line)
-        if not key:
+        if found is not None or parts is None:
             continue
-        if leaf is None and current == "" and key.group(1) == table:
-            return number
-        if (leaf is not None and current == table and index in (None, count.get(current))
-                and key.group(1) == leaf):
-            return number
-    return None
+        key = _key_name(line)
+        if key is None:
+            continue
+        if leaf is None and current == "" and key == table:
+            found = number
+        elif (leaf is not None and current == table and index in (None, count.get(current))
+              and key == leaf):
+            found = number
+    return found

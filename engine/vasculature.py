@@ -20,6 +20,8 @@ the whole lattice's network and a slab takes its planes.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from kernels.philox import philox4x32_numpy, seed_key
@@ -33,11 +35,23 @@ STREAM_TISSUE, STREAM_CYCLE_PHASE = TISSUE.streams["tissue"], TISSUE.streams["cy
 CAPILLARY, LYMPHATIC = 1, 2     # network ids in the Philox counter
 
 
+# Host bytes the builder holds per node while it draws a network (node positions, Philox
+# words, edge lists; a peak of about 350 measured, with a margin), and per voxel (its masks).
+BUILD_BYTES_PER_NODE = 512
+BUILD_BYTES_PER_VOXEL = 4
+
+
+def node_counts(z_range, ny, nx, spacing):
+    """Nodes (along z, y, x) of one organ slab's network of `spacing` voxels."""
+    z_from, z_to = z_range
+    return [max(1, int(round((z_to - z_from) / spacing))),
+            max(1, int(round(ny / spacing))), max(1, int(round(nx / spacing)))]
+
+
 def node_lattice(z_range, ny, nx, spacing, jitter, key, organ, network):
     """Integer voxel positions (ni, nj, nk, 3) of the jittered nodes of one organ slab."""
     z_from, z_to = z_range
-    counts = [max(1, int(round((z_to - z_from) / spacing))),
-              max(1, int(round(ny / spacing))), max(1, int(round(nx / spacing)))]
+    counts = node_counts(z_range, ny, nx, spacing)
     i, j, k = np.meshgrid(*(np.arange(n) for n in counts), indexing="ij")
     words = philox4x32_numpy((i, j, k, np.uint32(STREAM_TISSUE | organ << 8 | network << 16)), key)
     lows, highs = (z_from, 0, 0), (z_to - 1, ny - 1, nx - 1)
@@ -103,12 +117,13 @@ def feeding_edges(nodes, m, nx):
 
 
 def widen_in_yz(mask, radius):
-    """Voxels within `radius` voxels (in y and z) of the marked ones."""
+    """Voxels within `radius` voxels (in y and z) of the marked ones (offsets beyond
+    the lattice reach nothing, so the loop is bounded by the lattice, not the radius)."""
     out = mask.copy()
-    r = int(radius)
     nz, ny, _ = mask.shape
-    for dz in range(-r, r + 1):
-        for dy in range(-r, r + 1):
+    rz, ry = (min(int(radius), n - 1) for n in (nz, ny))
+    for dz in range(-rz, rz + 1):
+        for dy in range(-ry, ry + 1):
             if dz * dz + dy * dy > radius * radius:
                 continue
             src = mask[max(0, -dz):nz - max(0, dz), max(0, -dy):ny - max(0, dy)]
@@ -127,6 +142,17 @@ def organ_slabs(scenario, nz):
         if inside.size:
             slabs.append((label, organ, (int(inside[0]), int(inside[-1]) + 1)))
     return slabs
+
+
+def build_bytes(scenario, shape) -> int:
+    """Host bytes `build_vasculature` needs at its peak for a lattice of `shape`: the
+    nodes of the densest organ network (blood or lymphatic) and the masks."""
+    h, v = scenario["lattice.voxel_um"], scenario.values["vessels"]
+    _, ny, nx = shape
+    nodes = [math.prod(node_counts(z_range, ny, nx, spacing_um / h))
+             for _, organ, z_range in organ_slabs(scenario, shape[0])
+             for spacing_um in (organ["capillary_spacing_um"], v["lymph_spacing_um"])]
+    return max(nodes, default=0) * BUILD_BYTES_PER_NODE + math.prod(shape) * BUILD_BYTES_PER_VOXEL
 
 
 def build_vasculature(scenario, shape):

@@ -43,7 +43,7 @@ from .lattice import (EMPTY, FUNCTIONAL, NECROTIC, SPROUT, TIP, VESSEL, global_i
                       is_endothelium, neighbour, opposite)
 from .perfusion import flood
 from .philox import probability_threshold, voxel_draw
-from .process import Array, Param, Process, nonnegative, positive, steps_of
+from .process import Array, Param, Process, float32_of, nonnegative, steps_of
 from .twin import kernel
 
 ANGIOGENESIS = Process(
@@ -58,27 +58,38 @@ ANGIOGENESIS = Process(
         "enabled": Param("bool", True, unit="switch",
                          source="false: no sprouting (experiments, therapy)"),
         "sprout_vegf_threshold_ng_per_mL": nonnegative(
-            0.2, "ng/mL", "(approx.) tip-cell activation threshold"),
+            0.2, "ng/mL", "(approx.) tip-cell activation threshold; bound: a guard far above "
+            "any tissue VEGF (~1 ng/mL)", hi=1e6),
         "sprout_rate_per_h": nonnegative(
             0.005, "1/h", "(approx.) per activated perfused vessel voxel", hi=1e3),
         "tip_speed_um_per_h": nonnegative(
-            20.0, "µm/h", "(approx.) endothelial tip migration 10-50 µm/h"),
+            20.0, "µm/h", "(approx.) endothelial tip migration 10-50 µm/h; bound: a guard "
+            "(1 cm/h)", hi=1e4),
         "random_motility_weight": nonnegative(
-            1.0, "-", "Anderson & Chaplain 1998: random motility D"),
+            1.0, "-", "Anderson & Chaplain 1998: random motility D; bound: a guard keeping "
+            "float32 weight sums finite", hi=1e6),
         "chemotaxis_mL_per_ng": nonnegative(
-            200.0, "mL/ng", "(approx.) χ0: bias per ng/mL of VEGF rise"),
-        "chemotaxis_saturation_ng_per_mL": positive(
-            2.0, "ng/mL", "χ(c) = χ0/(1 + c/c_sat), Anderson & Chaplain α"),
+            200.0, "mL/ng", "(approx.) χ0: bias per ng/mL of VEGF rise; bound: a guard keeping "
+            "float32 weight sums finite", hi=1e6),
+        "chemotaxis_saturation_ng_per_mL": Param(
+            "float", 2.0, lo=1e-6, hi=1e6, unit="ng/mL",
+            source="χ(c) = χ0/(1 + c/c_sat), Anderson & Chaplain α; bounds: a guard "
+                   "(1/c_sat is a float32)"),
         "haptotaxis_weight": nonnegative(
-            0.5, "-", "(approx.) ρ: preference for matrix voxels"),
+            0.5, "-", "(approx.) ρ: preference for matrix voxels; bound: a guard keeping "
+            "float32 weight sums finite", hi=1e6),
         "branch_age_h": nonnegative(
-            18.0, "h", "(approx.) sprouts branch once this old (Anderson & Chaplain)"),
+            18.0, "h", "(approx.) sprouts branch once this old (Anderson & Chaplain); "
+            "bound: a guard (11 years: never)", hi=1e5),
         "branch_rate_per_h": nonnegative(
             0.005, "1/h", "(approx.) per stalk voxel at saturating VEGF", hi=1e3),
-        "branch_vegf_saturation_ng_per_mL": positive(
-            2.0, "ng/mL", "(approx.) branching rises with VEGF up to this"),
+        "branch_vegf_saturation_ng_per_mL": Param(
+            "float", 2.0, lo=1e-6, hi=1e6, unit="ng/mL",
+            source="(approx.) branching rises with VEGF up to this; bounds: a guard "
+                   "(its inverse is a float32)"),
         "anastomosis_min_age_h": nonnegative(
-            3.0, "h", "(approx.) a sprout must leave its parent first"),
+            3.0, "h", "(approx.) a sprout must leave its parent first; bound: a guard "
+            "(11 years: never)", hi=1e5),
     }},
     events=("tip_sprouted", "stalk_laid", "anastomosis", "debris_cleared",
             "functional_cleared_by_sprout"),
@@ -87,25 +98,29 @@ TIP_SPROUTED, STALK_LAID, ANASTOMOSIS, DEBRIS_CLEARED, FUNCTIONAL_CLEARED_BY_SPR
 STREAM_SPROUT = ANGIOGENESIS.streams["sprout"]
 
 
+AGE_NEVER = 65536     # a sprout age (steps) the uint16 sprout_age never reaches
+
+
 @ANGIOGENESIS.rules_from
 def angiogenesis_rules(scenario) -> dict:
     """Per-step probabilities (float64 on the host, as uint32 thresholds or float32) and
-    float32 weights; ages in whole steps."""
+    float32 weights; ages in whole steps (sprout_age saturates at 65535, so an age
+    beyond it saturates at 65536: never reached)."""
     a = scenario.values["angiogenesis"]
     h, dt = scenario["lattice.voxel_um"], scenario["time.step_h"]
     return {
         "angiogenesis_enabled": bool(a["enabled"]),
-        "sprout_vegf": np.float32(a["sprout_vegf_threshold_ng_per_mL"]),
+        "sprout_vegf": float32_of(a["sprout_vegf_threshold_ng_per_mL"]),
         "sprout_thr": np.uint32(probability_threshold(-math.expm1(-a["sprout_rate_per_h"] * dt))),
-        "move_p": np.float32(min(1.0, a["tip_speed_um_per_h"] * dt / h)),
-        "chi0": np.float32(a["chemotaxis_mL_per_ng"]),
-        "inv_csat": np.float32(1.0 / a["chemotaxis_saturation_ng_per_mL"]),
-        "base": np.float32(a["random_motility_weight"]),
-        "haptotaxis": np.float32(a["haptotaxis_weight"]),
-        "branch_age": np.int64(steps_of(a["branch_age_h"], dt, lo=0)),
-        "branch_p": np.float32(-math.expm1(-a["branch_rate_per_h"] * dt)),
-        "inv_cbranch": np.float32(1.0 / a["branch_vegf_saturation_ng_per_mL"]),
-        "anastomosis_age": np.int64(steps_of(a["anastomosis_min_age_h"], dt, lo=0)),
+        "move_p": float32_of(min(1.0, a["tip_speed_um_per_h"] * dt / h)),
+        "chi0": float32_of(a["chemotaxis_mL_per_ng"]),
+        "inv_csat": float32_of(1.0 / a["chemotaxis_saturation_ng_per_mL"]),
+        "base": float32_of(a["random_motility_weight"]),
+        "haptotaxis": float32_of(a["haptotaxis_weight"]),
+        "branch_age": np.int64(steps_of(a["branch_age_h"], dt, lo=0, hi=AGE_NEVER)),
+        "branch_p": float32_of(-math.expm1(-a["branch_rate_per_h"] * dt)),
+        "inv_cbranch": float32_of(1.0 / a["branch_vegf_saturation_ng_per_mL"]),
+        "anastomosis_age": np.int64(steps_of(a["anastomosis_min_age_h"], dt, lo=0, hi=AGE_NEVER)),
     }
 
 ANASTOMOSE = 7      # intent of a tip that fuses (not a direction)

@@ -37,11 +37,18 @@ from .lattice import (CLOCK_FULL, CLOCK_UNITS_PER_CYCLE, EMPTY, ESCAPE_SHIFT, FU
                       N_TRAITS, PROLIFERATION, TRAIT_LEVELS, TUMOR, global_index, is_live,
                       neighbour, opposite, table_row)
 from .philox import probability_threshold, voxel_draw
-from .process import Array, Param, Process, nonnegative, positive
+from .process import Array, Param, Process, float32_of, nonnegative
 from .tiles import active_tiles, layer_tiles, mark_tiles_near, tile_box, tiles_along
 from .twin import kernel
 
 NEUTRAL_LEVEL = 8  # proliferation level at which a cell divides at its nominal rate
+
+def _cycle_time(default, source):
+    """A cell-cycle time: no animal cell cycles faster than embryonic cleavage (about
+    30 min); 10**7 h (over a millennium) stands for quiescent cells."""
+    return Param("float", default, lo=0.5, hi=1e7, unit="h",
+                 source=source + "; bounds: embryonic cleavage 0.5 h, quiescent 1e7 h")
+
 
 DIVISION = Process(
     "division", "division.cu",
@@ -53,12 +60,14 @@ DIVISION = Process(
     params={
         "cells": {
             "o2_proliferation_threshold_mmHg": nonnegative(
-                5.0, "mmHg", "PhysiCell proliferation threshold"),
-            "o2_proliferation_saturation_mmHg": positive(
-                38.0, "mmHg", "cycle times are quoted at physioxia (about 38 mmHg)"),
+                5.0, "mmHg", "PhysiCell proliferation threshold; bound: 1 atm", hi=760.0),
+            "o2_proliferation_saturation_mmHg": Param(
+                "float", 38.0, lo=0.01, hi=760.0, unit="mmHg",
+                source="cycle times are quoted at physioxia (about 38 mmHg); bounds: a guard "
+                       "(0.01 mmHg) and 1 atm"),
         },
-        "tumor": {"cycle_time_h": positive(
-            24.0, "h", "human tumour cell cycle 1-5 days (cell-kinetics reviews)")},
+        "tumor": {"cycle_time_h": _cycle_time(
+            24.0, "human tumour cell cycle 1-5 days (cell-kinetics reviews)")},
         "tumor.traits": {
             "mutation_probability": Param("float", 0.01, lo=0.0, hi=0.5,
                                           unit="per trait per division",
@@ -67,8 +76,8 @@ DIVISION = Process(
                 "float", 0.05, lo=0.0, hi=0.125, unit="per level",
                 source="division rate × (1 + gain·(level − 8))"),
         },
-        "organs": {"cycle_time_h": positive(
-            1000.0, "h", "normal epithelium: much slower or quiescent")},
+        "organs": {"cycle_time_h": _cycle_time(
+            1000.0, "normal epithelium: much slower or quiescent")},
     },
     events=("birth_tumor", "birth_functional", "compression_functional"),
                    streams={"division": 2,      # word 0: daughter site, word 1: claim priority
@@ -91,9 +100,9 @@ def division_rules(scenario) -> dict:
     lo = scenario["cells.o2_proliferation_threshold_mmHg"]
     hi = scenario["cells.o2_proliferation_saturation_mmHg"]
     half = probability_threshold(traits["mutation_probability"] / 2.0)
-    return {"cycle_rate": np.array(rows).astype(np.float32),
-            "o2_prolif_threshold": np.float32(lo),
-            "o2_prolif_inv_span": np.float32(1.0 / (hi - lo)),
+    return {"cycle_rate": float32_of(np.array(rows)),
+            "o2_prolif_threshold": float32_of(lo),
+            "o2_prolif_inv_span": float32_of(1.0 / (hi - lo)),
             "mutation_down_thr": np.full(N_TRAITS, half, dtype=np.uint32),
             "mutation_up_thr": np.full(N_TRAITS, half, dtype=np.uint32)}
 

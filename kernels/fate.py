@@ -25,7 +25,7 @@ from numba import prange
 from .lattice import (APOPTOSIS_RESISTANCE, EMPTY, NECROTIC, TRAIT_LEVELS, TUMOR, global_index,
                       is_live, table_row)
 from .philox import probability_threshold, voxel_draw
-from .process import Array, Param, Process, nonnegative, positive, steps_of
+from .process import Array, Param, Process, float32_of, nonnegative, positive, steps_of
 from .twin import kernel
 
 FATE = Process(
@@ -36,17 +36,20 @@ FATE = Process(
     params={
         "cells": {
             "necrosis_mmHg": nonnegative(2.5, "mmHg",
-                                         "PhysiCell maximal necrosis; clinical cut-off 2.5 mmHg"),
+                                         "PhysiCell maximal necrosis; clinical cut-off 2.5 mmHg; "
+                                         "bound: 1 atm", hi=760.0),
             "necrosis_delay_h": positive(12.0, "h", "(approx.) hours of anoxia before necrosis",
                                          hi=254.0 * 24),
         },
         "tumor": {"apoptosis_per_h": nonnegative(
-            0.00319, "1/h", "PhysiCell cancer cell apoptosis 5.31667e-5 /min")},
+            0.00319, "1/h", "PhysiCell cancer cell apoptosis 5.31667e-5 /min; bound: a guard "
+            "(certain death within a step)", hi=1e3)},
         "tumor.traits": {"apoptosis_resistance_per_level": Param(
             "float", 0.06, lo=0.0, hi=1.0 / 15, unit="per level",
             source="apoptosis rate × (1 − r·level)")},
         "organs": {"apoptosis_per_h": nonnegative(
-            0.0005, "1/h", "(approx.) slow physiological turnover")},
+            0.0005, "1/h", "(approx.) slow physiological turnover; bound: a guard "
+            "(certain death within a step)", hi=1e3)},
     },
     events=("apoptosis_tumor", "apoptosis_functional", "necrosis_tumor", "necrosis_functional"),
     streams={"apoptosis": 1})
@@ -69,7 +72,7 @@ def fate_rules(scenario) -> dict:
     rows = [[apoptosis_probability(tumor["apoptosis_per_h"] * m, dt) for m in multiplier]]
     rows += [[apoptosis_probability(o["apoptosis_per_h"], dt)] * TRAIT_LEVELS
              for o in scenario.organs]
-    return {"necrosis_mmHg": np.float32(scenario["cells.necrosis_mmHg"]),
+    return {"necrosis_mmHg": float32_of(scenario["cells.necrosis_mmHg"]),
             "necrosis_steps": steps_of(scenario["cells.necrosis_delay_h"], dt, hi=255),
             "apoptosis_thr": np.vectorize(probability_threshold, otypes=[np.uint32])(
                 np.array(rows))}

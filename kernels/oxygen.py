@@ -19,7 +19,7 @@ import numpy as np
 
 from .field import FIRST_ORDER, Field, diffusion_coefficient, field_pass, michaelis_menten
 from .lattice import FUNCTIONAL, N_KINDS, TUMOR
-from .process import Array, Param, Process, nonnegative, positive
+from .process import Array, Param, Process, float32_of, nonnegative, positive
 
 MICHAELIS_MENTEN, FIRST_ORDER_NAME = "michaelis_menten", "first_order"
 # V_max in mmHg/s of tissue: a consumption rate in mL O2 per mL of tissue per s divided by
@@ -27,6 +27,7 @@ MICHAELIS_MENTEN, FIRST_ORDER_NAME = "michaelis_menten", "first_order"
 KM_SOURCE = ("p50 of respiration of intact cells 0.05 kPa = 0.375 mmHg "
              "(Scandurra & Gnaiger 2010, Adv Exp Med Biol 662:7)")
 PHYSICELL_UPTAKE = "PhysiCell uptake rate (oxygen.uptake = first_order)"
+UPTAKE_GUARD = "; bound: a guard, 1000 x PhysiCell's rate"
 
 
 
@@ -34,7 +35,7 @@ def uptake_params(vmax_mmHg_per_s: float, measured: str) -> dict:
     """A cell type's uptake keys: first-order rate, and V_max (from `measured`, a
     consumption rate, over the solubility) and K_m of Michaelis–Menten kinetics."""
     return {
-        "o2_uptake_per_min": nonnegative(10.0, "1/min", PHYSICELL_UPTAKE),
+        "o2_uptake_per_min": nonnegative(10.0, "1/min", PHYSICELL_UPTAKE + UPTAKE_GUARD, hi=1e4),
         "o2_vmax_mmHg_per_s": nonnegative(vmax_mmHg_per_s, "mmHg/s",
                                           f"{measured} / 3.0e-5 mL O2/mL/mmHg", hi=1e4),
         "o2_km_mmHg": positive(0.375, "mmHg", KM_SOURCE, hi=760.0),
@@ -43,8 +44,9 @@ def uptake_params(vmax_mmHg_per_s: float, measured: str) -> dict:
 
 OXYGEN = Process("oxygen", arrays={"oxygen": Array(np.float32, "pO2, mmHg")}, params={
     "oxygen": {
-        "diffusion_um2_per_s": positive(1750.0, "µm²/s", "Grote/Vaupel: 1.75e-5 cm²/s in tissue",
-                                        hi=1e6),
+        "diffusion_um2_per_s": Param("float", 1750.0, lo=1e-3, hi=1e6, unit="µm²/s",
+                                     source="Grote/Vaupel: 1.75e-5 cm²/s in tissue; lower "
+                                            "bound: a guard, below any solute in tissue"),
         "vessel_mmHg": positive(38.0, "mmHg", "PhysiCell: about 38 mmHg (5 % O2) in tissue",
                                 hi=760.0),
         "initial_mmHg": nonnegative(38.0, "mmHg", "warm start of the first solve", hi=760.0),
@@ -103,11 +105,11 @@ def oxygen_rules(scenario) -> dict:
         "o2_coeff": np.array([[diffusion_coefficient(x, h, d) for x in row] for row in lam],
                              dtype=np.float32),
         "o2_uptake": uptake,
-        "vessel_mmHg": np.float32(scenario["oxygen.vessel_mmHg"]),
-        "o2_omega": np.float32(scenario["oxygen.sor_omega"]),
+        "vessel_mmHg": float32_of(scenario["oxygen.vessel_mmHg"]),
+        "o2_omega": float32_of(scenario["oxygen.sor_omega"]),
         "o2_tolerance_mmHg": float(np.float32(scenario["oxygen.tolerance_mmHg"])),
         "o2_max_sweeps": int(scenario["oxygen.max_sweeps"]),
-        "hypoxic_mmHg": np.float32(scenario["oxygen.hypoxic_mmHg"]),
+        "hypoxic_mmHg": float32_of(scenario["oxygen.hypoxic_mmHg"]),
     }
 
 

@@ -73,6 +73,8 @@ class Param:
     unit: str = ""
     source: str = ""
     choices: tuple[str, ...] = ()   # a "str" parameter: the values allowed (empty: any)
+    pattern: str = ""               # a "str" parameter: a regular expression it must match whole
+    pattern_text: str = ""          # that pattern in words, for error messages
 
     def bounds_text(self) -> str:
         show = (lambda b: str(b)) if self.type in ("int", "shape") else (lambda b: f"{b:g}")
@@ -164,10 +166,34 @@ def nonnegative(default, unit, source="", hi=None) -> Param:
     return Param("float", default, lo=0.0, hi=hi, unit=unit, source=source)
 
 
+# Guard: the step counter is a uint32 kernel argument; 10**9 steps is over a century even at
+# the shortest allowed step (time.step_h), far beyond any run.
+MAX_STEPS = 10**9
+
+
 def steps_of(hours: float, step_h: float, lo: int = 1, hi: int | None = None) -> int:
-    """A duration in whole steps, rounded up (a float64 host computation)."""
-    n = max(lo, math.ceil(hours / step_h - 1e-9))
-    return n if hi is None else min(hi, n)
+    """A duration in whole steps, rounded up (a float64 host computation), within [lo, hi].
+
+    The rule: a duration longer than `hi` (default MAX_STEPS) saturates at `hi`
+    explicitly, never overflows; a duration or step that is not a finite number
+    (or a step that is not positive) is refused with ValueError."""
+    hours, step_h = float(hours), float(step_h)
+    if not (math.isfinite(hours) and math.isfinite(step_h) and hours >= 0.0 and step_h > 0.0):
+        raise ValueError(f"steps_of({hours!r} h, {step_h!r} h): needs a finite duration >= 0 "
+                         "and a finite step > 0")
+    cap = MAX_STEPS if hi is None else hi
+    ratio = hours / step_h                  # may be inf for a tiny step: saturates below
+    n = cap if not ratio < cap else math.ceil(ratio - 1e-9)
+    return min(cap, max(lo, n))
+
+
+def float32_of(value):
+    """A float32 rule constant (scalar or array) from float64 host values; OverflowError
+    if any is not finite as float32 (beyond 3.4e38 a cast would silently give inf)."""
+    a = np.asarray(value, dtype=np.float64)
+    if not (np.isfinite(a).all() and (np.abs(a) <= float(np.finfo(np.float32).max)).all()):
+        raise OverflowError(f"rule constant {value!r} does not fit float32")
+    return np.float32(a) if a.ndim == 0 else a.astype(np.float32)
 
 
 class Process:

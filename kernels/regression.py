@@ -34,12 +34,15 @@ REGRESSION = Process(
 VESSEL_REGRESSED = 0
 
 
+THREAT_NEVER = 65536     # steps the uint16 vessel_threat (saturating at 65535) never reaches
+
+
 @REGRESSION.rules_from
 def regression_rules(scenario) -> dict:
     """regression_compressing (face neighbours) and regression_steps (steps under threat)."""
     return {"regression_compressing": int(scenario["vessels.compressing_tumor_neighbours"]),
             "regression_steps": steps_of(scenario["vessels.regression_delay_h"],
-                                         scenario["time.step_h"])}
+                                         scenario["time.step_h"], hi=THREAT_NEVER)}
 
 
 @numba.njit(inline="always", cache=True)

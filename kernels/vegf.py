@@ -16,19 +16,27 @@ import numpy as np
 
 from .field import FIRST_ORDER, Field, diffusion_coefficient, field_pass
 from .lattice import FUNCTIONAL, N_KINDS, SPROUT, TIP, TUMOR, VESSEL
-from .process import Array, Param, Process, nonnegative, positive
+from .process import Array, Param, Process, float32_of, nonnegative, positive
+
+RATE_GUARD = "; bound: a guard (a half-life of 40 ms)"
+SECRETION_GUARD = "; bound: a guard, 10**6 x the tissue level"
 
 VEGF = Process("vegf", arrays={"vegf": Array(np.float32, "VEGF, ng/mL")}, params={"vegf": {
-    "diffusion_um2_per_s": positive(70.0, "µm²/s",
-                                    "VEGF 40-100 µm²/s (Kihara 2013; Mac Gabhann & Popel)", hi=1e5),
+    "diffusion_um2_per_s": Param("float", 70.0, lo=1e-3, hi=1e5, unit="µm²/s",
+                                 source="VEGF 40-100 µm²/s (Kihara 2013; Mac Gabhann & Popel); "
+                                        "lower bound: a guard, below any protein in tissue"),
     "decay_per_min": nonnegative(0.0206, "1/min",
-                                 "plasma clearance 0.0206 /min, half-life ~34 min (Stefanini 2008)"),
+                                 "plasma clearance 0.0206 /min, half-life ~34 min (Stefanini 2008)"
+                                 + RATE_GUARD, hi=1e3),
     "endothelial_uptake_per_min": nonnegative(0.2, "1/min",
-                                              "(approx.) receptor binding and internalisation"),
+                                              "(approx.) receptor binding and internalisation"
+                                              + RATE_GUARD, hi=1e3),
     "tumor_secretion_ng_per_mL_per_h": nonnegative(
-        50.0, "ng/mL/h", "(approx.) a hypoxic nodule of ~100 µm reaches ~1 ng/mL"),
+        50.0, "ng/mL/h", "(approx.) a hypoxic nodule of ~100 µm reaches ~1 ng/mL" + SECRETION_GUARD,
+        hi=1e6),
     "functional_secretion_ng_per_mL_per_h": nonnegative(10.0, "ng/mL/h",
-                                                        "(approx.) hypoxic normal tissue"),
+                                                        "(approx.) hypoxic normal tissue"
+                                                        + SECRETION_GUARD, hi=1e6),
     "tolerance_ng_per_mL": positive(1e-4, "ng/mL", "largest correction of the last sweep", hi=10.0),
     "max_sweeps": Param("int", 500, lo=1, hi=10**6, unit="sweeps per step"),
     "sor_omega": Param("float", 1.9, lo=0.0, hi=2.0, lo_open=True, hi_open=True,
@@ -51,9 +59,9 @@ def vegf_rules(scenario) -> dict:
     return {
         "vegf_coeff": np.array([diffusion_coefficient(lam, h, d) for lam in loss],
                                dtype=np.float32),
-        "vegf_source": source.astype(np.float32),
+        "vegf_source": float32_of(source),
         "vegf_uptake": FIRST_ORDER,
-        "vegf_omega": np.float32(scenario["vegf.sor_omega"]),
+        "vegf_omega": float32_of(scenario["vegf.sor_omega"]),
         "vegf_tolerance": float(np.float32(scenario["vegf.tolerance_ng_per_mL"])),
         "vegf_max_sweeps": int(scenario["vegf.max_sweeps"]),
     }
