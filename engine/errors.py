@@ -18,3 +18,8 @@ class BackendUnavailable(UserError):
 class DoesNotFit(UserError):
     """The lattice needs more memory than the device (or host) has."""
 
+
+
+class RunFileError(UserError):
+    """A run file that cannot be read (missing, not HDF5, damaged, not a run):
+    the message is ``<path>: <what is wrong>``, one line."""
