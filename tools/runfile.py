@@ -170,14 +170,15 @@ class RunFile:
     def _dataset(self, path: str, ndim: int, kinds: str | None = None,
                  shape: tuple | None = None) -> h5py.Dataset:
         """Dataset `path`, checked: `ndim` axes, dtype kind in `kinds` (numpy's
-        letters), trailing axes `shape`."""
+        letters, or ``uint8``), trailing axes `shape`."""
         ds = self._f.get(path)
         if not isinstance(ds, h5py.Dataset):
             raise self.damaged(f"no dataset {path!r}" if ds is None
                                else f"{path!r} is not a dataset")
         if ds.ndim != ndim:
             raise self.damaged(f"{path!r} has {ds.ndim} axes, expected {ndim}")
-        if kinds is not None and (ds.dtype.kind not in kinds or ds.dtype.shape):
+        if kinds == "uint8" and ds.dtype != np.uint8 or kinds is not None and (
+                ds.dtype.kind not in kinds or ds.dtype.shape):
             raise self.damaged(f"{path!r} has dtype {ds.dtype}, expected "
                                f"{_KIND_WORDS.get(kinds, kinds)}")
         if shape is not None and tuple(ds.shape[ndim - len(shape):]) != tuple(shape):
@@ -204,9 +205,7 @@ class RunFile:
                                f"is not a positive number")
         if organ_names is None:
             raise self.damaged(f"lattice {name!r}: organ_names is not a list of names")
-        organ = self._dataset(f"{where}/{ORGAN}", ndim=3, kinds="u", shape=shape)
-        if organ.dtype != np.uint8:
-            raise self.damaged(f"{where}/{ORGAN!r} has dtype {organ.dtype}, expected uint8")
+        organ = self._dataset(f"{where}/{ORGAN}", ndim=3, kinds="uint8", shape=shape)
         kinds = DEFAULT_KIND_CODES
         for field in g:
             if field != ORGAN:
@@ -218,9 +217,8 @@ class RunFile:
         """Check one snapshot field; note it and its units; the kind codes if it is `kind`."""
         meta_shape = lattice_shape(self._f[f"{LATTICES}/{lattice}"].attrs["shape"])
         path = f"{LATTICES}/{lattice}/{field}"
-        ds = self._dataset(path, ndim=4, kinds="u" if field == KIND else "iuf", shape=meta_shape)
-        if field == KIND and ds.dtype != np.uint8:
-            raise self.damaged(f"{path!r} has dtype {ds.dtype}, expected uint8")
+        ds = self._dataset(path, ndim=4, kinds="uint8" if field == KIND else "iuf",
+                           shape=meta_shape)
         self._data[lattice, field] = ds
         self.fields.setdefault(field, _text(ds.attrs.get(UNITS_ATTR, "")))
         if field != KIND:
@@ -333,7 +331,7 @@ class RunFile:
 
 # -- checks of attribute values -------------------------------------------------------
 
-_KIND_WORDS = {"u": "unsigned integers", "iu": "integers", "iuf": "numbers"}
+_KIND_WORDS = {"iu": "integers", "iuf": "numbers"}
 
 
 def lattice_shape(value) -> tuple[int, int, int] | None:
