@@ -53,3 +53,8 @@ def shown(path) -> str:
     import os
     text = os.fsdecode(path)
     return text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+class RunFileError(UserError):
+    """A run file that cannot be read (missing, not HDF5, damaged, not a run):
+    the message is ``<path>: <what is wrong>``, one line."""

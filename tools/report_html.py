@@ -57,9 +57,14 @@ td.num { text-align: right; }
 
 
 def _fmt(x, spec=".4g", unit=""):
+    """`x` formatted by `spec`; as it is where `spec` does not fit it (a
+    count column a damaged file stores as floats); "–" for None."""
     if x is None:
         return "–"
-    return f"{x:{spec}}{unit}"
+    try:
+        return f"{x:{spec}}{unit}"
+    except (TypeError, ValueError):
+        return f"{x}{unit}"
 
 
 def _status_text(summary: dict) -> str:

@@ -8,6 +8,10 @@ Kinds are plotted under the names their run file stores, in the colours of
 colour and its stored name).  Matplotlib is imported only when a figure is
 made, and only through its object API with the Agg canvas, so the report
 never touches pyplot's global state.
+
+Names read from the run file (kinds, organs, lattices, units) reach the
+figures only through :func:`plain`, so a ``$`` in one is drawn as a dollar
+sign, never parsed as mathtext.
 """
 from __future__ import annotations
 
@@ -49,6 +53,12 @@ CAPTIONS = {
               "final tumour (coordinates are lattice µm). Bottom: oxygen and VEGF in the "
               "last of those planes (white line: tumour boundary).",
 }
+
+
+def plain(text) -> str:
+    """`text` (read from a run file) for a matplotlib label: dollar signs
+    escaped, so it is never parsed as mathtext (``$\\frac{$`` is drawn as is)."""
+    return str(text).replace("$", r"\$")
 
 
 def kind_label(name: str) -> str:
@@ -95,7 +105,8 @@ def plot_counts(s: Series):
     fig = _figure(8.0, 4.6)
     ax = fig.add_subplot()
     for k in kinds:
-        ax.plot(s.t, s.col(k), color=kind_colour(k), label=kind_label(k), linewidth=2,
+        ax.plot(s.t, s.col(k), color=kind_colour(k), label=plain(kind_label(k)),
+                linewidth=2,
                 **_marker(s))
     ax.set_yscale("log", nonpositive="mask")
     ax.set_ylabel("count (voxels; one cell per voxel)")
@@ -116,7 +127,8 @@ def plot_functional(s: Series):
     organ_colours = ("#1f6f8b", "#b5651d", "#6a3d9a", "#33a02c", "#e31a1c", "#777777")
     for i, organ in enumerate(s.organs):
         ax.plot(s.t, s.derived[f"functional_{organ}"], color=organ_colours[i % len(organ_colours)],
-                linewidth=1.5, linestyle="--", label=organ.replace("_", " "), **_marker(s))
+                linewidth=1.5, linestyle="--", label=plain(organ.replace("_", " ")),
+                **_marker(s))
     ax.set_ylabel("functional cells (fraction of initial)")
     ax.set_title("Functional tissue remaining")
     ax.yaxis.get_major_formatter().set_useOffset(False)
@@ -307,7 +319,8 @@ def plot_slices(run, lattice: str | None = None):
     where = (f"window {extent[1] - extent[0]:.0f} × {extent[3] - extent[2]:.0f} µm around the "
              f"tumour" if zoomed else "whole plane")
     top.suptitle(f"Voxel kinds in the axial plane through the tumour centroid ({where}; "
-                 f"lattice {meta.name!r}, {nx}×{ny}×{nz} voxels of {v:g} µm)", fontsize=10)
+                 f"lattice {plain(repr(meta.name))}, {nx}×{ny}×{nz} voxels of {v:g} µm)",
+                 fontsize=10)
 
     bottom_axes = bottom.subplots(1, cols, squeeze=False)[0]
     tumour = tumour_mask(planes[-1][3], meta.kinds)[wy, wx]
@@ -325,7 +338,8 @@ def plot_slices(run, lattice: str | None = None):
         if hi <= 0:
             ax.text(0.5, 0.08, "zero everywhere in this plane", transform=ax.transAxes,
                     ha="center", color="white", fontsize=8)
-        bottom.colorbar(im, ax=ax, label=f"{label} ({run.fields[name] or default_units})",
+        units = plain(run.fields[name]) or default_units
+        bottom.colorbar(im, ax=ax, label=f"{label} ({units})",
                         shrink=0.92)
         ax.set_title(f"{label}, t = {fmt_time(run.times_h[-1], unit)}, "
                      f"z = {(last_z + 0.5) * v:.0f} µm", fontsize=9)
@@ -338,7 +352,7 @@ def plot_slices(run, lattice: str | None = None):
         colour = (MATRIX_RGB if name == EMPTY_KIND else kind_colour(name) if name in meta.kinds
                   else UNKNOWN_RGB)
         handles.append(Patch(facecolor=colour, edgecolor="0.4", linewidth=0.5,
-                             label=kind_label(name)))
+                             label=plain(kind_label(name))))
     if handles:
         bottom_axes[len(fields)].legend(handles=handles, loc="center", frameon=False,
                                         title="voxel kind (top row)", fontsize=9)

@@ -12,6 +12,17 @@ in the file (:attr:`LatticeMeta.kinds`), never from the engine's current
 numbering, so old files and files with kinds this version does not know read
 correctly.
 
+Damaged files.  Every failure to read a run file, whatever the cause (missing,
+a folder, not HDF5, truncated, corrupt metadata, a group or attribute missing
+or of the wrong type or shape, a time index longer than the data it indexes),
+raises :class:`engine.errors.RunFileError`, one line: ``<path>: <what is
+wrong>``.  The structure is checked when the file is opened, so later reads
+meet only checked datasets; data that fail to decode later (a corrupt chunk)
+raise the same error.  Reading never hangs: HDF5's SWMR mode re-reads metadata
+whose checksum fails (a live writer may be mid-flush), up to 100 times with a
+growing sleep, which on a corrupt file never ends in practice; the reader
+bounds those re-reads (:data:`METADATA_READ_ATTEMPTS`).
+
     with RunFile("quickstart.h5") as run:
         kind = run.snapshot("primary", "kind", -1)     # (nz, ny, nx) uint8
         kinds = run.lattice("primary").kinds           # code <-> name, as stored
@@ -19,16 +30,31 @@ correctly.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
+import math
+import os
+import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
+from h5py import h5f, h5p
 
-from engine.errors import UserError
+from engine.errors import RunFileError, UserError
 from engine.runformat import (COUNTS, DEFAULT_KIND_CODES, FORMAT, FORMAT_ATTR, KIND, LATTICE_ATTRS,
                               LATTICES, ORGAN, RUNNING, SNAPSHOT_STEP, SNAPSHOT_TIME, STATUS_ATTR,
-                              UNITS_ATTR, KindCodes, field_path, read_kind_codes)
+                              UNITS_ATTR, KindCodes, read_kind_codes)
+
+# Metadata re-reads after a checksum failure in SWMR mode (HDF5's default is
+# 100 with a sleep doubling each time, hours on a corrupt file).  20 re-reads
+# wait a few milliseconds in all: ample for a writer's flush to land.
+METADATA_READ_ATTEMPTS = 20
+# What h5py and numpy raise on a damaged file; anything else is a bug.
+READ_ERRORS = (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError, OverflowError)
+MESSAGE_CHARS = 300         # longest reason quoted from a library's message
 
 
 @dataclass(frozen=True)
@@ -43,8 +69,34 @@ class LatticeMeta:
     kinds: KindCodes                  # voxel kind codes, as stored with the kind field
 
 
-def _text(v):
-    return v.decode() if isinstance(v, bytes) else str(v)
+def _text(v) -> str:
+    """An attribute as text (undecodable bytes replaced, never an error)."""
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _plain(v):
+    """An attribute as a plain Python value (text, number or list), as JSON takes it."""
+    if isinstance(v, (bytes, str)):
+        return _text(v)
+    if isinstance(v, np.ndarray):
+        return [_plain(x) for x in v.tolist()] if v.ndim else _plain(v[()])
+    if isinstance(v, np.generic):
+        return _plain(v.item())
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v if isinstance(v, (bool, int, float, list)) or v is None else _text(v)
+
+
+def one_line(text, limit: int = MESSAGE_CHARS) -> str:
+    """`text` on one line (whitespace runs collapsed), at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def reason(exc: BaseException) -> str:
+    """A library's exception as a short one-line reason."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return one_line(text) or type(exc).__name__
 
 
 class RunFile:
@@ -52,64 +104,149 @@ class RunFile:
 
     ``lattices`` maps lattice names to :class:`LatticeMeta`; ``fields`` maps each
     snapshot field (``kind``, ``oxygen``, ``vegf``, ...) to its units.
-    Opening a file that is not an oncolattice run raises :class:`UserError`
-    naming the file.
+    Any file that cannot be read as an oncolattice run, on opening or later,
+    raises :class:`RunFileError` (a :class:`UserError`) naming the file and
+    what is wrong (see the module docstring).
     """
 
     def __init__(self, path):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"{self.path}: no such run file")
+        self._f = open_hdf5(self.path)
         try:
-            self._f = _open_swmr(self.path)
-        except OSError as exc:
-            raise UserError(f"{self.path}: not a readable HDF5 run file ({exc})") from None
-        try:
-            self._describe()
+            with self._reading("its layout"):
+                self._describe()
         except BaseException:
             self._f.close()
             raise
 
+    # -- errors ------------------------------------------------------------------
+
+    def damaged(self, what: str) -> RunFileError:
+        """The error for a file whose structure is wrong: `what` is wrong."""
+        return RunFileError(f"{self.path}: damaged run file: {one_line(what)}")
+
+    @contextmanager
+    def _reading(self, what: str):
+        """Turn a failed read of `what` into :class:`RunFileError` naming the file."""
+        try:
+            yield
+        except UserError:
+            raise
+        except READ_ERRORS as exc:
+            raise self.damaged(f"cannot read {what} ({reason(exc)})") from None
+
+    # -- the layout, checked on opening ---------------------------------------------
+
     def _describe(self):
+        """Read and check everything but the snapshot data (module docstring)."""
         f = self._f
         fmt = _text(f.attrs.get(FORMAT_ATTR, "missing"))
-        if fmt != FORMAT or SNAPSHOT_STEP not in f or LATTICES not in f:
-            raise UserError(f"{self.path}: not an oncolattice run file (format {fmt!r}, "
-                            f"expected {FORMAT!r})")
+        if fmt != FORMAT:
+            raise RunFileError(f"{self.path}: not an oncolattice run file (format "
+                               f"{one_line(repr(fmt), 80)}, expected {FORMAT!r})")
+        self._attrs = {k: _plain(v) for k, v in f.attrs.items()}
+        if not isinstance(self._attrs.get(STATUS_ATTR, RUNNING), str):
+            raise self.damaged(f"status attribute {self._attrs[STATUS_ATTR]!r} is not text")
+        lattices = self._group(LATTICES)
+        if not len(lattices):
+            raise self.damaged(f"group {LATTICES!r} holds no lattice")
         self.lattices: dict[str, LatticeMeta] = {}
         self.fields: dict[str, str] = {}
-        for name, g in f[LATTICES].items():
-            missing = [a for a in LATTICE_ATTRS if a not in g.attrs]
-            missing += [] if ORGAN in g else [ORGAN]
-            if missing:
-                raise UserError(f"{self.path}: lattice {name!r} lacks {', '.join(missing)} "
-                                f"(damaged or not an {FORMAT} file)")
-            try:
-                kinds = read_kind_codes(g[KIND].attrs) if KIND in g else DEFAULT_KIND_CODES
-            except ValueError as exc:
-                raise UserError(f"{self.path}: lattice {name!r}: {exc}") from None
-            self.lattices[name] = LatticeMeta(
-                name=name, shape=tuple(int(n) for n in g.attrs["shape"]),
-                voxel_um=float(g.attrs["voxel_um"]),
-                organ_names=tuple(_text(s) for s in g.attrs["organ_names"]),
-                organ=g[ORGAN][()], kinds=kinds)
-            for fname, ds in g.items():
-                if fname != ORGAN:
-                    self.fields[fname] = _text(ds.attrs.get(UNITS_ATTR, ""))
+        self._data: dict[tuple[str, str], h5py.Dataset] = {}     # (lattice, field) -> dataset
+        for name in lattices:
+            self.lattices[name] = self._read_lattice(name, lattices[name])
+        self._step = self._dataset(SNAPSHOT_STEP, ndim=1, kinds="iu")
+        self._time = self._dataset(SNAPSHOT_TIME, ndim=1, kinds="iuf")
+        self._counts = self._dataset(COUNTS, ndim=1)
+        check_counts_dtype(self._counts.dtype, self.damaged)
         self.refresh()
+
+    def _group(self, path: str) -> h5py.Group:
+        obj = self._f.get(path)
+        if not isinstance(obj, h5py.Group):
+            raise self.damaged(f"no group {path!r}" if obj is None else f"{path!r} is not a group")
+        return obj
+
+    def _dataset(self, path: str, ndim: int, kinds: str | None = None,
+                 shape: tuple | None = None) -> h5py.Dataset:
+        """Dataset `path`, checked: `ndim` axes, dtype kind in `kinds` (numpy's
+        letters, or ``uint8``), trailing axes `shape`."""
+        ds = self._f.get(path)
+        if not isinstance(ds, h5py.Dataset):
+            raise self.damaged(f"no dataset {path!r}" if ds is None
+                               else f"{path!r} is not a dataset")
+        if ds.ndim != ndim:
+            raise self.damaged(f"{path!r} has {ds.ndim} axes, expected {ndim}")
+        if kinds == "uint8" and ds.dtype != np.uint8 or kinds is not None and (
+                ds.dtype.kind not in kinds or ds.dtype.shape):
+            raise self.damaged(f"{path!r} has dtype {ds.dtype}, expected "
+                               f"{_KIND_WORDS.get(kinds, kinds)}")
+        if shape is not None and tuple(ds.shape[ndim - len(shape):]) != tuple(shape):
+            raise self.damaged(f"{path!r} has shape {ds.shape}, expected (..., "
+                               f"{', '.join(map(str, shape))}) as the lattice's shape says")
+        return ds
+
+    def _read_lattice(self, name: str, g) -> LatticeMeta:
+        """One lattice's description, with its attributes, organ map and fields checked."""
+        where = f"{LATTICES}/{name}"
+        if not isinstance(g, h5py.Group):
+            raise self.damaged(f"{where!r} is not a group")
+        missing = [a for a in LATTICE_ATTRS if a not in g.attrs]
+        if missing:
+            raise self.damaged(f"lattice {name!r} lacks attribute {', '.join(missing)}")
+        shape = lattice_shape(g.attrs["shape"])
+        voxel_um = positive_number(g.attrs["voxel_um"])
+        organ_names = text_list(g.attrs["organ_names"])
+        if shape is None:
+            raise self.damaged(f"lattice {name!r}: shape attribute "
+                               f"{one_line(g.attrs['shape'], 60)} is not 3 positive integers")
+        if voxel_um is None:
+            raise self.damaged(f"lattice {name!r}: voxel_um {one_line(g.attrs['voxel_um'], 60)} "
+                               f"is not a positive number")
+        if organ_names is None:
+            raise self.damaged(f"lattice {name!r}: organ_names is not a list of names")
+        organ = self._dataset(f"{where}/{ORGAN}", ndim=3, kinds="uint8", shape=shape)
+        kinds = DEFAULT_KIND_CODES
+        for field in g:
+            if field != ORGAN:
+                kinds = self._read_field(name, field) or kinds
+        return LatticeMeta(name=name, shape=shape, voxel_um=voxel_um, organ_names=organ_names,
+                           organ=organ[()], kinds=kinds)
+
+    def _read_field(self, lattice: str, field: str) -> KindCodes | None:
+        """Check one snapshot field; note it and its units; the kind codes if it is `kind`."""
+        meta_shape = lattice_shape(self._f[f"{LATTICES}/{lattice}"].attrs["shape"])
+        path = f"{LATTICES}/{lattice}/{field}"
+        ds = self._dataset(path, ndim=4, kinds="uint8" if field == KIND else "iuf",
+                           shape=meta_shape)
+        self._data[lattice, field] = ds
+        self.fields.setdefault(field, _text(ds.attrs.get(UNITS_ATTR, "")))
+        if field != KIND:
+            return None
+        try:
+            return read_kind_codes(ds.attrs)
+        except ValueError as exc:
+            raise RunFileError(f"{self.path}: lattice {lattice!r}: {one_line(exc)}") from None
 
     # -- the time index --------------------------------------------------------
 
     def refresh(self) -> int:
-        """Re-read the time index of a live file; return the snapshots complete."""
-        idx = self._f[SNAPSHOT_STEP]
-        idx.refresh()
-        times = self._f[SNAPSHOT_TIME]
-        times.refresh()
-        n = int(idx.shape[0])
-        self.steps = idx[:n].astype(np.int64)
-        # time_h is written before step, so it always has at least n entries
-        self.times_h = times[:n].astype(np.float64)
+        """Re-read the time index of a live file; return the snapshots complete.
+
+        Every field the index covers must hold that many snapshots (the writer
+        stores data before their index entry), else the file is damaged."""
+        with self._reading("the snapshot index"):
+            self._step.refresh()
+            n = int(self._step.shape[0])
+            for (lattice, field), ds in [(("", SNAPSHOT_TIME), self._time),
+                                         *self._data.items()]:
+                ds.refresh()
+                if ds.shape[0] < n:
+                    what = f"{LATTICES}/{lattice}/{field}" if lattice else field
+                    raise self.damaged(f"the snapshot index lists {n} snapshots but "
+                                       f"{what!r} holds {ds.shape[0]}")
+            self.steps = self._step[:n].astype(np.int64)
+            self.times_h = self._time[:n].astype(np.float64)
         return n
 
     @property
@@ -121,13 +258,14 @@ class RunFile:
     def status(self) -> str:
         """``running`` while the writer has the file open (or was killed),
         else ``complete``, ``interrupted`` or ``failed``."""
-        return _text(self._f.attrs.get(STATUS_ATTR, RUNNING))
+        with self._reading("the status attribute"):
+            return _text(self._f.attrs.get(STATUS_ATTR, RUNNING))
 
     @property
     def attrs(self) -> dict:
-        """The run's root attributes (scenario text, seed, backend, ...)."""
-        return {k: (_text(v) if isinstance(v, (bytes, str)) else v)
-                for k, v in self._f.attrs.items()}
+        """The run's root attributes (scenario text, seed, backend, ...) as
+        plain values (text, numbers, lists), read when the file was opened."""
+        return dict(self._attrs)
 
     # -- data --------------------------------------------------------------------
 
@@ -155,12 +293,16 @@ class RunFile:
         if field not in self.fields:
             raise UserError(f"{self.path}: no field {field!r} (has organ, "
                             f"{', '.join(self.fields)})")
+        ds = self._data.get((meta.name, field))
+        if ds is None:
+            raise self.damaged(f"lattice {meta.name!r} has no field {field!r}, "
+                               f"which other lattices have")
         n = self.n_snapshots
         if not -n <= index < n:
             raise UserError(f"{self.path}: snapshot {index} out of range (has {n})")
-        ds = self._f[field_path(meta.name, field)]
-        ds.refresh()
-        return ds[index % n, z]
+        with self._reading(f"snapshot {index % n} of {field!r} in lattice {meta.name!r}"):
+            ds.refresh()
+            return ds[index % n, z]
 
     def index_of_step(self, step: int) -> int:
         """The snapshot index holding model step `step`."""
@@ -172,9 +314,9 @@ class RunFile:
 
     def counts(self) -> np.ndarray:
         """Every counts row flushed so far (structured array, one row per step)."""
-        ds = self._f[COUNTS]
-        ds.refresh()
-        return ds[()]
+        with self._reading("the counts table"):
+            self._counts.refresh()
+            return self._counts[()]
 
     def close(self) -> None:
         self._f.close()
@@ -187,15 +329,47 @@ class RunFile:
         return False
 
 
-def _open_swmr(path):
-    """Open for SWMR reading; without file locks where the file system has none
-    (common on cluster file systems) or this process holds the file already."""
-    try:
-        return h5py.File(path, "r", swmr=True)
-    except OSError as exc:
-        if "lock" not in str(exc).lower():
-            raise
-        return h5py.File(path, "r", swmr=True, locking=False)
+# -- checks of attribute values -------------------------------------------------------
+
+_KIND_WORDS = {"iu": "integers", "iuf": "numbers"}
+
+
+def lattice_shape(value) -> tuple[int, int, int] | None:
+    """A ``shape`` attribute as (nz, ny, nx), or None unless 3 positive integers."""
+    a = np.asarray(value)
+    if a.shape != (3,) or a.dtype.kind not in "iu" or (a < 1).any():
+        return None
+    return tuple(int(n) for n in a)
+
+
+def positive_number(value) -> float | None:
+    """A scalar attribute as a finite positive float, or None."""
+    a = np.asarray(value)
+    if a.shape not in ((), (1,)) or a.dtype.kind not in "iuf":
+        return None
+    x = float(a.reshape(-1)[0])
+    return x if math.isfinite(x) and x > 0 else None
+
+
+def text_list(value) -> tuple[str, ...] | None:
+    """A 1-D array of strings as a tuple of text, or None."""
+    a = np.asarray(value)
+    if a.ndim != 1 or not len(a) or a.dtype.kind not in "OSU":
+        return None
+    items = a.tolist()
+    if not all(isinstance(s, (str, bytes)) for s in items):
+        return None
+    return tuple(_text(s) for s in items)
+
+
+def check_counts_dtype(dtype: np.dtype, damaged) -> None:
+    """The counts table must be a table of named numeric columns (else `damaged(what)`)."""
+    if dtype.names is None:
+        raise damaged(f"{COUNTS!r} has dtype {dtype}, expected a table of named columns")
+    for name in dtype.names:
+        col = dtype.fields[name][0]
+        if col.kind not in "biuf" or col.shape:
+            raise damaged(f"{COUNTS!r} column {name!r} has dtype {col}, expected a number")
 
 
 def _ranges(steps) -> str:
@@ -203,3 +377,95 @@ def _ranges(steps) -> str:
     if len(steps) <= 6:
         return ", ".join(map(str, steps)) or "none"
     return f"{steps[0]}, {steps[1]}, ..., {steps[-1]}"
+
+
+# -- opening ---------------------------------------------------------------------------
+
+def open_hdf5(path: Path) -> h5py.File:
+    """`path` opened for SWMR reading, its metadata re-reads bounded; or
+    :class:`RunFileError` saying why not (missing, a folder, unreadable, not HDF5)."""
+    check_regular_file(path)
+    try:
+        try:
+            return _open(path, locking=True)
+        except OSError as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            # no file locks on this file system, or this process holds the file already
+            return _open(path, locking=False)
+    except READ_ERRORS as exc:
+        raise RunFileError(f"{path}: not a readable HDF5 run file ({reason(exc)})") from None
+
+
+def check_regular_file(path: Path) -> None:
+    """A run file must be a readable regular file (a FIFO would block the reader)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise RunFileError(f"{path}: no such run file") from None
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise RunFileError(f"{path}: is a folder, not a run file")
+    if not stat.S_ISREG(mode):
+        raise RunFileError(f"{path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise RunFileError(f"{path}: permission denied")
+
+
+def _open(path: Path, locking: bool) -> h5py.File:
+    """Open read-only in SWMR mode with at most METADATA_READ_ATTEMPTS
+    metadata reads.  Where that bound cannot be set, a file no writer holds
+    (its superblock says so) is opened without SWMR, which reads once."""
+    fapl = h5p.create(h5p.FILE_ACCESS)
+    if not locking:
+        fapl.set_file_locking(False, True)
+    name = os.fsencode(path)
+    if not bound_read_attempts(fapl):
+        try:
+            return h5py.File(h5f.open(name, h5f.ACC_RDONLY, fapl=fapl))
+        except OSError as exc:
+            if "already open for write" not in str(exc):
+                raise
+    return h5py.File(h5f.open(name, h5f.ACC_RDONLY | h5f.ACC_SWMR_READ, fapl=fapl))
+
+
+def bound_read_attempts(fapl, attempts: int = METADATA_READ_ATTEMPTS) -> bool:
+    """Set HDF5's metadata read attempts on file-access list `fapl`; False
+    where this HDF5 library's setter cannot be reached."""
+    setter = _read_attempts_setter()
+    return setter is not None and setter(fapl.id, attempts) >= 0
+
+
+@functools.cache
+def _read_attempts_setter():
+    """``H5Pset_metadata_read_attempts`` of the HDF5 library h5py runs on
+    (h5py has no binding for it), or None where it cannot be found."""
+    for lib in _hdf5_libraries():
+        try:
+            setter = ctypes.CDLL(lib).H5Pset_metadata_read_attempts
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes = (ctypes.c_int64, ctypes.c_uint)     # hid_t, unsigned
+        setter.restype = ctypes.c_int                         # herr_t
+        return setter
+    return None
+
+
+def _hdf5_libraries() -> list[str]:
+    """The HDF5 libraries h5py may run on: those this process has loaded
+    (Linux lists them) and those bundled with h5py's wheel; h5py's own first.
+    Another package's HDF5 is tried only if it is the only one loaded."""
+    libs = set()
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = {line.split()[-1] for line in fh if "/libhdf5" in line}
+    except OSError:
+        pass
+    package = Path(h5py.__file__).resolve().parent
+    for folder in (package.parent / "h5py.libs", package / ".dylibs"):
+        libs.update(str(p) for p in folder.glob("libhdf5*") if p.is_file())
+    libs = {p for p in libs if not Path(p).name.startswith("libhdf5_hl")}
+    own = sorted(p for p in libs if Path(p).resolve().parent in
+                 (package.parent / "h5py.libs", package / ".dylibs"))
+    return own or (sorted(libs) if len(libs) == 1 else [])

@@ -326,7 +326,11 @@ def _window_class():
             self.index = min(max(int(index), 0), n - 1)
             field = self.scene.field
             fields = [field] if field else []
-            self.snapshot = load_snapshot(self.run, self.lattice, self.index, fields)
+            try:
+                self.snapshot = load_snapshot(self.run, self.lattice, self.index, fields)
+            except UserError as exc:                # a damaged snapshot: say so, keep the window
+                self.statusBar().showMessage(str(exc), 10000)
+                return
             self.scene.show(self.snapshot, fit=fit)
             self._update_labels()
 
@@ -348,8 +352,8 @@ def _window_class():
             before = self.run.n_snapshots
             try:
                 n = self.run.refresh()
-            except OSError as exc:                  # the writer may be mid-flush
-                self.statusBar().showMessage(f"could not read {self.run.path}: {exc}", 3000)
+            except (OSError, UserError) as exc:     # the writer may be mid-flush
+                self.statusBar().showMessage(str(exc), 3000)
                 return
             if n != before:
                 self.time_slider.setMaximum(max(0, n - 1))
