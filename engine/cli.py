@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
+    from kernels.process import MAX_STEPS
+
     from .output import RunLock
     from .run import disk_estimate, free_bytes, run, steps_for
     from .scenario import load_scenario
@@ -104,8 +106,8 @@ def cmd_run(args) -> int:
                  for flag, value in (("--seed", args.seed), ("--days", args.days))
                  if value is not None]
         raise UserError(f"{' '.join(given)}: {exc}") from None
-    if args.steps is not None and args.steps < 1:
-        raise UserError(f"--steps {args.steps}: must be at least 1")
+    if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
+        raise UserError(f"--steps {args.steps}: must be between 1 and {MAX_STEPS}")
     if args.snapshot_every is not None and args.snapshot_every < 1:
         raise UserError(f"--snapshot-every {args.snapshot_every}: must be at least 1")
     backend = select_backend(args.backend)
@@ -286,9 +288,11 @@ def stop_requested() -> int | None:
 
 
 @contextmanager
-def stop_signals():
+def stop_signals(restore: bool = True):
     """Record SIGINT, SIGTERM and SIGUSR1 instead of acting on them, for the
-    command's lifetime (from before argument parsing); restore the handlers after.
+    command's lifetime (from before argument parsing); restore the handlers after
+    (`restore`; the `oncolattice` process itself keeps them until it exits, so a signal
+    after a finished run cannot kill it with the file complete but the exit status lost).
     Outside the main thread signals cannot be handled: nothing changes."""
     _stops.clear()
     try:
@@ -298,7 +302,7 @@ def stop_signals():
     try:
         yield previous
     finally:
-        for sig, handler in previous.items():
+        for sig, handler in previous.items() if restore else ():
             signal.signal(sig, handler)
 
 
@@ -354,9 +358,10 @@ def _end_now(status: int) -> None:
 
 
 def main(argv=None) -> int:
+    """The command line `argv` (None: this process is `oncolattice`, sys.argv) -> exit status."""
     debug = os.environ.get("ONCOLATTICE_DEBUG") == "1"
     try:
-        with stop_signals() as previous, quiet_h5py_teardown():
+        with stop_signals(restore=argv is not None) as previous, quiet_h5py_teardown():
             return _dispatch(argv, previous)
     except UserError as exc:
         print(f"oncolattice: error: {exc}", file=sys.stderr)

@@ -49,7 +49,7 @@ import h5py
 import numpy as np
 
 from .errors import RunLocked, UserError, shown
-from .runformat import (CHUNK_EDGE, CODES_ATTR, COUNTS, FINAL_STATUSES, FORMAT, FORMAT_ATTR, KIND,
+from .runformat import (hdf5_library, CHUNK_EDGE, CODES_ATTR, COUNTS, FINAL_STATUSES, FORMAT, FORMAT_ATTR, KIND,
                         LATTICES, ORGAN, RUNNING, SNAPSHOT_STEP, SNAPSHOT_TIME, STATUS_ATTR,
                         STATUS_REASON_ATTR, WRITER_ATTRS, KindCodes, atomic_path, field_path,
                         lattice_path, lock_path)
@@ -497,20 +497,6 @@ def _xdmf_grid(parent, lat, h5name, t, time_h):
 
 # -- repairing the file of a killed writer ------------------------------------------
 
-def _loaded_hdf5_library() -> str | None:
-    """Path of the libhdf5 that h5py loaded (from /proc/self/maps), or None."""
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.split()[-1]
-                name = os.path.basename(path)
-                if name.startswith(("libhdf5-", "libhdf5.so")):
-                    return path
-    except OSError:
-        pass
-    return None
-
-
 def clear_status_flags(path) -> None:
     """Mark `path` closed, as ``h5clear -s --increment=0`` does.  A writer that dies
     leaves the superblock saying "open for (SWMR) write", so HDF5 (h5py, h5dump,
@@ -518,9 +504,8 @@ def clear_status_flags(path) -> None:
     since.  h5py lacks the calls, so the file-access properties h5clear uses
     (``clear_status_flags``, ``skip_eof_check``) and ``H5Fincrement_filesize`` are
     reached through the libhdf5 h5py loaded; failing that, ``h5clear`` is run."""
-    lib = _loaded_hdf5_library()
-    if lib is not None:
-        hdf5 = ctypes.CDLL(lib)
+    hdf5 = hdf5_library()
+    if hdf5 is not None:
         hdf5.H5Pset.argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p]
         hdf5.H5Fincrement_filesize.argtypes = [ctypes.c_int64, ctypes.c_uint64]
         fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)

@@ -32,6 +32,8 @@ so the tools can read run files without loading the simulation.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import tempfile
 from contextlib import contextmanager
@@ -219,3 +221,31 @@ def lock_path(run_path) -> Path:
     """The sidecar a live writer holds locked: ``RUN.h5.lock``, with its PID and host."""
     run_path = Path(run_path)
     return run_path.with_name(run_path.name + LOCK_SUFFIX)
+
+
+@functools.cache
+def hdf5_library():
+    """The HDF5 C library h5py runs on (a `ctypes.CDLL`), for the few calls h5py does
+    not bind (capping metadata re-reads, clearing a killed writer's flags), or None
+    where it cannot be found: the libhdf5 bundled with h5py's wheel (loaded in this
+    process, or in the wheel's folder), else the only libhdf5 this process has loaded
+    (Linux lists them in /proc/self/maps)."""
+    import h5py
+    libs = set()
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = {line.split()[-1] for line in fh if "/libhdf5" in line}
+    except OSError:
+        pass
+    package = Path(h5py.__file__).resolve().parent
+    wheel = (package.parent / "h5py.libs", package / ".dylibs")
+    for folder in wheel:
+        libs.update(str(p) for p in folder.glob("libhdf5*") if p.is_file())
+    libs = {p for p in libs if not Path(p).name.startswith("libhdf5_hl")}
+    own = sorted(p for p in libs if Path(p).resolve().parent in wheel)
+    for lib in own or (sorted(libs) if len(libs) == 1 else []):
+        try:
+            return ctypes.CDLL(lib)
+        except OSError:
+            continue
+    return None

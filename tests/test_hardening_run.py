@@ -203,7 +203,8 @@ def test_signals_at_random_moments_end_cleanly(tiny):
         _, err = proc.communicate(timeout=60)
         assert "Traceback" not in err, err
         lines = err.splitlines()
-        if proc.returncode == 0:
+        if proc.returncode in (0, -sig):   # -sig: it came as Python exited (its finalisation
+            # restores the default handlers), after the run had finished and closed the file
             assert lines == [] and assert_consistent(out, final_step=15)[0] == "complete"
             outcomes.append("complete")
             continue

@@ -44,7 +44,7 @@ import numpy as np
 from h5py import h5f, h5p
 
 from engine.errors import RunFileError, UserError
-from engine.runformat import (COUNTS, DEFAULT_KIND_CODES, FORMAT, FORMAT_ATTR, KIND, LATTICE_ATTRS,
+from engine.runformat import (hdf5_library, COUNTS, DEFAULT_KIND_CODES, FORMAT, FORMAT_ATTR, KIND, LATTICE_ATTRS,
                               LATTICES, ORGAN, RUNNING, SNAPSHOT_STEP, SNAPSHOT_TIME, STATUS_ATTR,
                               UNITS_ATTR, KindCodes, read_kind_codes)
 
@@ -441,31 +441,10 @@ def bound_read_attempts(fapl, attempts: int = METADATA_READ_ATTEMPTS) -> bool:
 def _read_attempts_setter():
     """``H5Pset_metadata_read_attempts`` of the HDF5 library h5py runs on
     (h5py has no binding for it), or None where it cannot be found."""
-    for lib in _hdf5_libraries():
-        try:
-            setter = ctypes.CDLL(lib).H5Pset_metadata_read_attempts
-        except (OSError, AttributeError):
-            continue
-        setter.argtypes = (ctypes.c_int64, ctypes.c_uint)     # hid_t, unsigned
-        setter.restype = ctypes.c_int                         # herr_t
-        return setter
-    return None
-
-
-def _hdf5_libraries() -> list[str]:
-    """The HDF5 libraries h5py may run on: those this process has loaded
-    (Linux lists them) and those bundled with h5py's wheel; h5py's own first.
-    Another package's HDF5 is tried only if it is the only one loaded."""
-    libs = set()
     try:
-        with open("/proc/self/maps") as fh:
-            libs = {line.split()[-1] for line in fh if "/libhdf5" in line}
-    except OSError:
-        pass
-    package = Path(h5py.__file__).resolve().parent
-    for folder in (package.parent / "h5py.libs", package / ".dylibs"):
-        libs.update(str(p) for p in folder.glob("libhdf5*") if p.is_file())
-    libs = {p for p in libs if not Path(p).name.startswith("libhdf5_hl")}
-    own = sorted(p for p in libs if Path(p).resolve().parent in
-                 (package.parent / "h5py.libs", package / ".dylibs"))
-    return own or (sorted(libs) if len(libs) == 1 else [])
+        setter = hdf5_library().H5Pset_metadata_read_attempts
+    except AttributeError:                  # no library found, or too old to have it
+        return None
+    setter.argtypes = (ctypes.c_int64, ctypes.c_uint)     # hid_t, unsigned
+    setter.restype = ctypes.c_int                         # herr_t
+    return setter
