@@ -80,10 +80,25 @@ def test_top_view_clip_shows_tumour_vessel_tissue_and_background(gl, run, tmp_pa
 
 
 def test_unclipped_top_view_shows_only_the_outside(gl, run, tmp_path):
-    img = draw(run, tmp_path)                       # last snapshot, no clip
+    img = draw(run, tmp_path, "--clip", "none")     # last snapshot, the whole block
     assert mask_of(img, "tumor").sum() == 0         # the ball is inside the tissue
     assert mask_of(img, "vessel").sum() == 0
     assert mask_of(img, "functional").sum() > 0.4 * W * H
+
+
+def test_default_view_clips_through_the_tumour_centre(gl, run, tmp_path):
+    """Without --clip the view opens on the tumour's mid-plane (y through its centre),
+    not on the organ's outer face: seen along +y, the cut face shows the tumour."""
+    from tools.runfile import RunFile
+    with RunFile(run) as r:
+        for index, ((_, cy, _), _) in enumerate(BALLS[:2]):
+            view = scene_options.resolve_view(r, argparse.Namespace(), index)
+            assert view["clip"] and view["plane"].axis == "y" and view["plane"].keep == "<"
+            assert abs(view["plane"].pos - (cy + 1)) <= 1
+    img = draw(run, tmp_path, "--camera", f"180,0,{ZOOM}", "--step", STEPS[1])   # from +y
+    assert mask_of(img, "tumor", tol=25).sum() > 1000     # (a side face: lit a little dimmer)
+    assert mask_of(draw(run, tmp_path, "--camera", f"180,0,{ZOOM}", "--step", STEPS[1],
+                        "--clip", "none"), "tumor", tol=25).sum() == 0
 
 
 def test_toggled_off_kinds_are_absent(gl, run, tmp_path):
@@ -93,14 +108,14 @@ def test_toggled_off_kinds_are_absent(gl, run, tmp_path):
     (cx, cy, _), _ = BALLS[1]
     # where the ball was, the camera looks into the hole onto tissue below
     assert np.abs(px(img, cx, cy, 12) - rgb255("functional")).max() <= 6
-    img = draw(run, tmp_path, "--kind", "tumor,vessel")     # no tissue: the ball shows
+    img = draw(run, tmp_path, "--kind", "tumor,vessel", "--clip", "none")   # the ball shows
     assert mask_of(img, "functional").sum() == 0
     assert mask_of(img, "tumor").sum() > 1000 and mask_of(img, "vessel").sum() > 100
 
 
 def test_step_selects_the_snapshot(gl, run, tmp_path):
     for t in (0, 1):
-        img = draw(run, tmp_path, "--kind", "tumor", "--step", STEPS[t])
+        img = draw(run, tmp_path, "--kind", "tumor", "--step", STEPS[t], "--clip", "none")
         got = centroid(mask_of(img, "tumor"))
         want = top_view_pixel(*BALLS[t][0][:2], W, H, ZOOM)
         assert abs(got[0] - want[0]) < 4 and abs(got[1] - want[1]) < 4

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "volume (default: slice)")
     parser.add_argument("--clip", metavar="AXIS=POS",
                         help="hide the voxels at and beyond POS along AXIS (x, y or z); POS in "
-                             "voxels or percent (z=50%%); AXIS>POS hides those below instead")
+                             "voxels or percent (z=50%%); AXIS>POS hides those below instead; "
+                             "none: the whole block (default: through the tumour's centre)")
     parser.add_argument("--slice", metavar="AXIS=POS",
                         help="plane of the field slice without clipping (default: the clip "
                              "plane, else the middle of z)")
@@ -81,8 +82,8 @@ def command(args) -> int:
     if not (args.fps > 0):
         raise UserError(f"--fps {args.fps:g}: must be > 0")
     with RunFile(args.run) as run:
-        view = resolve_view(run, args)
         index = resolve_index(run, args.step)
+        view = resolve_view(run, args, index)
         use_headless_backend()
         canvas, scene = make_scene(view, size)
         try:

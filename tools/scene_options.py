@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from engine.errors import UserError
 from engine.runformat import KIND
 from tools.palette import drawn_kinds
@@ -155,10 +157,31 @@ def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
 
 # -- the options of `render` and `view`, checked against a run file ---------------------
 
-def resolve_view(run, args) -> dict:
+TUMOUR_KINDS = ("tumor", "necrotic")      # what a default view cuts through
+
+
+def tumour_clip(run, lattice: str, index: int) -> Plane | None:
+    """The default view's clip: keep y up to and including the layer through the centre
+    of the tumour (its live and necrotic voxels) at snapshot `index`, so the view opens
+    on the tumour's mid-plane rather than on the organ's outer face; None where the
+    snapshot holds no tumour."""
+    meta = run.lattice(lattice)
+    codes = [meta.kinds.code(k) for k in TUMOUR_KINDS if k in meta.kinds]
+    if not codes or run.n_snapshots == 0:
+        return None
+    kind = run.snapshot(lattice, KIND, index)
+    ys = np.nonzero(np.isin(kind, codes))[1]
+    if ys.size == 0:
+        return None
+    return Plane(axis="y", pos=int(round(float(ys.mean()))) + 1, keep="<")
+
+
+def resolve_view(run, args, index: int | None = None) -> dict:
     """Check the view options of ``render`` and ``view`` against the run file and
     return them resolved; an option a command lacks takes its default.
-    ``all_kinds`` is every drawable kind the file stores, ``kinds`` those shown."""
+    ``all_kinds`` is every drawable kind the file stores, ``kinds`` those shown.
+    Without ``--clip`` or ``--slice`` the view clips through the tumour's centre in
+    snapshot `index` (`tumour_clip`); ``--clip none`` shows the whole block."""
     def opt(name, default=None):
         return getattr(args, name, default)
 
@@ -180,10 +203,15 @@ def resolve_view(run, args) -> dict:
         raise UserError("--clip and --slice both set the plane; give one "
                         "(the clip plane also holds the field slice)")
     plane, clip = None, False
-    if opt("clip"):
+    if opt("clip") == "none":
+        pass
+    elif opt("clip"):
         plane, clip = parse_plane(opt("clip"), meta.shape, "--clip"), True
     elif opt("slice"):
         plane = parse_plane(opt("slice"), meta.shape, "--slice")
+    elif index is not None:
+        plane = tumour_clip(run, meta.name, index)
+        clip = plane is not None
     fov = opt("fov", Camera.fov)
     if not (math.isfinite(fov) and 0 <= fov < 180):
         raise UserError(f"--fov {fov:g}: must be in 0..180 degrees (0 = orthographic)")

@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="field as a slice on the plane or a translucent volume")
     parser.add_argument("--clip", metavar="AXIS=POS",
                         help="start with a clip plane, e.g. x=48 or z=50%% "
-                             "(AXIS>POS keeps the far side)")
+                             "(AXIS>POS keeps the far side); none: the whole block "
+                             "(default: through the tumour's centre)")
     parser.add_argument("--camera", metavar="AZ,EL[,ZOOM]",
                         help="initial view: azimuth, elevation in degrees, zoom (default 135,25,1)")
     parser.add_argument("--fov", type=float, default=30.0,
@@ -93,11 +94,12 @@ def open_viewer(args):
     size = parse_size(args.size)
     run = RunFile(args.run)
     try:
-        view = resolve_view(run, args)
         if run.n_snapshots or args.step is not None:
             index = resolve_index(run, args.step)
+            view = resolve_view(run, args, index)
         else:
             index = 0                               # a live run: wait for its first snapshot
+            view = resolve_view(run, args)
         app = _qt_app()
         window = window_class()(run, view, index, follow=args.follow, poll_s=args.poll,
                                 size=size)
