@@ -327,8 +327,11 @@ def test_days_shorter_than_one_step(tiny, capsys):
 
 
 def test_a_run_larger_than_the_free_space_is_refused(tiny, capsys):
+    line = one_error(capsys, "run", "t.toml", "--steps", "1000000000", "--snapshot-every", "1",
+                     "--out", "r.h5")
+    assert "--steps 1000000000" in line and "free" in line
     line = one_error(capsys, "run", "t.toml", "--steps", "1000000000000", "--out", "r.h5")
-    assert "--steps 1000000000000" in line and "free" in line
+    assert "--steps 1000000000000" in line and "between 1 and 1000000000" in line
     assert sorted(p.name for p in tiny.iterdir()) == ["t.toml"]
 
 
