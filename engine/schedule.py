@@ -14,6 +14,7 @@ from kernels.displacement import choose_escape, move_displaced, settle_escape_cl
 from kernels.division import place_daughters, propose_division, settle_division_claims
 from kernels.fate import decide_fate
 from kernels.lysis import lyse_debris
+from kernels.migration import lose_adhesion, migrate
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
 from kernels.regression import regress_vessels
@@ -49,6 +50,8 @@ STEP = (
     Stage(relax_vegf, TISSUE_CHANGED),
     Stage(decide_fate),
     Stage(lyse_debris),
+    Stage(lose_adhesion),        # after fate: only survivors detach; this step's pO2
+    Stage(migrate),              # before division: movers leave room for daughters
     Stage(propose_division),
     Stage(settle_division_claims),
     Stage(choose_escape),

@@ -14,6 +14,8 @@ Three passes, each a pure per-voxel gather (propose → resolve → apply):
    functional cell a vacancy of its own organ (homeostatic renewal: normal
    tissue only replaces the cells it loses).  A cell with no such
    neighbour stays ready (contact inhibition) and tries again next step.
+   A motile tumour cell (`motile` = 1, see `migration`) neither cycles nor
+   divides (go-or-grow): its clock holds until it adheres again.
 
 2. `settle_division_claims` — each candidate voxel keeps, among the cells that
    chose it, the one with the highest (Philox priority word, global index).
@@ -126,7 +128,7 @@ def advance_cycle(clock, rate, oxygen, o2_threshold, o2_inv_span):
 
 @DIVISION.entry("propose_division")
 @numba.njit(parallel=True, cache=True)
-def _propose_division(kind, organ, traits, clock, vacancy, oxygen, intent, cycle_rate,
+def _propose_division(kind, organ, traits, clock, motile, vacancy, oxygen, intent, cycle_rate,
                       o2_prolif_threshold,
                       o2_prolif_inv_span, step, tile_flags,
                       nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
@@ -135,8 +137,8 @@ def _propose_division(kind, organ, traits, clock, vacancy, oxygen, intent, cycle
             for x in range(nx):
                 intent[z, y, x] = 0
                 k = kind[z, y, x]
-                if not is_live(k):
-                    continue
+                if not is_live(k) or motile[z, y, x] != 0:
+                    continue                    # no cell, or a motile one (go or grow)
                 o = organ[z, y, x]
                 rate = cycle_rate[table_row(k, o), traits[PROLIFERATION, z, y, x]]
                 c = advance_cycle(clock[z, y, x], rate, oxygen[z, y, x], o2_prolif_threshold,
@@ -258,10 +260,10 @@ def _place_daughters(kind, traits, clock, hypoxia, lineage, vacancy, intent, cla
                                        lattice_id, k0, k1)
 
 
-@kernel(reads=("kind", "organ", "traits.proliferation", "clock", "oxygen"),
+@kernel(reads=("kind", "organ", "traits.proliferation", "clock", "motile", "oxygen"),
         writes=("clock", "intent"), process=DIVISION)
 def propose_division(lattice, rules, step):
-    """Advance every cell's cycle; ready cells choose a daughter site."""
+    """Advance every adherent cell's cycle; ready cells choose a daughter site (motile cells do not divide)."""
     tiles = active_tiles(lattice)
     _propose_division(lattice, rules, step, tile_flags=tiles.flags)
     tiles.refresh()

@@ -79,18 +79,20 @@ def fate_rules(scenario) -> dict:
 
 
 @numba.njit(inline="always", cache=True)
-def clear_cell(z, y, x, traits, clock, hypoxia, lineage):
-    """Forget the cell that occupied a voxel."""
+def clear_cell(z, y, x, traits, clock, hypoxia, lineage, motile):
+    """Forget the cell that occupied a voxel (its motility with it)."""
     for t in range(traits.shape[0]):
         traits[t, z, y, x] = 0
     clock[z, y, x] = 0
     hypoxia[z, y, x] = 0
     lineage[z, y, x] = 0
+    motile[z, y, x] = 0
 
 
 @FATE.entry("decide_fate")
 @numba.njit(parallel=True, cache=True)
-def _decide_fate(kind, organ, traits, clock, hypoxia, lineage, vacancy, oxygen, necrosis_mmHg,
+def _decide_fate(kind, organ, traits, clock, hypoxia, lineage, motile, vacancy, oxygen,
+                 necrosis_mmHg,
                  necrosis_steps, apoptosis_thr, step, events,
                  nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
@@ -109,7 +111,7 @@ def _decide_fate(kind, organ, traits, clock, hypoxia, lineage, vacancy, oxygen, 
                 if h >= necrosis_steps:
                     kind[z, y, x] = NECROTIC
                     keep = lineage[z, y, x]
-                    clear_cell(z, y, x, traits, clock, hypoxia, lineage)
+                    clear_cell(z, y, x, traits, clock, hypoxia, lineage, motile)
                     lineage[z, y, x] = keep
                     events[NECROSIS_TUMOR if tumour else NECROSIS_FUNCTIONAL, z] += 1
                     continue
@@ -118,7 +120,7 @@ def _decide_fate(kind, organ, traits, clock, hypoxia, lineage, vacancy, oxygen, 
                 level = traits[APOPTOSIS_RESISTANCE, z, y, x]
                 if r < apoptosis_thr[table_row(k, organ[z, y, x]), level]:
                     kind[z, y, x] = EMPTY
-                    clear_cell(z, y, x, traits, clock, hypoxia, lineage)
+                    clear_cell(z, y, x, traits, clock, hypoxia, lineage, motile)
                     if not tumour:
                         vacancy[z, y, x] = 1
                     events[APOPTOSIS_TUMOR if tumour else APOPTOSIS_FUNCTIONAL, z] += 1

@@ -51,8 +51,8 @@ OXYGEN = Process("oxygen", arrays={"oxygen": Array(np.float32, "pO2, mmHg")}, pa
                                 hi=760.0),
         "initial_mmHg": nonnegative(38.0, "mmHg", "warm start of the first solve", hi=760.0),
         "matrix_decay_per_min": nonnegative(0.1, "1/min", "PhysiCell background decay", hi=1e3),
-        "hypoxic_mmHg": positive(15.0, "mmHg", "PhysiCell hypoxic threshold (counts only)",
-                                 hi=760.0),
+        "hypoxic_mmHg": positive(15.0, "mmHg", "PhysiCell hypoxic threshold (counts; "
+                                 "migration's hypoxic EMT)", hi=760.0),
         "tolerance_mmHg": positive(1e-3, "mmHg", "largest correction of the last sweep", hi=10.0),
         "max_sweeps": Param("int", 500, lo=1, hi=10**6, unit="sweeps per step"),
         "sor_omega": Param("float", 1.5, lo=0.0, hi=2.0, lo_open=True, hi_open=True,

@@ -112,6 +112,7 @@ def random_lattice(shape, seed, z0=0):
     lat.oxygen[lat.kind == VESSEL] = 38.0
     lat.vegf[...] = rng.uniform(0.0, 3.0, size=shape).astype(np.float32)
     lat.perfused[...] = (lat.kind == VESSEL) & (rng.random(shape) < 0.7)
+    lat.motile[...] = (lat.kind == TUMOR) & (rng.random(shape) < 0.2)   # last: the draws above stay
     return lat
 
 
@@ -146,8 +147,12 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     # sprouting and branching made likely, so every angiogenesis path runs
     eager = dict(sprout_vegf=np.float32(0.5), sprout_thr=np.uint32(2**31),
                  branch_p=np.float32(0.5))
+    # migration made likely: an eighth of the adherent cells detach, a quarter of the motile ones
+    # re-adhere, and motile cells take two sub-steps of hops with probability 1/2 each
+    motility = dict(detach_thr=np.full_like(rules.detach_thr, 2**29), readhere_thr=np.uint32(2**30),
+                    hop_substeps=2, hop_thr=np.uint32(2**31), oxygen_bias=np.float32(0.25))
     r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, regression_steps=3,
-                      lysis_thr=np.uint32(2**31), **eager)   # half the debris lyses
+                      lysis_thr=np.uint32(2**31), **eager, **motility)   # half the debris lyses
     step = 100 + seed
     solved = random_lattice(shape, seed, z0=seed)
     solved_twin = on(backend, solved)
@@ -174,6 +179,7 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     assert events["tip_sprouted"] > 0 and events["stalk_laid"] > 0
     assert events["anastomosis"] > 0
     assert events["vessel_regressed"] > 0 and events["debris_lysed"] > 0
+    assert events["detached"] > 0 and events["readhered"] > 0 and events["migrated"] > 0
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)

@@ -27,7 +27,10 @@ COLUMNS = ("step", "time_h", "empty", "functional", "tumor", "necrotic", "vessel
 # after which no event was counted skips the field solves (step 1).  The port of the
 # fields' parameters into their process declarations left f6bc8cd3... (first order,
 # no skip) unchanged.
-GOLDEN = "7f36dc946957fc43df385beb309511440c72c79005e18aae8b2b561b5aee575a"
+# 2026-11-30 (issue 11): adhesion loss and migration joined the step (kernels/migration.py):
+# tumour cells detach, hop into matrix or past breast cells and do not divide while
+# motile; the quickstart gained a [migration] table.  Before: 7f36dc94...5aee575a.
+GOLDEN = "da17b189ab0ee764f75198c7cf84822c09f55aa919cfe516514d3ce16d59affb"
 
 
 def column(row, name):

@@ -25,8 +25,8 @@ z_um = [0.0, 480.0]
 """
 
 # unit a parameter must have, by the unit suffix of its key name
-SUFFIX_UNITS = [("_mmHg_per_s", "mmHg/s"), ("_um2_per_s", "µm²/s"), ("_um_per_h", "µm/h"), ("_ng_per_mL_per_h", "ng/mL/h"), ("_ng_per_mL", "ng/mL"),
-                ("_per_min", "1/min"), ("_per_h", "1/h"),
+SUFFIX_UNITS = [("_mmHg_per_s", "mmHg/s"), ("_um2_per_s", "µm²/s"), ("_um_per_h", "µm/h"), ("_um_per_min", "µm/min"), ("_ng_per_mL_per_h", "ng/mL/h"), ("_ng_per_mL", "ng/mL"),
+                ("_per_min", "1/min"), ("_per_h", "1/h"), ("_per_mmHg", "1/mmHg"),
                 ("_mmHg", "mmHg"), ("_um", "µm"), ("_h", "h")]
 
 
