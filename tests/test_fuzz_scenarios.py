@@ -22,7 +22,7 @@ from engine.scenario import MAX_ORGANS, ORGAN_SCHEMA, SCHEMA, find_line, parse_s
 from engine.state import run_bytes
 from engine.tissue import build_tissue
 from engine.vasculature import build_bytes
-from tests.conftest import small_scenario_text
+from conftest import small_scenario_text
 
 pytestmark = pytest.mark.fuzz
 

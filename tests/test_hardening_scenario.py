@@ -15,7 +15,7 @@ from engine.scenario import find_line, parse_scenario
 from engine.tissue import build_tissue
 from engine.vasculature import widen_in_yz
 from kernels.process import MAX_STEPS, float32_of, steps_of
-from tests.conftest import small_scenario_text
+from conftest import small_scenario_text
 
 SMALL = small_scenario_text(16, seed_radius_um=40.0)     # 16³ voxels of 20 µm
 
