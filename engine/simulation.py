@@ -32,7 +32,8 @@ def counts_dtype(organ_names) -> np.dtype:
     fields += [(name, np.int64) for name in KIND_NAMES]
     fields += [(f"functional_{name}", np.int64) for name in organ_names]
     fields += [("functional_fraction", np.float64), ("hypoxic_tumor", np.int64),
-               ("hypoxic_functional", np.int64), ("vessel_perfused", np.int64),
+               ("hypoxic_functional", np.int64), ("motile_tumor", np.int64),
+               ("vessel_perfused", np.int64),
                ("perfused_fraction", np.float64)]
     fields += [(name, np.int64) for name in EVENT_NAMES]
     fields += [("new_vessel_length_um", np.float64)]
@@ -92,7 +93,7 @@ class Simulation:
 
     def census(self) -> np.ndarray:
         """The counts row of the current state (and of the last step's events)."""
-        by_kind_organ, hypoxic, perfused, vegf_max = self.run_pass(take_census)
+        by_kind_organ, hypoxic, perfused, vegf_max, motile = self.run_pass(take_census)
         row = np.zeros((), dtype=self.dtype)
         row["step"] = self.step_index
         row["time_h"] = self.time_h
@@ -105,6 +106,7 @@ class Simulation:
         row["functional_fraction"] = row[primary] / start if start else 0.0
         row["hypoxic_tumor"] = hypoxic[TUMOR]
         row["hypoxic_functional"] = hypoxic[FUNCTIONAL]
+        row["motile_tumor"] = motile
         row["vessel_perfused"] = perfused
         row["perfused_fraction"] = perfused / row["vessel"] if row["vessel"] else 0.0
         events = self.arch.to_host(self.lattice.events).sum(axis=1)

@@ -86,7 +86,7 @@ def test_traffic_is_counted_from_the_arrays_each_pass_touches():
     from tools.bench import bytes_per_voxel
     # one sweep reads pO2 (float32), kind, organ and perfused (uint8) and writes pO2
     assert bytes_per_voxel(relax_oxygen) == (7, 4)
-    assert bytes_per_voxel(take_census) == (11, 0)        # + VEGF (float32)
+    assert bytes_per_voxel(take_census) == (12, 0)        # + VEGF (float32), motile
     for process in PASSES:
         read, written = bytes_per_voxel(process)
         assert read > 0, process.name

@@ -220,3 +220,20 @@ def test_check_describes_every_migration_parameter():
                 "oxygen_bias_per_mmHg"):
         assert f"migration.{key}" in described
     assert "intravital imaging reviews (approx.)" in described
+
+
+def test_the_census_counts_motile_cells_and_they_balance_with_the_events():
+    """Counts column motile_tumor: the motile cells in the lattice; from one step to the
+    next it changes by detachments − re-adhesions − motile cells that died."""
+    from conftest import small_scenario_text
+    from engine.simulation import Simulation
+    text = small_scenario_text(24, seed_radius_um=100.0).replace(
+        "detachment_per_h = 0.01", "detachment_per_h = 0.5")
+    sim = Simulation(parse_scenario(text, "motile.toml"))
+    before = sim.initial["motile_tumor"]
+    for _ in range(6):
+        row = sim.step()
+        assert row["motile_tumor"] == int((np.asarray(sim.lattice.motile) != 0).sum())
+        assert row["motile_tumor"] <= before + row["detached"] - row["readhered"]
+        before = row["motile_tumor"]
+    assert before > 0
