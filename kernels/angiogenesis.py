@@ -32,8 +32,6 @@ perfusion is recomputed.
 """
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 from numba import prange
@@ -42,7 +40,7 @@ from .claims import strongest_claimant
 from .lattice import (EMPTY, FUNCTIONAL, NECROTIC, SPROUT, TIP, VESSEL, global_index,
                       is_endothelium, neighbour, opposite)
 from .perfusion import flood
-from .philox import probability_threshold, voxel_draw
+from .philox import rate_threshold, step_probability, voxel_draw
 from .process import Array, Param, Process, float32_of, nonnegative, steps_of
 from .twin import kernel
 
@@ -111,14 +109,14 @@ def angiogenesis_rules(scenario) -> dict:
     return {
         "angiogenesis_enabled": bool(a["enabled"]),
         "sprout_vegf": float32_of(a["sprout_vegf_threshold_ng_per_mL"]),
-        "sprout_thr": np.uint32(probability_threshold(-math.expm1(-a["sprout_rate_per_h"] * dt))),
+        "sprout_thr": rate_threshold(a["sprout_rate_per_h"], dt),
         "move_p": float32_of(min(1.0, a["tip_speed_um_per_h"] * dt / h)),
         "chi0": float32_of(a["chemotaxis_mL_per_ng"]),
         "inv_csat": float32_of(1.0 / a["chemotaxis_saturation_ng_per_mL"]),
         "base": float32_of(a["random_motility_weight"]),
         "haptotaxis": float32_of(a["haptotaxis_weight"]),
         "branch_age": np.int64(steps_of(a["branch_age_h"], dt, lo=0, hi=AGE_NEVER)),
-        "branch_p": float32_of(-math.expm1(-a["branch_rate_per_h"] * dt)),
+        "branch_p": float32_of(step_probability(a["branch_rate_per_h"], dt)),
         "inv_cbranch": float32_of(1.0 / a["branch_vegf_saturation_ng_per_mL"]),
         "anastomosis_age": np.int64(steps_of(a["anastomosis_min_age_h"], dt, lo=0, hi=AGE_NEVER)),
     }

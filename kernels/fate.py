@@ -16,15 +16,13 @@ For every live cell (functional or tumour), once per step:
 """
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 from numba import prange
 
 from .lattice import (APOPTOSIS_RESISTANCE, EMPTY, NECROTIC, TRAIT_LEVELS, TUMOR, global_index,
                       is_live, table_row)
-from .philox import probability_threshold, voxel_draw
+from .philox import rate_threshold, voxel_draw
 from .process import Array, Param, Process, float32_of, nonnegative, positive, steps_of
 from .twin import kernel
 
@@ -57,11 +55,6 @@ APOPTOSIS_TUMOR, APOPTOSIS_FUNCTIONAL, NECROSIS_TUMOR, NECROSIS_FUNCTIONAL = ran
 STREAM_APOPTOSIS = FATE.streams["apoptosis"]
 
 
-def apoptosis_probability(rate_per_h: float, step_h: float) -> float:
-    """P(death within one step) = 1 − exp(−k Δt)."""
-    return -math.expm1(-rate_per_h * step_h)
-
-
 @FATE.rules_from
 def fate_rules(scenario) -> dict:
     """necrosis_mmHg (float32), necrosis_steps (steps of anoxia, 1..255) and
@@ -69,13 +62,11 @@ def fate_rules(scenario) -> dict:
     dt, tumor = scenario["time.step_h"], scenario.values["tumor"]
     r = scenario["tumor.traits.apoptosis_resistance_per_level"]
     multiplier = np.maximum(1.0 - r * np.arange(TRAIT_LEVELS), 0.0)
-    rows = [[apoptosis_probability(tumor["apoptosis_per_h"] * m, dt) for m in multiplier]]
-    rows += [[apoptosis_probability(o["apoptosis_per_h"], dt)] * TRAIT_LEVELS
-             for o in scenario.organs]
+    rates = [[tumor["apoptosis_per_h"] * m for m in multiplier]]
+    rates += [[o["apoptosis_per_h"]] * TRAIT_LEVELS for o in scenario.organs]
     return {"necrosis_mmHg": float32_of(scenario["cells.necrosis_mmHg"]),
             "necrosis_steps": steps_of(scenario["cells.necrosis_delay_h"], dt, hi=255),
-            "apoptosis_thr": np.vectorize(probability_threshold, otypes=[np.uint32])(
-                np.array(rows))}
+            "apoptosis_thr": rate_threshold(np.array(rates), dt)}
 
 
 @numba.njit(inline="always", cache=True)

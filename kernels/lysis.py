@@ -18,14 +18,11 @@ long debris persists (approx.).
 """
 from __future__ import annotations
 
-import math
-
 import numba
-import numpy as np
 from numba import prange
 
 from .lattice import EMPTY, NECROTIC, global_index
-from .philox import probability_threshold, voxel_draw
+from .philox import rate_threshold, voxel_draw
 from .process import Param, Process
 from .twin import kernel
 
@@ -42,7 +39,7 @@ STREAM_LYSIS = LYSIS.streams["lysis"]
 def lysis_rules(scenario) -> dict:
     """lysis_thr: P(lysis within one step) as a uint32 threshold."""
     k, dt = scenario["cells.debris_clearance_per_h"], scenario["time.step_h"]
-    return {"lysis_thr": np.uint32(probability_threshold(-math.expm1(-k * dt)))}
+    return {"lysis_thr": rate_threshold(k, dt)}
 
 
 @LYSIS.entry("lyse_debris")

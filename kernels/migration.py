@@ -57,7 +57,7 @@ from numba import prange
 
 from .claims import strongest_claimant
 from .lattice import ADHESION, EMPTY, FUNCTIONAL, TRAIT_LEVELS, TUMOR, global_index, neighbour
-from .philox import probability_threshold, voxel_draw
+from .philox import probability_threshold, rate_threshold, voxel_draw
 from .process import Array, Param, Process, float32_of
 from .twin import kernel
 
@@ -116,11 +116,6 @@ def few_enough_hops(scenario):
                   "speed or the step")]
 
 
-def rate_probability(rate_per_h, step_h):
-    """P(event within one step) = 1 − exp(−k Δt) (float64, elementwise)."""
-    return -np.expm1(-np.asarray(rate_per_h, dtype=np.float64) * step_h)
-
-
 @MIGRATION.rules_from
 def migration_rules(scenario) -> dict:
     """detach_thr (uint32 [normoxic 0 / hypoxic 1, adhesion level]), readhere_thr,
@@ -132,10 +127,8 @@ def migration_rules(scenario) -> dict:
             for hypoxic in (0, 1)]
     p = hops_per_step(scenario)
     n = max(1, math.ceil(p - 1e-12))
-    thr = np.vectorize(probability_threshold, otypes=[np.uint32])
-    return {"detach_thr": thr(rate_probability(np.array(rows), dt)),
-            "readhere_thr": np.uint32(probability_threshold(
-                float(rate_probability(m["readhesion_per_h"], dt)))),
+    return {"detach_thr": rate_threshold(np.array(rows), dt),
+            "readhere_thr": rate_threshold(m["readhesion_per_h"], dt),
             "hop_substeps": int(n),
             "hop_thr": np.uint32(probability_threshold(min(p / n, 1.0))),
             "oxygen_bias": float32_of(m["oxygen_bias_per_mmHg"])}

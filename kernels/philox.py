@@ -15,6 +15,8 @@ uint64 and masked back to 32 bits after each add or multiply.  The CUDA twin
 """
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -85,6 +87,23 @@ def probability_threshold(p: float) -> int:
     if not p > 0.0:
         return 0
     return int(min(round(p * 4294967296.0), 4294967295))
+
+
+_expm1 = np.vectorize(math.expm1, otypes=[np.float64])
+_thresholds = np.vectorize(probability_threshold, otypes=[np.uint32])
+
+
+def step_probability(rate_per_h, step_h):
+    """P = 1 − exp(−k Δt): the chance that an event of constant rate k (1/h) happens
+    within one step of Δt hours (float64, `math.expm1`, elementwise over arrays)."""
+    p = -_expm1(-np.asarray(rate_per_h, dtype=np.float64) * step_h)
+    return p[()] if p.ndim == 0 else p
+
+
+def rate_threshold(rate_per_h, step_h):
+    """`step_probability` as uint32 threshold(s) (`probability_threshold`, elementwise)."""
+    t = _thresholds(step_probability(rate_per_h, step_h))
+    return t[()] if t.ndim == 0 else t
 
 
 def philox4x32_numpy(counter, key):
