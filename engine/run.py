@@ -11,8 +11,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from kernels.lattice import KIND_NAMES
 
 from . import __version__
@@ -20,8 +18,8 @@ from .backend import cpu_threads, gpu_free_bytes
 from .errors import DoesNotFit, Interrupted, OutputFailed, UserError, shown
 from .output import LatticeInfo, RunLock, RunWriter, write_summary
 from .runformat import CODES_ATTR, KIND, UNITS_ATTR, kind_codes_attr
-from .simulation import SNAPSHOT_FIELDS, Simulation, counts_dtype
-from .state import host_bytes_per_voxel, human_bytes, run_bytes
+from .simulation import Simulation, counts_dtype
+from .state import SNAPSHOT_FIELDS, host_bytes_per_voxel, human_bytes, run_bytes
 
 KIND_CODES = kind_codes_attr(KIND_NAMES)      # stored with the kind data: readers decode by it
 SPACE_MARGIN_BYTES = 16 << 20   # free space kept beyond a snapshot before writing it
@@ -66,16 +64,10 @@ def steps_for(scenario) -> int:
     return max(1, int(round(scenario["time.duration_h"] / scenario["time.step_h"])))
 
 
-def snapshot_bytes(shape) -> int:
-    """Bytes of one snapshot of a lattice before compression."""
-    voxels = int(np.prod(shape, dtype=np.int64))
-    return voxels * sum(np.dtype(dt).itemsize for dt, _ in SNAPSHOT_FIELDS.values())
-
-
 def disk_estimate(scenario, steps: int, snapshot_every: int) -> dict:
     """Disk a run writes at most (snapshots uncompressed, plus the counts table)."""
     snapshots = steps // snapshot_every + 2             # step 0, every N, the last step
-    per_snapshot = snapshot_bytes(scenario.shape)
+    per_snapshot = run_bytes(scenario.shape)["host_bytes"]        # uncompressed
     row = counts_dtype(tuple(o["name"] for o in scenario.organs)).itemsize
     return {"snapshots": snapshots, "snapshot_bytes": per_snapshot,
             "bytes": snapshots * per_snapshot + (steps + 1) * row}
@@ -219,7 +211,7 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
                            f"{exc.strerror or exc}") from None
 
     def snapshot():
-        need = snapshot_bytes(lat.shape) + SPACE_MARGIN_BYTES
+        need = run_bytes(lat.shape)["host_bytes"] + SPACE_MARGIN_BYTES
         if free_bytes(out.parent) < need:
             raise OSError(28, f"No space left on device (under {human_bytes(need)} free)")
         writer.write_snapshot(sim.step_index, sim.time_h, {lat.name: sim.snapshot()})

@@ -18,12 +18,8 @@ from kernels.perfusion import spread_perfusion
 from .backend import architecture
 from .rules import build_rules
 from .schedule import EVENT_NAMES, FIELD_PASSES, STEP
+from .state import SNAPSHOT_FIELDS
 from .tissue import build_tissue
-
-
-# What a snapshot stores, with its dtype and units.
-SNAPSHOT_FIELDS = {"kind": (np.uint8, "code"), "oxygen": (np.float32, "mmHg"),
-                   "vegf": (np.float32, "ng/mL")}
 
 
 def counts_dtype(organ_names) -> np.dtype:

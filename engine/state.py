@@ -39,8 +39,10 @@ STATE_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize * n for _, t, n, work, *_ in VO
                             if not work)
 WORK_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize * n for _, t, n, work, *_ in VOXEL_ARRAYS if work)
 BYTES_PER_VOXEL = STATE_BYTES_PER_VOXEL + WORK_BYTES_PER_VOXEL
-# A snapshot is staged on the host: kind (uint8), oxygen and VEGF (float32).
-HOST_SNAPSHOT_BYTES_PER_VOXEL = 9
+# What a snapshot stores, with its dtype and units; it is staged on the host.
+SNAPSHOT_FIELDS = {"kind": (np.uint8, "code"), "oxygen": (np.float32, "mmHg"),
+                   "vegf": (np.float32, "ng/mL")}
+HOST_SNAPSHOT_BYTES_PER_VOXEL = sum(np.dtype(t).itemsize for t, _ in SNAPSHOT_FIELDS.values())
 
 
 @dataclass
