@@ -47,12 +47,18 @@ class Interrupted(Exception):
         self.exit_status = 128 + int(signum)
 
 
+def printable(text: str) -> str:
+    """`text` with every non-printable character (control characters, terminal escapes,
+    line separators, undecodable bytes) written as a Python escape, so a message stays
+    one inert line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def shown(path) -> str:
-    """A path as it is printed in a one-line message: control characters and
-    undecodable bytes escaped, so a message stays one line."""
+    """A path as it is printed in a one-line message (`printable`)."""
     import os
-    text = os.fsdecode(path)
-    return text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return printable(os.fsdecode(path))
 
 
 class RunFileError(UserError):

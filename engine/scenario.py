@@ -30,7 +30,7 @@ import numpy as np
 from kernels.process import MAX_STEPS, PROCESSES, REQUIRED, Param, nonnegative, positive
 
 from . import schedule  # noqa: F401  (imports every process: their parameters join SCHEMA)
-from .errors import ScenarioError
+from .errors import ScenarioError, printable
 
 _pos, _nonneg = positive, nonnegative
 
@@ -212,13 +212,6 @@ def _shown(value, limit: int = SHOWN_CHARS) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _printable(text: str) -> str:
-    """`text` with every non-printable character (control characters, terminal escapes,
-    line separators) written as a Python escape, so a message stays one inert line."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
-
-
 def _key_shown(key: str) -> str:
     """A key as an error message names it: escaped, at most SHOWN_CHARS characters."""
     return key if len(key) <= SHOWN_CHARS else key[:SHOWN_CHARS - 3] + "..."
@@ -309,7 +302,7 @@ def _parse_toml(text: str, path: str) -> dict:
     """The TOML document, or a one-line error: malformed TOML (with its line), a file
     too large to be a scenario, nesting too deep for the parser, an integer too long."""
     if len(text) > MAX_TEXT_CHARS:
-        raise ScenarioError(_printable(f"{path}: {len(text)} characters is too large for a "
+        raise ScenarioError(printable(f"{path}: {len(text)} characters is too large for a "
                                        f"scenario file (at most {MAX_TEXT_CHARS})"))
     try:
         return tomllib.loads(text)
@@ -319,7 +312,7 @@ def _parse_toml(text: str, path: str) -> dict:
         why = f"arrays or inline tables nested too deeply (line {_deepest_line(text)})"
     except ValueError:             # tomllib turns digits into int: Python's length limit
         why = f"an integer of more than 4300 digits (line {_longest_number_line(text)})"
-    raise ScenarioError(_printable(f"{path}: malformed TOML: {why}"))
+    raise ScenarioError(printable(f"{path}: malformed TOML: {why}"))
 
 
 def _deepest_line(text: str) -> int:
@@ -564,7 +557,7 @@ def _suggest(key, candidates, prefix=""):
 def _fail(path, text, dotted, message, hint=""):
     line = find_line(text, dotted)
     where = f"{path}:{line}" if line else path
-    raise ScenarioError(_printable(f"{where}: {message}" + (f" ({hint})" if hint else "")))
+    raise ScenarioError(printable(f"{where}: {message}" + (f" ({hint})" if hint else "")))
 
 
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
