@@ -42,7 +42,7 @@ import socket
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -81,6 +81,7 @@ class LatticeInfo:
     voxel_um: float
     organ: np.ndarray               # uint8 (nz, ny, nx): organ label per voxel
     organ_names: tuple[str, ...]    # index = label; label 0 is "none"
+    attrs: dict = field(default_factory=dict)    # more attributes of its group (role, site)
 
     def __post_init__(self):
         shape = tuple(int(n) for n in self.shape)
@@ -220,7 +221,8 @@ class RunWriter:
 
     def __init__(self, path, *, attrs: dict, lattices: list[LatticeInfo],
                  counts_dtype: np.dtype, snapshot_fields: dict[str, np.dtype],
-                 field_attrs: dict[str, dict] | None = None, lock: RunLock | None = None):
+                 field_attrs: dict[str, dict] | None = None, lock: RunLock | None = None,
+                 tables: dict[str, np.dtype] | None = None):
         self.path = Path(path)
         self.xdmf_path = self.path.with_suffix(".xdmf")
         if self.xdmf_path == self.path:
@@ -245,7 +247,13 @@ class RunWriter:
         if reserved := set(WRITER_ATTRS_ALL) & set(attrs):
             raise ValueError(f"attrs may not set {sorted(reserved)}: the writer owns them")
 
+        self.tables = {path: np.dtype(dt) for path, dt in (tables or {}).items()}
+        for path, dt in self.tables.items():
+            if dt.names is None or path in (COUNTS, SNAPSHOT_STEP, SNAPSHOT_TIME):
+                raise ValueError(f"table {path!r}: needs a structured dtype and a free name")
         self._pending = []              # counts rows not yet written to the file
+        self._pending_rows = {path: [] for path in self.tables}     # rows of the other tables
+        self._whole = {}                # tables rewritten whole at the next flush
         self._closed = False
         self.hdf5_unclosed = False      # HDF5 failed to close the file (after a write error)
         self._lock = lock if lock is not None else RunLock(self.path).acquire()
@@ -281,6 +289,8 @@ class RunWriter:
             g.attrs["organ_names"] = np.array(lat.organ_names, dtype=h5py.string_dtype())
             g.create_dataset(ORGAN, data=lat.organ, chunks=_chunks(lat.shape, 1),
                              compression="gzip", compression_opts=1)
+            for k, v in lat.attrs.items():
+                g.attrs[k] = v
             for name, dt in self.fields.items():
                 ds = g.create_dataset(name, shape=(0, *lat.shape), maxshape=(None, *lat.shape),
                                       dtype=dt, chunks=(1, *_chunks(lat.shape, dt.itemsize)), **_GZIP)
@@ -289,8 +299,9 @@ class RunWriter:
         for path, dt in ((SNAPSHOT_STEP, np.int64), (SNAPSHOT_TIME, np.float64)):
             f.create_dataset(path, shape=(0,), maxshape=(None,), dtype=dt,
                              chunks=(COUNTS_CHUNK_ROWS,))
-        f.create_dataset(COUNTS, shape=(0,), maxshape=(None,), dtype=self.counts_dtype,
-                         chunks=(COUNTS_CHUNK_ROWS,), compression="gzip", compression_opts=1)
+        for path, dt in ((COUNTS, self.counts_dtype), *self.tables.items()):
+            f.create_dataset(path, shape=(0,), maxshape=(None,), dtype=dt,
+                             chunks=(COUNTS_CHUNK_ROWS,), compression="gzip", compression_opts=1)
 
     @property
     def closed(self) -> bool:
@@ -351,15 +362,42 @@ class RunWriter:
         if sum(len(r) for r in self._pending) >= COUNTS_CHUNK_ROWS:
             self._flush_counts()
 
+    def append_rows(self, path: str, rows: np.ndarray) -> None:
+        """Queue rows of table `path` (written with the counts)."""
+        self._check_open()
+        rows = np.asarray(rows)
+        if rows.dtype != self.tables[path]:
+            raise TypeError(f"{path} rows dtype {rows.dtype}, expected {self.tables[path]}")
+        self._pending_rows[path].append(rows.reshape(-1).copy())
+
+    def write_table(self, path: str, rows: np.ndarray) -> None:
+        """Replace the contents of table `path` with `rows` at the next flush (a table of
+        records that change, such as the colony registry; it never shrinks)."""
+        self._check_open()
+        rows = np.asarray(rows)
+        if rows.dtype != self.tables[path]:
+            raise TypeError(f"{path} rows dtype {rows.dtype}, expected {self.tables[path]}")
+        self._whole[path] = rows.reshape(-1).copy()
+
     def _flush_counts(self):
-        if not self._pending:
-            return
-        rows = np.concatenate(self._pending)
-        ds = self._f[COUNTS]
-        n = ds.shape[0]
-        ds.resize(n + len(rows), axis=0)
-        ds[n:] = rows
-        self._pending = []
+        """Write the queued counts rows, the other tables' queued rows and the tables
+        to be rewritten whole."""
+        queued = {COUNTS: self._pending, **self._pending_rows}
+        for path, pending in queued.items():
+            if pending:
+                rows = np.concatenate(pending)
+                ds = self._f[path]
+                n = ds.shape[0]
+                ds.resize(n + len(rows), axis=0)
+                ds[n:] = rows
+                pending.clear()
+        for path, rows in self._whole.items():
+            ds = self._f[path]
+            if len(rows) < ds.shape[0]:
+                raise ValueError(f"table {path} would shrink from {ds.shape[0]} to {len(rows)} rows")
+            ds.resize(len(rows), axis=0)
+            ds[:] = rows
+        self._whole = {}
 
     def close(self, status: str, reason: str | None = None) -> None:
         """Write pending counts, rewrite the XDMF, close, record the final ``status``

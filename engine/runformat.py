@@ -16,7 +16,18 @@ Layout of ``RUN.h5`` (format ``oncolattice-run-1``)::
     /lattices/<name>/kind      uint8 (T, nz, ny, nx); attr codes = "0=empty,1=functional,..."
     /snapshots/step            int64 (T,), the time index: a snapshot exists once listed here
     /snapshots/time_h          float64 (T,)
-    /counts                    structured (N,), one row per step
+    /counts                    structured (N,), one row per step (the primary lattice)
+    /lattices/<site>/counts    structured (N,), one row per step of each site lattice
+    /body                      structured (N,), one row per step: circulation and colonies
+    /colonies                  structured (C,), the colony registry (one row per colony)
+    /colony_sizes              structured, (step, colony, cells, diameter_um) per step
+    /ctcs                      structured (R,), one record per cell that left a lattice
+
+A body of lattices: the primary lattice (attr role = "primary") and its site
+lattices (role = "site", with site_organ and site_class "regional" or "distant");
+every lattice group has attr lattice_id.  Tables written through the run
+(/body, /colony_sizes) grow by appended rows; /colonies and /ctcs are records
+that change, rewritten whole at each snapshot and at close (never shrinking).
 
 Kind codes are stored with the data, as the ``codes`` attribute of each
 lattice's ``kind`` dataset: ``CODE=NAME`` pairs joined by commas.  Readers
@@ -57,6 +68,12 @@ SNAPSHOT_STEP = "snapshots/step"                # the time index
 SNAPSHOT_TIME = "snapshots/time_h"
 COUNTS = "counts"
 LATTICE_ATTRS = ("voxel_um", "shape", "organ_names")    # required on every lattice group
+ROLE_ATTR, PRIMARY, SITE = "role", "primary", "site"     # a lattice's role in the body
+SITE_ORGAN_ATTR, SITE_CLASS_ATTR, LATTICE_ID_ATTR = "site_organ", "site_class", "lattice_id"
+BODY = "body"                                   # per-step circulation and colony counts
+COLONIES = "colonies"                           # the colony registry
+COLONY_SIZES = "colony_sizes"                   # colony sizes over time
+CTCS = "ctcs"                                   # circulating and disseminated cell records
 UNITS_ATTR = "units"                            # on each snapshot field (optional)
 CODES_ATTR = "codes"                            # on the kind field
 
@@ -68,6 +85,12 @@ CHUNK_EDGE = 64
 def lattice_path(lattice: str) -> str:
     """The group of lattice `lattice`."""
     return f"{LATTICES}/{lattice}"
+
+
+def counts_path(lattice: str, role: str) -> str:
+    """The per-step counts table of a lattice: /counts for the primary lattice (as in
+    files of one lattice), /lattices/<name>/counts for a site lattice."""
+    return COUNTS if role == PRIMARY else f"{LATTICES}/{lattice}/{COUNTS}"
 
 
 def field_path(lattice: str, field: str) -> str:
