@@ -30,6 +30,7 @@ import numpy as np
 from kernels.process import MAX_STEPS, PROCESSES, REQUIRED, Param, nonnegative, positive
 
 from . import schedule  # noqa: F401  (imports every process: their parameters join SCHEMA)
+from . import circulation  # noqa: F401  (the circulation's [circulation] table joins SCHEMA)
 from .errors import ScenarioError, printable
 
 _pos, _nonneg = positive, nonnegative
