@@ -13,6 +13,7 @@ from kernels.angiogenesis import grow_sprouts, lumenise, propose_sprouting
 from kernels.displacement import choose_escape, move_displaced, settle_escape_claims
 from kernels.division import place_daughters, propose_division, settle_division_claims
 from kernels.fate import decide_fate
+from kernels.intravasation import intravasate
 from kernels.lysis import lyse_debris
 from kernels.migration import lose_adhesion, migrate
 from kernels.oxygen import relax_oxygen
@@ -52,6 +53,7 @@ STEP = (
     Stage(lyse_debris),
     Stage(lose_adhesion),        # after fate: only survivors detach; this step's pO2
     Stage(migrate),              # before division: movers leave room for daughters
+    Stage(intravasate),          # after migration: cells that reached a vessel enter it
     Stage(propose_division),
     Stage(settle_division_claims),
     Stage(choose_escape),

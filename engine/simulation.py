@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels.census import take_census
+from kernels.intravasation import DEPARTURE_DTYPE, intravasate
 from kernels.lattice import FUNCTIONAL, KIND_NAMES, TUMOR
 from kernels.perfusion import spread_perfusion
 
@@ -54,6 +55,7 @@ class Simulation:
         self.organ_names = tuple(o["name"] for o in self.scenario.organs)
         self.dtype = counts_dtype(self.organ_names)
         self.step_index = 0
+        self.departures = np.zeros(0, dtype=DEPARTURE_DTYPE)   # cells that entered a vessel
         self.run_pass(spread_perfusion)
         self.field_stats = [self.run_pass(relax) for relax in FIELD_PASSES]
         self.initial = None
@@ -78,6 +80,7 @@ class Simulation:
                 held[stage.when] = stage.when.holds(self)            # its first stage
             if stage.when is None or held[stage.when]:
                 results[stage.run] = self.run_pass(stage.run)
+        self.departures = results[intravasate]              # for the circulation pool
         self.field_stats = [results.get(relax, (0, last[1]))        # skipped: 0 sweeps
                             for relax, last in zip(FIELD_PASSES, self.field_stats)]
         return self.census()

@@ -18,14 +18,16 @@ def edited(text, *edits):
 
 # A poorly vascularised, hungry tumour (ten times the tumour's oxygen uptake, in either
 # kinetics): necrosis, apoptosis, division, displacement and compression all happen
-# within a few dozen steps.
+# within a few dozen steps; motile cells that reach a vessel enter it within about an hour.
 HYPOXIC = edited(small_scenario_text(32, seed_radius_um=140.0),
                  ("capillary_spacing_um = 140.0", "capillary_spacing_um = 600.0"),
                  ("o2_uptake_per_min = 10.0                  # uptake rate 10 /min (PhysiCell); "
                   "first_order only\no2_vmax_mmHg_per_s = 8.44",
                   "o2_uptake_per_min = 100.0\no2_vmax_mmHg_per_s = 84.4"),
                  ("necrosis_delay_h = 12.0", "necrosis_delay_h = 4.0"),
-                 ("apoptosis_per_h = 0.00319", "apoptosis_per_h = 0.02"))
+                 ("apoptosis_per_h = 0.00319", "apoptosis_per_h = 0.02"),
+                 ("mature_blood_per_h = 0.02", "mature_blood_per_h = 1.0"),
+                 ("lymph_per_h = 0.05", "lymph_per_h = 1.0"))
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +39,18 @@ def history():
 
 def test_scenario_exercises_every_event(history):
     for event in ("birth_tumor", "birth_functional", "apoptosis_tumor", "apoptosis_functional",
-                  "necrosis_tumor", "compression_functional", "displaced_functional"):
+                  "necrosis_tumor", "compression_functional", "displaced_functional",
+                  "intravasated_blood"):
         assert history[event][1:].sum() > 0, event
 
 
-def test_tumour_births_minus_deaths_is_the_change(history):
+def test_tumour_births_minus_deaths_and_departures_is_the_change(history):
+    """Tumour cells are born, die, or leave the lattice through a vessel wall."""
     h = history
     change = np.diff(h["tumor"])
-    assert np.array_equal(change, (h["birth_tumor"] - h["apoptosis_tumor"] - h["necrosis_tumor"])[1:])
+    left = h["intravasated_blood"] + h["intravasated_lymph"]
+    assert np.array_equal(change, (h["birth_tumor"] - h["apoptosis_tumor"] - h["necrosis_tumor"]
+                                   - left)[1:])
 
 
 def test_functional_births_minus_deaths_is_the_change(history):

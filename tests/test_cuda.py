@@ -25,7 +25,7 @@ from engine.simulation import Simulation
 from engine.state import VOXEL_ARRAYS, allocate
 from kernels.census import take_census
 from kernels.cuda import KERNEL_DIR, SOURCES, compiler, draw_words, source_text
-from kernels.lattice import CLOCK_FULL, EMPTY, FUNCTIONAL, SPROUT, TIP, TUMOR, VESSEL
+from kernels.lattice import CLOCK_FULL, EMPTY, FUNCTIONAL, LYMPH, SPROUT, TIP, TUMOR, VESSEL
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
 
@@ -116,6 +116,15 @@ def random_lattice(shape, seed, z0=0):
     return lat
 
 
+def add_lymphatics_and_new_vessels(lat, seed):
+    """Some empty voxels become lymphatics, some vessels new (sprout-born, sprout_age > 0),
+    so vessel invasion takes every route."""
+    rng = np.random.default_rng(seed + 1000)
+    lat.kind[(lat.kind == EMPTY) & (rng.random(lat.shape) < 0.3)] = LYMPH
+    new = (lat.kind == VESSEL) & (rng.random(lat.shape) < 0.5)
+    lat.sprout_age[new] = rng.integers(1, 40, size=int(new.sum()))
+
+
 def host(lat):
     from engine.backend import architecture
     arch = architecture(lat.backend)
@@ -151,8 +160,12 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     # re-adhere, and motile cells take two sub-steps of hops with probability 1/2 each
     motility = dict(detach_thr=np.full_like(rules.detach_thr, 2**29), readhere_thr=np.uint32(2**30),
                     hop_substeps=2, hop_thr=np.uint32(2**31), oxygen_bias=np.float32(0.25))
+    # vessel invasion made likely: half the motile cells beside an open vessel enter
+    invasion = dict(intravasation_thr=np.where(rules.intravasation_thr > 0, 2**31, 0)
+                    .astype(np.uint32))
     r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, regression_steps=3,
-                      lysis_thr=np.uint32(2**31), **eager, **motility)   # half the debris lyses
+                      lysis_thr=np.uint32(2**31), **eager, **motility,
+                      **invasion)   # half the debris lyses
     step = 100 + seed
     solved = random_lattice(shape, seed, z0=seed)
     solved_twin = on(backend, solved)
@@ -160,6 +173,7 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     assert_same_state(solved, solved_twin, "relax_oxygen")
     # the cell passes start from the raw random field, anoxic voxels included
     reference = random_lattice(shape, seed, z0=seed)
+    add_lymphatics_and_new_vessels(reference, seed)
     twin = on(backend, reference)
     for process in PASSES:
         if process in FIELD_PASSES:
@@ -180,6 +194,7 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     assert events["anastomosis"] > 0
     assert events["vessel_regressed"] > 0 and events["debris_lysed"] > 0
     assert events["detached"] > 0 and events["readhered"] > 0 and events["migrated"] > 0
+    assert events["intravasated_blood"] > 0 and events["intravasated_lymph"] > 0
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)

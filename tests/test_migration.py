@@ -224,7 +224,8 @@ def test_check_describes_every_migration_parameter():
 
 def test_the_census_counts_motile_cells_and_they_balance_with_the_events():
     """Counts column motile_tumor: the motile cells in the lattice; from one step to the
-    next it changes by detachments − re-adhesions − motile cells that died."""
+    next it changes by detachments − re-adhesions − motile cells that died or entered a
+    vessel."""
     from conftest import small_scenario_text
     from engine.simulation import Simulation
     text = small_scenario_text(24, seed_radius_um=100.0).replace(
