@@ -24,7 +24,9 @@ it adheres again.
    lattice's own organ, 0 no organ) while its lineage is a primary clone
    (< COLONY_LINEAGE_BASE, 1024) founds a new clone: lineage = NEW_CLONE (65535), a
    founder waiting for the colony id the host assigns at the end of the step (event
-   `settled_abroad`).  A colony's cells (lineage ≥ 1024) keep theirs.
+   `settled_abroad`).  A colony's cells (lineage ≥ 1024) keep theirs.  (A founder whose
+   clock is full may divide later in the same step: its daughter inherits NEW_CLONE
+   too, so the host's assignment must expect a founder's daughter beside it.)
 
 2. `migrate` — a motile cell hops to a face neighbour p = v Δt / h times per step on
    average (v = `migration.speed_um_per_min`, h the voxel edge): the step is split
