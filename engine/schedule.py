@@ -12,6 +12,7 @@ from typing import Callable
 from kernels.angiogenesis import grow_sprouts, lumenise, propose_sprouting
 from kernels.displacement import choose_escape, move_displaced, settle_escape_claims
 from kernels.division import place_daughters, propose_division, settle_division_claims
+from kernels.dormancy import wake_dormant
 from kernels.fate import decide_fate
 from kernels.intravasation import intravasate
 from kernels.lysis import lyse_debris
@@ -50,6 +51,7 @@ STEP = (
     Stage(relax_oxygen, TISSUE_CHANGED),
     Stage(relax_vegf, TISSUE_CHANGED),
     Stage(decide_fate),
+    Stage(wake_dormant),         # after fate: dormant cells die only by their own rate
     Stage(lyse_debris),
     Stage(lose_adhesion),        # after fate: only survivors detach; this step's pO2
     Stage(migrate),              # before division: movers leave room for daughters

@@ -3,15 +3,6 @@
 #include "lattice.cuh"
 #include "philox.cuh"
 
-OL_HD void clear_cell(i64 i, i64 nvox, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
-                      u8 *motile) {
-    for (int t = 0; t < N_TRAITS; ++t) traits[t * nvox + i] = 0;
-    clock[i] = 0;
-    hypoxia[i] = 0;
-    lineage[i] = 0;
-    motile[i] = 0;
-}
-
 OL_HD void decide_fate_voxel(u8 *kind, const u8 *organ, u8 *traits, u16 *clock, u8 *hypoxia,
                              u16 *lineage, u8 *motile, u8 *vacancy, const float *oxygen,
                              float necrosis_mmHg, int necrosis_steps, const u32 *apoptosis_thr, u32 step,

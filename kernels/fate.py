@@ -1,6 +1,7 @@
 """Cell fate: hypoxic necrosis and apoptosis of live cells.
 
-For every live cell (functional or tumour), once per step:
+For every live cell (functional or tumour), once per step (a dormant cell is not live:
+it neither necroses nor dies by apoptosis here; `kernels/dormancy.py` has its fate):
 
 * Necrosis.  A cell whose pO2 is below `necrosis_mmHg` counts one more step of
   hypoxia (`hypoxia` saturates at 255); pO2 at or above the threshold resets the
@@ -20,8 +21,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from .lattice import (APOPTOSIS_RESISTANCE, EMPTY, NECROTIC, TRAIT_LEVELS, TUMOR, global_index,
-                      is_live, table_row)
+from .lattice import (APOPTOSIS_RESISTANCE, EMPTY, NECROTIC, TRAIT_LEVELS, TUMOR, clear_cell,
+                      global_index, is_live, table_row)
 from .philox import rate_threshold, voxel_draw
 from .process import Array, Param, Process, float32_of, nonnegative, positive, steps_of
 from .twin import kernel
@@ -67,17 +68,6 @@ def fate_rules(scenario) -> dict:
     return {"necrosis_mmHg": float32_of(scenario["cells.necrosis_mmHg"]),
             "necrosis_steps": steps_of(scenario["cells.necrosis_delay_h"], dt, hi=255),
             "apoptosis_thr": rate_threshold(np.array(rates), dt)}
-
-
-@numba.njit(inline="always", cache=True)
-def clear_cell(z, y, x, traits, clock, hypoxia, lineage, motile):
-    """Forget the cell that occupied a voxel (its motility with it)."""
-    for t in range(traits.shape[0]):
-        traits[t, z, y, x] = 0
-    clock[z, y, x] = 0
-    hypoxia[z, y, x] = 0
-    lineage[z, y, x] = 0
-    motile[z, y, x] = 0
 
 
 @FATE.entry("decide_fate")

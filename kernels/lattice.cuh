@@ -11,7 +11,15 @@ constexpr u8 VESSEL = 4;
 constexpr u8 LYMPH = 5;
 constexpr u8 SPROUT = 6;
 constexpr u8 TIP = 7;
-constexpr int N_KINDS = 8;
+constexpr u8 DORMANT = 8;     // not live: an obstacle that neither cycles, moves nor dies in fate
+constexpr int N_KINDS = 9;
+
+// Clone ids: below COLONY_LINEAGE_BASE clones of a primary; from it up, colonies;
+// NEW_CLONE a founder waiting for the colony id the host assigns at the end of the step.
+constexpr u16 COLONY_LINEAGE_BASE = 1024;
+constexpr u16 NEW_CLONE = 65535;
+// Organ labels: 0 none, 1 the lattice's own organ, 2.. neighbouring organs.
+constexpr u8 OWN_ORGAN = 1;
 
 constexpr int PROLIFERATION = 0;
 constexpr int ADHESION = 1;
@@ -38,7 +46,17 @@ OL_HD i64 global_index(const Slab &s, int z, int y, int x) {
     return ((s.z0 + z) * s.ny_g + y) * s.nx_g + x;
 }
 
-OL_HD bool is_live(u8 k) { return k == FUNCTIONAL || k == TUMOR; }
+OL_HD bool is_live(u8 k) { return k == FUNCTIONAL || k == TUMOR; }   // not DORMANT
+
+// Forget the cell that occupied voxel i (its motility with it).
+OL_HD void clear_cell(i64 i, i64 nvox, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,
+                      u8 *motile) {
+    for (int t = 0; t < N_TRAITS; ++t) traits[t * nvox + i] = 0;
+    clock[i] = 0;
+    hypoxia[i] = 0;
+    lineage[i] = 0;
+    motile[i] = 0;
+}
 
 OL_HD bool is_endothelium(u8 k) { return k == VESSEL || k == SPROUT || k == TIP; }
 

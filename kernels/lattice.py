@@ -20,8 +20,25 @@ VESSEL = 4       # blood vessel (capillary or feeding arteriole)
 LYMPH = 5        # lymphatic vessel
 SPROUT = 6       # endothelial stalk of a sprout: no lumen, no blood until anastomosis
 TIP = 7          # endothelial tip cell leading a sprout
-N_KINDS = 8
-KIND_NAMES = ("empty", "functional", "tumor", "necrotic", "vessel", "lymph_vessel", "sprout", "tip")
+DORMANT = 8      # dormant tumour cell: non-cycling, apoptosis-resistant (kernels/dormancy.py)
+N_KINDS = 9
+KIND_NAMES = ("empty", "functional", "tumor", "necrotic", "vessel", "lymph_vessel", "sprout", "tip",
+              "dormant")
+# A dormant cell is not live (`is_live`): it does not cycle, divide, migrate, take up
+# oxygen (approx.: quiescent cells respire far less; the oxygen field treats the voxel
+# like matrix) or die in the fate pass (no apoptosis, no hypoxic necrosis; its own
+# death rate is `dormancy.death_per_h`).  Dividing cells, escaping functional cells,
+# movers and sprouts never enter its voxel: it is an obstacle, like a vessel.
+
+# Clone ids (uint16 `lineage`).  Ids below COLONY_LINEAGE_BASE are clones of a primary
+# tumour; ids from COLONY_LINEAGE_BASE up name colonies founded by a disseminated or
+# locally settled cell.  NEW_CLONE marks a founder waiting for its colony id, which the
+# host assigns at the end of the step.
+COLONY_LINEAGE_BASE = 1024
+NEW_CLONE = 65535
+# Organ labels (uint8 `organ`): 0 no organ, 1 the lattice's own organ, 2.. neighbouring
+# organs on the same lattice (the primary's lattice holds the organ next to it).
+OWN_ORGAN = 1
 
 # Heritable traits (uint8 levels 0..TRAIT_LEVELS-1), one plane each in `traits`.
 PROLIFERATION = 0
@@ -82,8 +99,19 @@ def global_index(z, y, x, z0, ny, nx):
 
 @numba.njit(inline="always", cache=True)
 def is_live(k):
-    """Live cells: the ones that consume oxygen, age, divide and die."""
+    """Live cells: the ones that consume oxygen, age, divide and die (not DORMANT)."""
     return k == FUNCTIONAL or k == TUMOR
+
+
+@numba.njit(inline="always", cache=True)
+def clear_cell(z, y, x, traits, clock, hypoxia, lineage, motile):
+    """Forget the cell that occupied a voxel (its motility with it)."""
+    for t in range(traits.shape[0]):
+        traits[t, z, y, x] = 0
+    clock[z, y, x] = 0
+    hypoxia[z, y, x] = 0
+    lineage[z, y, x] = 0
+    motile[z, y, x] = 0
 
 
 @numba.njit(inline="always", cache=True)

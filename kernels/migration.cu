@@ -3,9 +3,11 @@
 #include "claims.cuh"
 
 // 1. Adherent tumour cells detach; motile ones adhere again (word 0 of stream `detach`).
-OL_ENTRY lose_adhesion(const u8 *kind, const u8 *traits, const float *oxygen, u8 *motile,
-                       float hypoxic_mmHg, const u32 *detach_thr, u32 readhere_thr, u32 step,
-                       i64 *events, OL_SLAB_PARAMS) {
+// A primary clone's cell (lineage < COLONY_LINEAGE_BASE) that re-adheres in a neighbouring
+// organ (label >= 2) founds a local metastasis: lineage NEW_CLONE.
+OL_ENTRY lose_adhesion(const u8 *kind, const u8 *organ, const u8 *traits, const float *oxygen,
+                       u8 *motile, u16 *lineage, float hypoxic_mmHg, const u32 *detach_thr,
+                       u32 readhere_thr, u32 step, i64 *events, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
@@ -15,6 +17,10 @@ OL_ENTRY lose_adhesion(const u8 *kind, const u8 *traits, const float *oxygen, u8
             if (word < readhere_thr) {
                 motile[i] = 0;
                 count_event(&events[(i64)READHERED * s.nz + z], 1);
+                if (organ[i] > OWN_ORGAN && lineage[i] < COLONY_LINEAGE_BASE) {
+                    lineage[i] = NEW_CLONE;
+                    count_event(&events[(i64)SETTLED_ABROAD * s.nz + z], 1);
+                }
             }
         } else {
             const int hypoxic = oxygen[i] < hypoxic_mmHg ? 1 : 0;

@@ -18,6 +18,16 @@ it adheres again.
    both as uint32 thresholds (detachment per [normoxic/hypoxic, adhesion level]);
    the cell compares word 0 of its Philox draw of stream `detach`.
 
+   Local invasion: a motile cell that crosses the gap into the neighbouring organ and
+   settles there founds a local metastasis.  A motile cell that re-adheres in a voxel
+   whose organ label is ≥ 2 (a neighbouring organ on the primary lattice; label 1 is the
+   lattice's own organ, 0 no organ) while its lineage is a primary clone
+   (< COLONY_LINEAGE_BASE, 1024) founds a new clone: lineage = NEW_CLONE (65535), a
+   founder waiting for the colony id the host assigns at the end of the step (event
+   `settled_abroad`).  A colony's cells (lineage ≥ 1024) keep theirs.  (A founder whose
+   clock is full may divide later in the same step: its daughter inherits NEW_CLONE
+   too, so the host's assignment must expect a founder's daughter beside it.)
+
 2. `migrate` — a motile cell hops to a face neighbour p = v Δt / h times per step on
    average (v = `migration.speed_um_per_min`, h the voxel edge): the step is split
    into n = ⌈p⌉ sub-steps (at most MAX_SUBSTEPS), in each of which the cell hops with
@@ -27,7 +37,7 @@ it adheres again.
    * propose: a motile cell that hops (word 0 < threshold) picks a face neighbour it
      may enter — empty matrix, or a functional cell, with which it swaps places
      (tumour cells squeeze between parenchymal cells); never a vessel, sprout,
-     debris or another tumour cell — with weight w = 1 + χ · max(0, pO2(site) − pO2(here))
+     debris, a dormant cell or another tumour cell — with weight w = 1 + χ · max(0, pO2(site) − pO2(here))
      (aerotaxis toward oxygen, χ = `migration.oxygen_bias_per_mmHg`; χ = 0 is an
      unbiased walk), drawn with word 2;
    * resolve: each site keeps the proposer with the highest (Philox word 1, global
@@ -44,7 +54,7 @@ it adheres again.
    The Philox counter's step word is the sub-step tick step · n + j (modulo 2³²: it
    repeats only after 2³²/n steps).  Counts per kind are unchanged by the motion.
 
-Events: `detached`, `readhered`, `migrated` (hops).  Streams: `detach` (9), `migrate`
+Events: `detached`, `readhered`, `migrated` (hops), `settled_abroad` (founders).  Streams: `detach` (9), `migrate`
 (10: word 0 hop, word 1 claim priority, word 2 direction).
 """
 from __future__ import annotations
@@ -56,7 +66,8 @@ import numpy as np
 from numba import prange
 
 from .claims import strongest_claimant
-from .lattice import ADHESION, EMPTY, FUNCTIONAL, TRAIT_LEVELS, TUMOR, global_index, neighbour
+from .lattice import (ADHESION, COLONY_LINEAGE_BASE, EMPTY, FUNCTIONAL, NEW_CLONE, OWN_ORGAN,
+                      TRAIT_LEVELS, TUMOR, global_index, neighbour)
 from .philox import probability_threshold, rate_threshold, voxel_draw
 from .process import Array, Param, Process, float32_of
 from .twin import kernel
@@ -90,10 +101,10 @@ MIGRATION = Process(
             source="(approx.) modelling choice: aerotaxis, a site's weight "
                    "1 + bias · (pO2 rise to it)"),
     }},
-    events=("detached", "readhered", "migrated"),
+    events=("detached", "readhered", "migrated", "settled_abroad"),
     streams={"detach": 9,       # word 0: detach or re-adhere
              "migrate": 10})    # word 0: hop, word 1: claim priority, word 2: direction
-DETACHED, READHERED, MIGRATED = range(3)
+DETACHED, READHERED, MIGRATED, SETTLED_ABROAD = range(4)
 STREAM_DETACH, STREAM_MIGRATE = MIGRATION.streams["detach"], MIGRATION.streams["migrate"]
 
 
@@ -138,8 +149,9 @@ def migration_rules(scenario) -> dict:
 
 @MIGRATION.entry("lose_adhesion")
 @numba.njit(parallel=True, cache=True)
-def _lose_adhesion(kind, traits, oxygen, motile, hypoxic_mmHg, detach_thr, readhere_thr, step,
-                   events, nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
+def _lose_adhesion(kind, organ, traits, oxygen, motile, lineage, hypoxic_mmHg, detach_thr,
+                   readhere_thr, step, events, nz, ny, nx, z0, ny_global, nx_global, lattice_id,
+                   k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
@@ -151,6 +163,10 @@ def _lose_adhesion(kind, traits, oxygen, motile, hypoxic_mmHg, detach_thr, readh
                     if word < readhere_thr:              # adheres again
                         motile[z, y, x] = 0
                         events[READHERED, z] += 1
+                        if (organ[z, y, x] > OWN_ORGAN
+                                and lineage[z, y, x] < COLONY_LINEAGE_BASE):
+                            lineage[z, y, x] = NEW_CLONE     # founds a local metastasis
+                            events[SETTLED_ABROAD, z] += 1
                     continue
                 hypoxic = 1 if oxygen[z, y, x] < hypoxic_mmHg else 0
                 if word < detach_thr[hypoxic, traits[ADHESION, z, y, x]]:
@@ -275,9 +291,10 @@ def _make_hops(kind, traits, clock, hypoxia, lineage, motile, vacancy, hop_claim
 
 # -- the passes ---------------------------------------------------------------------------
 
-@kernel(reads=("kind", "traits.adhesion", "oxygen", "motile"), writes=(), process=MIGRATION)
+@kernel(reads=("kind", "organ", "traits.adhesion", "oxygen", "motile"), writes=(),
+        process=MIGRATION)
 def lose_adhesion(lattice, rules, step):
-    """Adherent tumour cells detach at k0·(1 − adhesion/15)·(1 + f if hypoxic); motile cells re-adhere at k_re."""
+    """Adherent tumour cells detach at k0·(1 − adhesion/15)·(1 + f if hypoxic); motile cells re-adhere at k_re (in a neighbouring organ founding a local metastasis)."""
     _lose_adhesion(lattice, rules, step)
 
 

@@ -25,7 +25,7 @@ from engine.simulation import Simulation
 from engine.state import VOXEL_ARRAYS, allocate
 from kernels.census import take_census
 from kernels.cuda import KERNEL_DIR, SOURCES, compiler, draw_words, source_text
-from kernels.lattice import CLOCK_FULL, EMPTY, FUNCTIONAL, LYMPH, SPROUT, TIP, TUMOR, VESSEL
+from kernels.lattice import CLOCK_FULL, DORMANT, EMPTY, FUNCTIONAL, LYMPH, SPROUT, TIP, TUMOR, VESSEL
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
 
@@ -113,6 +113,9 @@ def random_lattice(shape, seed, z0=0):
     lat.vegf[...] = rng.uniform(0.0, 3.0, size=shape).astype(np.float32)
     lat.perfused[...] = (lat.kind == VESSEL) & (rng.random(shape) < 0.7)
     lat.motile[...] = (lat.kind == TUMOR) & (rng.random(shape) < 0.2)   # last: the draws above stay
+    dormant = (lat.kind == EMPTY) & (rng.random(shape) < 0.1)          # then dormant cells
+    lat.kind[dormant] = DORMANT
+    lat.vacancy[dormant] = 0
     return lat
 
 
@@ -163,9 +166,10 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     # vessel invasion made likely: half the motile cells beside an open vessel enter
     invasion = dict(intravasation_thr=np.where(rules.intravasation_thr > 0, 2**31, 0)
                     .astype(np.uint32))
+    # a quarter of the dormant cells wake, a quarter die; half the debris lyses
+    dormancy = dict(wake_thr=np.uint32(2**30), wake_or_death_thr=np.uint32(2**31))
     r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, regression_steps=3,
-                      lysis_thr=np.uint32(2**31), **eager, **motility,
-                      **invasion)   # half the debris lyses
+                      lysis_thr=np.uint32(2**31), **eager, **motility, **invasion, **dormancy)
     step = 100 + seed
     solved = random_lattice(shape, seed, z0=seed)
     solved_twin = on(backend, solved)
@@ -195,6 +199,7 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     assert events["vessel_regressed"] > 0 and events["debris_lysed"] > 0
     assert events["detached"] > 0 and events["readhered"] > 0 and events["migrated"] > 0
     assert events["intravasated_blood"] > 0 and events["intravasated_lymph"] > 0
+    assert events["woke"] > 0 and events["dormant_died"] > 0   # (settled_abroad: test_dormancy)
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)

@@ -31,6 +31,7 @@ KIND_COLOURS: dict[str, tuple[float, float, float]] = {
     "lymph_vessel": (0.95, 0.85, 0.25), # lymph yellow
     "sprout": (1.00, 0.55, 0.10),       # orange: new capillary stalk
     "tip": (0.10, 0.85, 0.95),          # cyan: endothelial tip cell
+    "dormant": (0.78, 0.66, 0.95),      # pale violet: a dormant tumour cell
 }
 
 FALLBACK_SATURATION = 0.55
