@@ -195,6 +195,11 @@ class RunFile:
         for name in lattices:
             self.lattices[name] = self._read_lattice(name, lattices[name])
         self._assign_roles()
+        # a body lists its lattices by lattice_id (HDF5 lists groups by name); a file
+        # without ids keeps HDF5's order
+        order = sorted(self.lattices.values(),
+                       key=lambda m: (m.lattice_id is None, m.lattice_id or 0))
+        self.lattices = {m.name: m for m in order}
         self._step = self._dataset(SNAPSHOT_STEP, ndim=1, kinds="iu")
         self._time = self._dataset(SNAPSHOT_TIME, ndim=1, kinds="iuf")
         self._counts = self._dataset(COUNTS, ndim=1)
@@ -315,7 +320,7 @@ class RunFile:
         if isinstance(value, np.ndarray) and value.shape in ((), (1,)):
             value = value.reshape(-1)[0]
         if not isinstance(value, (str, bytes)):
-            raise self.damaged(f"lattice {lattice!r}: {attr} {one_line(repr(value), 60)} "
+            raise self.damaged(f"lattice {lattice!r}: {attr} {one_line(repr(_plain(value)), 60)} "
                                f"is not text")
         return _text(value)
 
@@ -385,6 +390,14 @@ class RunFile:
             raise UserError(f"{self.path}: no lattice {name!r} "
                             f"(has {', '.join(self.lattices)})") from None
 
+    def choose_lattice(self, name: str | None, option: str = "--lattice") -> LatticeMeta:
+        """:meth:`lattice` for a name the user gave with `option`: an unknown name is
+        one line naming the option, the value and the file's lattices (exit 2)."""
+        if name is None or name in self.lattices:
+            return self.lattice(name)
+        raise UserError(f"{option} {one_line(repr(name), 80)}: no such lattice in "
+                        f"{self.path} (it has {', '.join(self.lattices)})")
+
     def snapshot(self, lattice: str | None, field: str, index: int,
                  z: int | slice = slice(None)) -> np.ndarray:
         """One field of one lattice at snapshot `index` (negative from the end);
@@ -443,7 +456,7 @@ class RunFile:
         return self.lattices.get("primary") or next(iter(self.lattices.values()))
 
     def sites(self) -> list[LatticeMeta]:
-        """The site lattices (role ``site``), in file order; empty for a file of one
+        """The site lattices (role ``site``), by lattice_id; empty for a file of one
         tumour lattice."""
         return [m for m in self.lattices.values() if m.role == SITE]
 
