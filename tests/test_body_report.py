@@ -358,8 +358,7 @@ def test_default_clip_lands_on_a_layer_with_cells(tmp_path):
                   counts_dtype=COUNTS, snapshot_fields={"kind": np.uint8},
                   field_attrs={"kind": {"codes": KINDS.encode()}})
     k = np.full(SHAPE, KINDS.code("functional"), dtype=np.uint8)
-    k[3, 1, 2] = k[3, 8, 9] = KINDS.code("dormant")
-    k[3, 8, 10] = KINDS.code("tumor")
+    k[3, 1, 2] = k[3, 8, 9] = KINDS.code("tumor")           # mean y 4.5: an empty layer
     w.write_snapshot(0, 0.0, {"primary": {"kind": k}})
     w.close("complete")
     with RunFile(tmp_path / "two.h5") as run:
@@ -390,3 +389,41 @@ def test_unknown_lattice_is_one_line_naming_it_and_the_lattices(body_run, tmp_pa
     with pytest.raises(UserError, match=r"--lattice 'liver'.*primary, node, lung"):
         write_report(body_run[0], tmp_path / "r", lattice="liver")
     assert not (tmp_path / "r").exists() and not (tmp_path / "f.png").exists()
+
+
+@pytest.fixture(scope="module")
+def gl():
+    """Skip the rendering test when no headless GL backend works (as tests/test_render.py)."""
+    from tools import render
+    name, failures = render.find_headless_backend()
+    if name is None:
+        pytest.skip(f"no headless OpenGL backend: {failures}; {render.INSTALL_HINT}")
+    return name
+
+
+@pytest.mark.parametrize("step, kind", [(4, "tumor"), (0, "dormant")])
+def test_render_of_a_site_lattice_shows_its_colony(gl, body_run, tmp_path, step, kind):
+    """Looking at the +y faces head-on: the default clip cuts through the node's colony
+    (tumour at y = 7 at step 4; at step 0 a single dormant cell), which the uncut
+    block's outer face hides."""
+    import argparse
+
+    import imageio.v3 as iio
+
+    from tools import render
+    from tools.palette import kind_colour
+    p = argparse.ArgumentParser()
+    render.add_arguments(p)
+    common = ["--lattice", "node", "--step", str(step), "--camera", "180,0,1.2", "--fov", "0", "--size", "240x200",
+              "--no-legend"]
+
+    def pixels(name, *extra):
+        out = tmp_path / name
+        assert render.command(p.parse_args([str(body_run[0]), "--out", str(out), *common,
+                                            *extra])) == 0
+        img = iio.imread(out)[..., :3].astype(float)
+        ratio = img / (np.array(kind_colour(kind)) * 255)    # faces are shaded by light
+        shade = ratio.mean(axis=-1)
+        return int(((np.ptp(ratio, axis=-1) < 0.06) & (shade > 0.5) & (shade < 1.05)).sum())
+    assert pixels("cut.png") > 40
+    assert pixels("whole.png", "--clip", "none") == 0
