@@ -13,6 +13,20 @@ DIR:
     summary.json      the headline numbers, and the voxel kinds as the file names them
     index.html        all of the above in one file (PNG data URIs, inline CSS)
 
+A run file with a body (site lattices, or a colony registry: a primary tumour
+with a regional lymph node and distant organs) also gets a metastasis section
+in index.html and a ``metastasis`` block in summary.json, with:
+
+    metastasis_timeline.png   CTCs in blood and lymph (and per 7.5 mL), shedding,
+                              circulation events, colonies by class and stage
+    body_map.png              the primary and each site on a schematic body, a disc
+                              of area proportional to its tumour + dormant cells
+    colony_sizes.png          each colony's diameter over time by class (log), with
+                              the 0.2 mm and 2 mm stage thresholds
+
+and the colony registry as a table.  The report of a file of one lattice has none
+of these.
+
 This module is the command only; the work is done by
 :mod:`tools.report_series` (the data, read from the run file),
 :mod:`tools.report_plots` (the matplotlib figures) and

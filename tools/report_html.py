@@ -17,8 +17,9 @@ from pathlib import Path
 
 from engine.errors import UserError
 from engine.runformat import atomic_path
-from tools.report_plots import CAPTIONS, FIGURES, build_figures, kind_label, png_bytes
-from tools.report_series import load_series, summarise
+from tools.report_plots import (CAPTIONS, FIGURES, METASTASIS_FIGURES, build_body_figures,
+                                build_figures, kind_label, png_bytes)
+from tools.report_series import load_body, load_series, summarise, summarise_body
 
 DISCLAIMER = "research tool, not clinical advice"
 
@@ -104,8 +105,77 @@ def _kinds_section(summary: dict) -> list[str]:
             f"<table>\n{head}\n" + "\n".join(rows) + "\n</table>"]
 
 
+def _figure_html(name: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure id="{name}"><img alt="{name} plot" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>")
+
+
+def _registry_rows(colonies: list[dict]) -> list[str]:
+    """One table row per colony of the registry."""
+    e = html.escape
+
+    def cell(v, spec="d", num=True):
+        text = "–" if v is None else _fmt(v, spec)
+        return f'<td class="num">{e(text)}</td>' if num else f"<td>{e(text)}</td>"
+    rows = []
+    for c in colonies:
+        site = c["lattice"] or "–"
+        if c["organ"] and c["organ"] != c["lattice"]:
+            site += f" ({c['organ'].replace('_', ' ')})"
+        growth = c["first_growth_step"]
+        rows.append(f'<tr class="colony"><td class="num">{e(_fmt(c["id"], "d"))}</td>'
+                    f"<td>{e(site)}</td><td>{e(c['class'] or '–')}</td>"
+                    + cell(c["founder_clone"]) + cell(c["arrival_step"])
+                    + ('<td class="num">not yet</td>' if growth is not None and growth < 0
+                       else cell(growth))
+                    + cell(c["cells"]) + cell(c["diameter_um"], ".4g")
+                    + f"<td>{e(c['stage'] or '–')}</td></tr>")
+    return rows
+
+
+def metastasis_section(m: dict, colonies: list[dict], images: dict[str, bytes]) -> list[str]:
+    """The metastasis page: the body's headline numbers, its figures and the colony
+    registry (`m`: summary.json's ``metastasis`` block)."""
+    e = html.escape
+    sites = ", ".join(f"{lat['name']} ({lat['organ']}, {lat['class'] or lat['role'] or '?'})"
+                      for lat in m["lattices"] if lat["role"] == "site") or "none"
+    by_class = ", ".join(f"{k} {v}" for k, v in m["colonies_by_class"].items())
+    by_stage = ", ".join(f"{k} {v}" for k, v in m["colonies_by_stage"].items())
+    facts = [
+        ("Site lattices", sites),
+        ("Colonies in the registry", f"{m['colonies']} ({by_class}; {by_stage})"),
+        ("Largest colony", _fmt(m["largest_colony_diameter_um"], ".4g", " µm")),
+        ("Cells shed, total", _fmt(m["shed_cells_total"], ",")),
+        ("CTCs in blood, final / peak",
+         f"{_fmt(m['ctc_in_blood_final'], ',')} / {_fmt(m['ctc_in_blood_peak'], ',')}"),
+        ("CTCs in lymph, final", _fmt(m["ctc_in_lymph_final"], ",")),
+        ("CTCs per 7.5 mL blood, final / peak",
+         f"{_fmt(m['ctc_per_7_5_mL_final'], '.3g')} / {_fmt(m['ctc_per_7_5_mL_peak'], '.3g')}"),
+        ("CTC records", _fmt(m["ctc_records"], ",")),
+    ]
+    facts += [(f"{k.replace('_', ' ')}, total", _fmt(v, ",")) for k, v in m["events_total"].items()]
+    table = "\n".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
+    parts = ['<section id="metastasis">', "<h2>Metastasis</h2>",
+             "<p>The body of lattices: the primary tumour, its site lattices (regional lymph "
+             "node, distant organs), the circulation between them and the colonies seeded.</p>",
+             f"<table>\n{table}\n</table>"]
+    parts += [_figure_html(name, images[name]) for name in METASTASIS_FIGURES if name in images]
+    head = ("<tr><th>id</th><th>site</th><th>class</th><th>founder clone</th>"
+            "<th>arrival (step)</th><th>first growth (step)</th><th>cells</th>"
+            "<th>diameter (µm)</th><th>stage</th></tr>")
+    parts += ['<h3 id="colony-registry">Colony registry</h3>']
+    if colonies:
+        parts.append(f'<table class="registry">\n{head}\n' + "\n".join(_registry_rows(colonies))
+                     + "\n</table>")
+    else:
+        parts.append("<p>No colony has been registered yet.</p>")
+    parts.append("</section>")
+    return parts
+
+
 def render_html(summary: dict, scenario_toml: str, images: dict[str, bytes],
-                notes: list[str]) -> str:
+                notes: list[str], metastasis: list[str] | None = None) -> str:
     """The self-contained page: inline CSS, PNGs as data URIs, no external resources."""
     e = html.escape
     status = summary["status"]
@@ -175,12 +245,8 @@ def render_html(summary: dict, scenario_toml: str, images: dict[str, bytes],
     parts += ["<h2>Summary</h2>", f"<table>\n{table}\n</table>"]
     parts += _kinds_section(summary)
     parts += ["<h2>Plots</h2>"]
-    for name in FIGURES:
-        if name in images:
-            data = base64.b64encode(images[name]).decode("ascii")
-            parts.append(f'<figure id="{name}"><img alt="{name} plot" '
-                         f'src="data:image/png;base64,{data}">'
-                         f"<figcaption>{e(CAPTIONS[name])}</figcaption></figure>")
+    parts += [_figure_html(name, images[name]) for name in FIGURES if name in images]
+    parts += metastasis or []
     parts += [
         "<h2>Resolved parameters</h2>",
         "<p>The scenario as the run resolved it, with units in the key names.</p>",
@@ -217,7 +283,7 @@ def write_report(run_path, out, *, lattice: str | None = None) -> dict:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
     with RunFile(run_path) as run:
-        meta = run.lattice(lattice)          # UserError naming an unknown lattice
+        meta = run.choose_lattice(lattice)   # UserError naming an unknown lattice
         s = load_series(run, meta.name)
         if not len(s.counts) and run.n_snapshots == 0:
             raise UserError(f"{run.path}: no steps recorded yet (status {run.status}); "
@@ -225,6 +291,11 @@ def write_report(run_path, out, *, lattice: str | None = None) -> dict:
         figures = build_figures(run, meta.name, s)
         summary = summarise(run, s, meta.name)
         scenario_toml = run.attrs.get("scenario_toml", "")      # attrs decodes text
+        body = load_body(run) if run.has_body else None
+        if body is not None:
+            figures.update(build_body_figures(body))
+            summary["metastasis"] = summarise_body(body)
+        has_body, n_lattices = run.has_body, len(run.lattices)
     images = {}
     for name, fig in figures.items():
         if fig is not None:
@@ -234,8 +305,12 @@ def write_report(run_path, out, *, lattice: str | None = None) -> dict:
         notes.append("No counts rows have been written yet, so there are no curves.")
     if summary["snapshots"] == 0:
         notes.append("No snapshot has been written yet, so there are no slices.")
-    if len(run.lattices) > 1:
-        notes.append(f"The run has {len(run.lattices)} lattices; counts are for the whole run, "
+    if has_body:
+        notes.append(f"The run is a body of {n_lattices} lattices; counts, slices and voxel "
+                     f"size above are for lattice {meta.name!r}; the metastasis section "
+                     f"covers the whole body.")
+    elif n_lattices > 1:
+        notes.append(f"The run has {n_lattices} lattices; counts are for the whole run, "
                      f"slices and voxel size for lattice {meta.name!r}.")
     skipped = [n for n in FIGURES if n not in images and n != "slices"]
     if skipped and len(s.counts):
@@ -248,7 +323,9 @@ def write_report(run_path, out, *, lattice: str | None = None) -> dict:
         "images": written,
         "written_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-    page = render_html(summary, scenario_toml, images, notes).encode("utf-8")
+    metastasis = (metastasis_section(summary["metastasis"], body.colonies, images)
+                  if body is not None else None)
+    page = render_html(summary, scenario_toml, images, notes, metastasis).encode("utf-8")
     out = _prepare_out(out)
     for name, data in images.items():
         _write_atomic(out / f"{name}.png", data)

@@ -375,3 +375,279 @@ def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
     return buf.getvalue()
+
+
+# -- the metastasis page (files with a body) -------------------------------------------
+
+METASTASIS_FIGURES = ("metastasis_timeline", "body_map", "colony_sizes")
+CAPTIONS.update({
+    "metastasis_timeline": "The body over time, from the run's /body table. Circulating tumour "
+                           "cells (CTCs) in blood and lymph, and per 7.5 mL of blood (right "
+                           "axis); cells shed by the primary tumour; the circulation's events "
+                           "as the file records them per step (entering blood or lymph, "
+                           "arrest, extravasation, death); colonies by class (solid) and by "
+                           "stage (dashed).",
+    "body_map": "Where the tumour is at the last step: the primary and each site lattice at its "
+                "organ's place on a schematic body (front view; the body's right is on the "
+                "left). Each disc's area is proportional to the lattice's tumour burden "
+                "(tumour + dormant cells); an empty ring marks a site with none. Labels give "
+                "the burden and the colonies the registry records there (live of all). "
+                "Organs without a place on the figure are listed at its right edge.",
+    "colony_sizes": "Every colony's diameter over time, coloured by class (local: in the "
+                    "primary lattice; regional: lymph node; distant: other organs), log "
+                    "scale. Dotted lines: 0.2 mm (isolated tumour cells up to it) and 2 mm "
+                    "(micrometastasis up to it, macrometastasis beyond).",
+})
+CLASS_COLOURS = {"local": "#c0392b", "regional": "#e08214", "distant": "#6a3d9a"}
+OTHER_CLASS_COLOUR = "#777777"
+# Organ -> position on the body map (data units: the body is about 2.3 high, centred on
+# x = 0, front view so the body's right side is at negative x); first match wins.
+ORGAN_PLACES = (
+    (("brain", "cereb", "cns"), (0.0, 2.09)),
+    (("lymph", "node", "axill"), (-0.47, 1.70)),
+    (("breast", "mammar"), (-0.24, 1.44)),
+    (("lung", "pulmon", "pleura"), (0.20, 1.62)),
+    (("heart", "cardi"), (0.06, 1.44)),
+    (("liver", "hepat"), (-0.20, 1.13)),
+    (("stomach", "gastr"), (0.20, 1.16)),
+    (("spleen",), (0.33, 1.20)),
+    (("pancrea",), (0.05, 1.05)),
+    (("kidney", "renal", "adrenal"), (0.26, 1.00)),
+    (("marrow", "bone", "skelet", "spine", "pelvi"), (0.26, 0.80)),
+    (("colon", "bowel", "intestin", "rect", "gut", "periton"), (-0.05, 0.92)),
+    (("prostat", "bladder", "ovar", "uter", "cervi"), (0.0, 0.78)),
+    (("skin", "melan", "derm"), (0.56, 1.30)),
+)
+BODY_MAP_MAX_RADIUS = 0.15          # data units: the disc of the largest burden
+EMPTY_RING_RADIUS = 0.035
+
+
+def organ_place(organ: str) -> tuple[float, float] | None:
+    """Where organ `organ` sits on the body map (None for an organ without a place)."""
+    key = str(organ).lower()
+    for words, xy in ORGAN_PLACES:
+        if any(w in key for w in words):
+            return xy
+    return None
+
+
+def class_colour(cls) -> str:
+    return CLASS_COLOURS.get(cls, OTHER_CLASS_COLOUR)
+
+
+def body_map_layout(lattices: list[dict]) -> list[dict]:
+    """Each lattice of the body (:func:`tools.report_series.lattice_burden`) with its place
+    on the body map and its disc: ``radius`` with area proportional to ``burden``
+    (the largest burden gets :data:`BODY_MAP_MAX_RADIUS`; 0 for no burden)."""
+    top = max([lat["burden_cells"] or 0 for lat in lattices] + [0])
+    used, unplaced, out = {}, 0, []
+    for lat in lattices:
+        xy = organ_place(lat["organ"])
+        placed = xy is not None
+        if not placed:                   # a column at the figure's right edge
+            xy = (1.15, 2.0 - 0.32 * unplaced)
+            unplaced += 1
+        n = used.get(xy, 0)
+        used[xy] = n + 1
+        x, y = xy[0] + 0.2 * n * (1 if xy[0] >= 0 else -1), xy[1] - 0.06 * n
+        burden = int(lat["burden_cells"] or 0)
+        radius = BODY_MAP_MAX_RADIUS * math.sqrt(burden / top) if top and burden else 0.0
+        cls = "local" if lat["role"] == "primary" else lat["class"]
+        out.append({"name": lat["name"], "organ": lat["organ"], "role": lat["role"],
+                    "class": cls, "x": x, "y": y, "placed": placed, "burden": burden,
+                    "radius": radius, "colour": class_colour(cls),
+                    "colonies": lat["colonies"], "colonies_live": lat["colonies_live"]})
+    return out
+
+
+def _body_outline(ax):
+    """A simple front-view body silhouette."""
+    from matplotlib.patches import Circle, FancyBboxPatch, Rectangle
+    style = dict(facecolor="#efe9e1", edgecolor="#b8ada0", linewidth=1.2, zorder=0)
+    rounded = "round,pad=0.04"
+    ax.add_patch(Circle((0.0, 2.09), 0.17, **style))
+    ax.add_patch(Rectangle((-0.06, 1.86), 0.12, 0.08, **style))
+    ax.add_patch(FancyBboxPatch((-0.40, 0.74), 0.80, 1.10, boxstyle=rounded, **style))
+    for x in (-0.60, 0.48):                                    # arms
+        ax.add_patch(FancyBboxPatch((x, 0.86), 0.12, 0.94, boxstyle=rounded, **style))
+    for x in (-0.34, 0.06):                                    # legs
+        ax.add_patch(FancyBboxPatch((x, 0.04), 0.28, 0.64, boxstyle=rounded, **style))
+
+
+def plot_body_map(b):
+    """The primary and its sites on a schematic body, discs by tumour burden."""
+    from matplotlib.patches import Circle
+    layout = body_map_layout(b.lattices)
+    if not layout:
+        return None
+    fig = _figure(8.0, 6.8)
+    ax = fig.add_subplot()
+    _body_outline(ax)
+    sides = {-1: [], 1: []}
+    for item in layout:
+        x, y = item["x"], item["y"]
+        if item["radius"] > 0:
+            ax.add_patch(Circle((x, y), item["radius"], facecolor=item["colour"], alpha=0.75,
+                                edgecolor="black", linewidth=0.8, zorder=3))
+        else:
+            ax.add_patch(Circle((x, y), EMPTY_RING_RADIUS, facecolor="none",
+                                edgecolor=item["colour"], linewidth=1.2, linestyle="--",
+                                zorder=3))
+        ax.plot([x], [y], marker="+", color="black", markersize=5, zorder=4)
+        sides[1 if x >= 0 else -1].append(item)
+    for side, items in sides.items():       # labels in a column each side, kept apart
+        y_label = 2.35
+        for item in sorted(items, key=lambda i: -i["y"]):
+            y_label = min(item["y"], y_label - 0.24)
+            role = "primary tumour" if item["role"] == "primary" else (item["class"] or "site")
+            text = (f"{plain(item['name'])} ({plain(str(item['organ']).replace('_', ' '))}, "
+                    f"{plain(role)})\n{item['burden']:,} cells · "
+                    f"{item['colonies_live']} of {item['colonies']} colonies live"
+                    + ("" if item["placed"] else "\n(organ not on the map)"))
+            ax.annotate(text, xy=(item["x"], item["y"]), xytext=(side * 0.82, y_label),
+                        ha="left" if side > 0 else "right", va="center", fontsize=8,
+                        arrowprops=dict(arrowstyle="-", color="0.45", linewidth=0.7),
+                        zorder=5)
+    unplaced = [i for i in layout if not i["placed"]]
+    ax.set_xlim(-2.1, 2.1 if not unplaced else 2.4)
+    ax.set_ylim(-0.05, 2.45)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title("Tumour burden by site at the last step (disc area ∝ tumour + dormant cells)",
+                 fontsize=10)
+    return fig
+
+
+def _body_style(ax, b, xlabel=True):
+    _style(ax)
+    if xlabel:
+        ax.set_xlabel(f"model time ({b.time_unit})")
+
+
+def plot_metastasis_timeline(b):
+    """CTCs, shedding, circulation events and colonies over time (panels with data only)."""
+    from tools.report_series import COLONY_CLASSES, to_unit
+    if b.body is None or not len(b.body):
+        return None
+    t = to_unit(b.time_h, b.time_unit)
+    mark = {"marker": "o", "markersize": 3} if len(t) < 30 else {}
+    panels = []
+    if b.has("in_blood") or b.has("in_lymph") or b.has("ctc_per_7_5_mL"):
+        panels.append("ctc")
+    if b.has("shed_cells") or b.has("shedding_per_g_per_day"):
+        panels.append("shed")
+    if b.event_columns:
+        panels.append("events")
+    classes = [c for c in COLONY_CLASSES if b.has(f"colonies_{c}")]
+    stages = [s for s in ("itc", "micrometastasis", "macrometastasis") if b.has(s)]
+    if classes or stages or b.has("disseminated_dormant") or b.has("disseminated_tumor"):
+        panels.append("colonies")
+    if not panels:
+        return None
+    fig = _figure(8.5, 2.6 * len(panels) + 0.4)
+    axes = list(np.atleast_1d(fig.subplots(len(panels), 1, sharex=True)))
+    for n, (panel, ax) in enumerate(zip(panels, axes)):
+        handles = []
+        if panel == "ctc":
+            for col, colour, label in (("in_blood", "#b2182b", "CTCs in blood"),
+                                       ("in_lymph", "#2166ac", "CTCs in lymph")):
+                if b.has(col):
+                    handles += ax.plot(t, b.col(col), color=colour, linewidth=2, label=label,
+                                       **mark)
+            ax.set_ylabel("cells in circulation")
+            if b.has("ctc_per_7_5_mL"):
+                tw = ax.twinx()
+                handles += tw.plot(t, b.col("ctc_per_7_5_mL"), color="#d48a00", linewidth=1.5,
+                                   linestyle="--", label="CTCs per 7.5 mL blood", **mark)
+                tw.set_ylabel("CTCs per 7.5 mL", color="#d48a00")
+                tw.set_ylim(bottom=0)
+                tw.spines["top"].set_visible(False)
+            ax.set_title("Circulating tumour cells")
+        elif panel == "shed":
+            if b.has("shed_cells"):
+                handles += ax.plot(t, b.col("shed_cells"), color=kind_colour("tumor"),
+                                   linewidth=2, label="cells shed per step", **mark)
+                ax.set_ylabel("cells shed per step")
+            if b.has("shedding_per_g_per_day"):
+                tw = ax.twinx() if b.has("shed_cells") else ax
+                handles += tw.plot(t, b.col("shedding_per_g_per_day"), color="#555555",
+                                   linewidth=1.5, linestyle="--",
+                                   label="shedding rate (cells/g/day)", **mark)
+                tw.set_ylabel("cells per g tumour per day")
+                if tw is not ax:
+                    tw.spines["top"].set_visible(False)
+            ax.set_title("Shedding from the primary tumour")
+        elif panel == "events":
+            palette = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02",
+                       "#a6761d", "#666666")
+            for i, col in enumerate(b.event_columns):
+                handles += ax.plot(t, b.col(col), color=palette[i % len(palette)],
+                                   linewidth=1.5, label=plain(col.replace("_", " ")), **mark)
+            ax.set_ylabel("events per step")
+            ax.set_title("Circulation events (entering, arrest, extravasation, death)")
+        else:
+            for c in classes:
+                handles += ax.plot(t, b.col(f"colonies_{c}"), color=class_colour(c),
+                                   linewidth=2, label=f"{c} colonies", **mark)
+            for s, style in zip(stages, (":", "--", "-.")):
+                handles += ax.plot(t, b.col(s), color="0.35", linewidth=1.2, linestyle=style,
+                                   label=s.replace("itc", "ITC"), **mark)
+            for col, colour in (("disseminated_dormant", "#4d9221"),
+                                ("disseminated_tumor", "#c51b7d")):
+                if b.has(col):
+                    handles += ax.plot(t, b.col(col), color=colour, linewidth=1.0,
+                                       alpha=0.8, label=col.replace("_", " ") + " cells",
+                                       **mark)
+            ax.set_ylabel("colonies (cells: disseminated)")
+            ax.set_title("Colonies by class and stage")
+        ax.set_ylim(bottom=0)
+        _body_style(ax, b, xlabel=n == len(panels) - 1)
+        ax.legend(handles=handles, loc="upper left", frameon=False, fontsize=8)
+    return fig
+
+
+def plot_colony_sizes(b):
+    """Every colony's diameter over time (log y), coloured by class, with the 0.2 mm and
+    2 mm stage thresholds."""
+    from matplotlib.lines import Line2D
+    from tools.report_series import (ITC_MAX_UM, MICROMETASTASIS_MAX_UM, time_unit,
+                                     to_unit)
+    if not b.sizes:
+        return None
+    classes = {r["id"]: r["class"] for r in b.colonies}
+    all_t = np.concatenate([v[0] for v in b.sizes.values()])
+    unit = time_unit(all_t)
+    fig = _figure(8.5, 4.8)
+    ax = fig.add_subplot()
+    seen = {}
+    for cid, (t, _, diam) in sorted(b.sizes.items()):
+        cls = classes.get(cid)
+        ok = np.isfinite(diam) & (diam > 0)
+        if not ok.any():
+            continue
+        ax.plot(to_unit(t[ok], unit), diam[ok], color=class_colour(cls), linewidth=1.3,
+                alpha=0.85, marker="o" if ok.sum() < 30 else None, markersize=2.5)
+        seen[cls] = seen.get(cls, 0) + 1
+    ax.set_yscale("log")
+    for y, label in ((ITC_MAX_UM, "0.2 mm: ITC ≤ | micrometastasis"),
+                     (MICROMETASTASIS_MAX_UM, "2 mm: micrometastasis ≤ | macrometastasis")):
+        ax.axhline(y, color="0.3", linestyle=":", linewidth=1.2)
+        ax.annotate(label, xy=(0.01, y), xycoords=("axes fraction", "data"), fontsize=8,
+                    color="0.3", va="bottom")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(min(lo, ITC_MAX_UM / 3), max(hi, MICROMETASTASIS_MAX_UM * 2))
+    ax.set_xlabel(f"model time ({unit})")
+    ax.set_ylabel("colony diameter (µm)")
+    ax.set_title(f"Colony sizes over time ({len(b.sizes)} colonies)")
+    _style(ax)
+    handles = [Line2D([], [], color=class_colour(c), linewidth=2,
+                      label=f"{plain(c or 'unknown class')} ({n})") for c, n in seen.items()]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+              title="class (colonies)")
+    return fig
+
+
+def build_body_figures(b) -> dict:
+    """name -> Figure (or None) of the metastasis page, for a :class:`report_series.Body`."""
+    return {"metastasis_timeline": plot_metastasis_timeline(b), "body_map": plot_body_map(b),
+            "colony_sizes": plot_colony_sizes(b)}

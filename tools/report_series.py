@@ -94,7 +94,9 @@ def fmt_time(time_h: float, unit: str) -> str:
 def load_series(run, lattice: str | None = None) -> Series:
     """The counts of `run` (a :class:`tools.runfile.RunFile`) and derived curves."""
     meta = run.lattice(lattice)
-    counts = run.counts()
+    counts = run.counts(meta.name)          # a site lattice's own counts, where it has them
+    if counts is None:
+        counts = run.counts()
     names = counts.dtype.names or ()
     if "time_h" in names:
         time_h = counts["time_h"].astype(np.float64)
@@ -285,3 +287,208 @@ def summarise(run, s: Series, lattice: str | None = None) -> dict:
         },
     }
     return out
+
+
+# -- the body: metastasis ----------------------------------------------------------------
+#
+# A run file with a body (a primary lattice with site lattices, the circulation and
+# a colony registry; :attr:`tools.runfile.RunFile.has_body`) gets a metastasis page.
+# Tables are read by column name; a column a file lacks is left out, never guessed.
+
+COLONY_CLASSES = ("local", "regional", "distant")
+COLONY_STAGES = ("extinct", "itc", "micrometastasis", "macrometastasis")
+ITC_MAX_UM = 200.0                  # isolated tumour cells: at most 0.2 mm across
+MICROMETASTASIS_MAX_UM = 2000.0     # micrometastasis: at most 2 mm; larger is macro
+BURDEN_KINDS = ("tumor", "dormant")     # a site's tumour burden: live and dormant cells
+CIRCULATION_COLUMNS = ("in_blood", "in_lymph")
+# /body columns that are not events (everything else matching EVENT_WORDS is one)
+BODY_STOCK_COLUMNS = ("step", "time_h", "shed_cells", "shedding_per_g_per_day", "in_blood",
+                      "in_lymph", "ctc_per_7_5_mL", "disseminated_dormant",
+                      "disseminated_tumor", "itc", "micrometastasis", "macrometastasis",
+                      *(f"colonies_{c}" for c in COLONY_CLASSES))
+EVENT_WORDS = ("entered", "intravasat", "arrest", "extravasat", "died", "killed", "cleared",
+               "trapped", "lodged", "seeded", "drained")
+REGISTRY_COLUMNS = ("id", "lattice", "organ", "class", "founder_clone", "arrival_step",
+                    "first_growth_step", "cells", "diameter_um", "stage")
+
+
+@dataclass
+class Body:
+    """What the metastasis page shows: the lattices with their burdens, the /body
+    table over time, the colony registry and each colony's size over time."""
+
+    lattices: list                   # dicts: name, role, organ, class, burden, colonies...
+    body: np.ndarray | None          # the /body table (None if the file lacks it)
+    time_h: np.ndarray               # the /body rows' times
+    colonies: list                   # registry rows as dicts (REGISTRY_COLUMNS), by id
+    sizes: dict                      # colony id -> (time_h array, cells, diameter_um)
+    ctcs: int | None                 # CTC records in /ctcs (None if the file lacks it)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return () if self.body is None else (self.body.dtype.names or ())
+
+    def has(self, *cols) -> bool:
+        return all(c in self.names for c in cols)
+
+    def col(self, name) -> np.ndarray:
+        return self.body[name].astype(np.float64)
+
+    @property
+    def event_columns(self) -> tuple[str, ...]:
+        """/body columns counting events (entered_blood, arrested..., extravasated, ...)."""
+        return tuple(n for n in self.names if n not in BODY_STOCK_COLUMNS
+                     and not n.startswith("colonies_")
+                     and any(w in n.lower() for w in EVENT_WORDS))
+
+    @property
+    def time_unit(self) -> str:
+        return time_unit(self.time_h)
+
+
+def _step_times(run, table) -> np.ndarray:
+    """Times (h) of a table's rows: its time_h, else step × the run's step_h, else the row."""
+    from tools.runfile import number_column
+    names = table.dtype.names or ()
+    if "time_h" in names:
+        return number_column(table, "time_h")
+    step_h = float(run.attrs.get("step_h", 1.0) or 1.0)
+    if "step" in names:
+        return number_column(table, "step") * step_h
+    return np.arange(len(table), dtype=np.float64) * step_h
+
+
+def _step_to_time(run, body) -> dict:
+    """step -> time_h, from every table that has both (body, then the counts)."""
+    table = {}
+    for t in (run.counts(), body):
+        if t is not None and {"step", "time_h"} <= set(t.dtype.names or ()):
+            table.update(zip(t["step"].astype(np.int64).tolist(),
+                             t["time_h"].astype(np.float64).tolist()))
+    return table
+
+
+def colony_rows(registry) -> list[dict]:
+    """The colony registry as dicts with the :data:`REGISTRY_COLUMNS` (text decoded;
+    None where the file lacks a column), sorted by id."""
+    from tools.runfile import number_column, text_column
+    if registry is None or not len(registry):
+        return []
+    names = registry.dtype.names or ()
+    cols = {}
+    for c in REGISTRY_COLUMNS + ("lineage", "founder_record", "max_cells"):
+        if c not in names:
+            cols[c] = [None] * len(registry)
+        elif registry.dtype.fields[c][0].kind in "SOU":
+            cols[c] = text_column(registry, c)
+        elif registry.dtype.fields[c][0].kind == "f":
+            cols[c] = [_num(float(v)) for v in number_column(registry, c)]
+        else:
+            cols[c] = [int(v) for v in registry[c].tolist()]
+    rows = [{c: cols[c][i] for c in cols} for i in range(len(registry))]
+    return sorted(rows, key=lambda r: (r["id"] is None, r["id"] or 0))
+
+
+def lattice_burden(run, meta, colonies: list[dict]) -> dict:
+    """One lattice of the body with its tumour burden: tumour + dormant cells in the last
+    row of its counts (``source`` "counts"), else the cells of its colonies in the
+    registry ("colonies"), else none (0, "none")."""
+    counts = run.counts(meta.name)
+    mine = [c for c in colonies if c["lattice"] == meta.name]
+    out = {"name": meta.name, "role": meta.role, "organ": meta.organ_label,
+           "class": meta.site_class,
+           "lattice_id": meta.lattice_id,
+           "colonies": len(mine),
+           "colonies_live": sum(1 for c in mine if c["stage"] != "extinct"
+                                and (c["cells"] is None or c["cells"] > 0))}
+    names = () if counts is None else (counts.dtype.names or ())
+    if counts is not None and len(counts) and any(k in names for k in BURDEN_KINDS):
+        for k in BURDEN_KINDS:
+            out[f"{k}_cells"] = int(counts[k][-1]) if k in names else None
+        out["burden_cells"] = sum(out[f"{k}_cells"] or 0 for k in BURDEN_KINDS)
+        out["burden_source"] = "counts"
+    elif any(c["cells"] is not None for c in mine):
+        out.update({f"{k}_cells": None for k in BURDEN_KINDS})
+        out["burden_cells"] = sum(c["cells"] or 0 for c in mine)
+        out["burden_source"] = "colonies"
+    else:
+        out.update({f"{k}_cells": None for k in BURDEN_KINDS})
+        out["burden_cells"] = 0
+        out["burden_source"] = "none"
+    return out
+
+
+def load_body(run) -> Body:
+    """The body of `run` (a :class:`tools.runfile.RunFile` with a body)."""
+    from tools.runfile import number_column
+    body = run.body()
+    colonies = colony_rows(run.colonies())
+    order = [run.primary] + [m for m in run.lattices.values() if m.name != run.primary.name]
+    lattices = [lattice_burden(run, meta, colonies) for meta in order
+                if meta.role is not None or meta is run.primary]
+    times = _step_to_time(run, body)
+    step_h = float(run.attrs.get("step_h", 1.0) or 1.0)
+    sizes = {}
+    table = run.colony_sizes()
+    if table is not None and len(table):
+        ids = table["colony"].astype(np.int64)
+        steps = table["step"].astype(np.int64)
+        cells = number_column(table, "cells")
+        diam = number_column(table, "diameter_um")
+        for cid in np.unique(ids):
+            hit = np.flatnonzero(ids == cid)
+            hit = hit[np.argsort(steps[hit], kind="stable")]
+            t = np.array([times.get(int(s), s * step_h) for s in steps[hit]], dtype=np.float64)
+            sizes[int(cid)] = (t, cells[hit], diam[hit])
+    ctcs = run.ctcs()
+    return Body(lattices=lattices, body=body,
+                time_h=_step_times(run, body) if body is not None else np.zeros(0),
+                colonies=colonies, sizes=sizes, ctcs=None if ctcs is None else len(ctcs))
+
+
+def stage_of(diameter_um) -> str | None:
+    """The stage a colony of this diameter is in (ITC ≤ 0.2 mm, micro ≤ 2 mm, macro)."""
+    if diameter_um is None or not math.isfinite(diameter_um):
+        return None
+    if diameter_um <= ITC_MAX_UM:
+        return "itc"
+    return "micrometastasis" if diameter_um <= MICROMETASTASIS_MAX_UM else "macrometastasis"
+
+
+def summarise_body(b: Body) -> dict:
+    """The ``metastasis`` block of summary.json."""
+    def last(k):
+        return _num(b.body[k][-1]) if b.has(k) and len(b.body) else None
+
+    def total(k):
+        return _num(b.body[k].sum()) if b.has(k) and len(b.body) else None
+
+    def peak(k):
+        return _num(b.body[k].max()) if b.has(k) and len(b.body) else None
+
+    by_class = {c: sum(1 for r in b.colonies if r["class"] == c) for c in COLONY_CLASSES}
+    others = sorted({r["class"] for r in b.colonies} - set(COLONY_CLASSES) - {None})
+    by_class.update({c: sum(1 for r in b.colonies if r["class"] == c) for c in others})
+    by_stage = {s: sum(1 for r in b.colonies if r["stage"] == s) for s in COLONY_STAGES}
+    diameters = [r["diameter_um"] for r in b.colonies if r["diameter_um"] is not None]
+    return {
+        "lattices": b.lattices,
+        "body_rows": 0 if b.body is None else len(b.body),
+        "colonies": len(b.colonies),
+        "colonies_by_class": by_class,
+        "colonies_by_stage": by_stage,
+        "largest_colony_diameter_um": _num(max(diameters)) if diameters else None,
+        "colony_size_rows": sum(len(v[0]) for v in b.sizes.values()),
+        "ctc_records": b.ctcs,
+        "shed_cells_total": total("shed_cells"),
+        "ctc_in_blood_final": last("in_blood"),
+        "ctc_in_lymph_final": last("in_lymph"),
+        "ctc_in_blood_peak": peak("in_blood"),
+        "ctc_per_7_5_mL_final": last("ctc_per_7_5_mL"),
+        "ctc_per_7_5_mL_peak": peak("ctc_per_7_5_mL"),
+        "events_total": {k: total(k) for k in b.event_columns},
+        "final": {k: last(k) for k in ("disseminated_dormant", "disseminated_tumor",
+                                        *(f"colonies_{c}" for c in COLONY_CLASSES),
+                                        "itc", "micrometastasis", "macrometastasis")
+                  if b.has(k)},
+    }

@@ -27,6 +27,24 @@ bounds those re-reads (:data:`METADATA_READ_ATTEMPTS`).
         kind = run.snapshot("primary", "kind", -1)     # (nz, ny, nx) uint8
         kinds = run.lattice("primary").kinds           # code <-> name, as stored
         counts = run.counts()                          # structured, one row per step
+
+The body (:mod:`engine.runformat`): a primary lattice and site lattices, each
+:class:`LatticeMeta` with ``role`` (``primary``/``site``), ``site_organ``,
+``site_class`` (``regional``/``distant``) and ``lattice_id`` as stored.  A file
+that stores no roles (one written before bodies) reads as one primary lattice
+(the one named ``primary``, else the first; any others have role None), exactly
+as before.  :attr:`RunFile.primary`, :meth:`RunFile.sites` and
+:attr:`RunFile.has_body` describe the body; :meth:`RunFile.counts` takes a
+lattice (a site's own table, None where it has none); :meth:`RunFile.body`,
+:meth:`RunFile.colonies`, :meth:`RunFile.colony_sizes` and :meth:`RunFile.ctcs`
+return those tables, None where the file lacks them.  The tables are checked
+on opening like the counts (one axis, named columns of numbers, or of text
+too for the registry and records; their key columns present).
+
+        with RunFile("body.h5") as run:
+            for site in run.sites():
+                print(site.name, site.site_organ, site.site_class, run.counts(site.name))
+            colonies = run.colonies()                  # None in a file without a body
 """
 from __future__ import annotations
 
@@ -36,7 +54,7 @@ import math
 import os
 import stat
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -44,14 +62,19 @@ import numpy as np
 from h5py import h5f, h5p
 
 from engine.errors import RunFileError, UserError
-from engine.runformat import (hdf5_library, COUNTS, DEFAULT_KIND_CODES, FORMAT, FORMAT_ATTR, KIND, LATTICE_ATTRS,
-                              LATTICES, ORGAN, RUNNING, SNAPSHOT_STEP, SNAPSHOT_TIME, STATUS_ATTR,
-                              UNITS_ATTR, KindCodes, read_kind_codes)
+from engine.runformat import (hdf5_library, BODY, COLONIES, COLONY_SIZES, COUNTS, CTCS,
+                              DEFAULT_KIND_CODES, FORMAT, FORMAT_ATTR, KIND, LATTICE_ATTRS,
+                              LATTICE_ID_ATTR, LATTICES, ORGAN, PRIMARY, ROLE_ATTR, RUNNING,
+                              SITE, SITE_CLASS_ATTR, SITE_ORGAN_ATTR, SNAPSHOT_STEP,
+                              SNAPSHOT_TIME, STATUS_ATTR, UNITS_ATTR, KindCodes, counts_path,
+                              read_kind_codes)
 
 # Metadata re-reads after a checksum failure in SWMR mode (HDF5's default is
 # 100 with a sleep doubling each time, hours on a corrupt file).  20 re-reads
 # wait a few milliseconds in all: ample for a writer's flush to land.
 METADATA_READ_ATTEMPTS = 20
+# The body tables (engine.runformat), each with the columns a reader requires.
+BODY_TABLES = {BODY: ("step",), COLONIES: ("id",), COLONY_SIZES: ("step", "colony"), CTCS: ()}
 # What h5py and numpy raise on a damaged file; anything else is a bug.
 READ_ERRORS = (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError, OverflowError)
 MESSAGE_CHARS = 300         # longest reason quoted from a library's message
@@ -67,6 +90,22 @@ class LatticeMeta:
     organ_names: tuple[str, ...]      # index = organ label; 0 is "none"
     organ: np.ndarray                 # uint8 (nz, ny, nx)
     kinds: KindCodes                  # voxel kind codes, as stored with the kind field
+    role: str | None = PRIMARY        # "primary", "site"; None: unstated (RunFile.primary)
+    site_organ: str | None = None     # a site lattice's organ (attr site_organ)
+    site_class: str | None = None     # a site lattice's class: "regional" or "distant"
+    lattice_id: int | None = None     # attr lattice_id, where stored
+
+    @property
+    def is_site(self) -> bool:
+        return self.role == SITE
+
+    @property
+    def organ_label(self) -> str:
+        """The organ the lattice stands for: its site organ, else its first organ
+        name, else its name."""
+        if self.site_organ:
+            return self.site_organ
+        return self.organ_names[1] if len(self.organ_names) > 1 else self.name
 
 
 def _text(v) -> str:
@@ -155,11 +194,58 @@ class RunFile:
         self._data: dict[tuple[str, str], h5py.Dataset] = {}     # (lattice, field) -> dataset
         for name in lattices:
             self.lattices[name] = self._read_lattice(name, lattices[name])
+        self._assign_roles()
+        # a body lists its lattices by lattice_id (HDF5 lists groups by name); a file
+        # without ids keeps HDF5's order
+        order = sorted(self.lattices.values(),
+                       key=lambda m: (m.lattice_id is None, m.lattice_id or 0))
+        self.lattices = {m.name: m for m in order}
         self._step = self._dataset(SNAPSHOT_STEP, ndim=1, kinds="iu")
         self._time = self._dataset(SNAPSHOT_TIME, ndim=1, kinds="iuf")
         self._counts = self._dataset(COUNTS, ndim=1)
         check_counts_dtype(self._counts.dtype, self.damaged)
+        self._site_counts: dict[str, h5py.Dataset] = {}     # site lattice -> its counts
+        for meta in self.lattices.values():
+            path = counts_path(meta.name, meta.role)
+            if path != COUNTS and path in self._f:
+                ds = self._dataset(path, ndim=1)
+                check_counts_dtype(ds.dtype, self.damaged, path)
+                self._site_counts[meta.name] = ds
+        self._tables: dict[str, h5py.Dataset] = {}           # body tables present
+        for path, required in BODY_TABLES.items():
+            if path in self._f:
+                self._tables[path] = self._read_table(path, required)
         self.refresh()
+
+    def _assign_roles(self) -> None:
+        """Check the lattices' roles: at most one primary; a file that stores no roles
+        (written before bodies of lattices) has one primary lattice, the one named
+        ``primary`` else the first, and the others have no role (None)."""
+        primaries = [m.name for m in self.lattices.values() if m.role == PRIMARY]
+        if not any(m.role for m in self.lattices.values()):
+            first = "primary" if "primary" in self.lattices else next(iter(self.lattices))
+            for name, meta in self.lattices.items():
+                self.lattices[name] = replace(meta, role=PRIMARY if name == first else None)
+        elif len(primaries) > 1:
+            raise self.damaged(f"lattices {', '.join(map(repr, primaries))} all have "
+                               f"{ROLE_ATTR} {PRIMARY!r}; a body has one primary lattice")
+
+    def _read_table(self, path: str, required: tuple[str, ...]) -> h5py.Dataset:
+        """A body table: one axis, named columns of numbers or text, `required` present."""
+        ds = self._dataset(path, ndim=1)
+        dtype = ds.dtype
+        if dtype.names is None:
+            raise self.damaged(f"{path!r} has dtype {dtype}, expected a table of named columns")
+        for name in dtype.names:
+            col = dtype.fields[name][0]
+            numeric = path == BODY
+            if col.shape or col.kind not in ("biuf" if numeric else "biufSO"):
+                raise self.damaged(f"{path!r} column {name!r} has dtype {col}, expected a "
+                                   f"{'number' if numeric else 'number or text'}")
+        missing = [c for c in required if c not in dtype.names]
+        if missing:
+            raise self.damaged(f"{path!r} lacks column {', '.join(map(repr, missing))}")
+        return ds
 
     def _group(self, path: str) -> h5py.Group:
         obj = self._f.get(path)
@@ -208,10 +294,35 @@ class RunFile:
         organ = self._dataset(f"{where}/{ORGAN}", ndim=3, kinds="uint8", shape=shape)
         kinds = DEFAULT_KIND_CODES
         for field in g:
-            if field != ORGAN:
+            if field not in (ORGAN, COUNTS):
                 kinds = self._read_field(name, field) or kinds
+        role, site_organ, site_class = (self._text_attr(name, g, a) for a in
+                                        (ROLE_ATTR, SITE_ORGAN_ATTR, SITE_CLASS_ATTR))
+        if role is not None and role not in (PRIMARY, SITE):
+            raise self.damaged(f"lattice {name!r}: {ROLE_ATTR} {one_line(repr(role), 60)} is "
+                               f"not {PRIMARY!r} or {SITE!r}")
+        lattice_id = None
+        if LATTICE_ID_ATTR in g.attrs:
+            a = np.asarray(g.attrs[LATTICE_ID_ATTR])
+            if a.shape not in ((), (1,)) or a.dtype.kind not in "iu":
+                raise self.damaged(f"lattice {name!r}: {LATTICE_ID_ATTR} "
+                                   f"{one_line(g.attrs[LATTICE_ID_ATTR], 60)} is not an integer")
+            lattice_id = int(a.reshape(-1)[0])
         return LatticeMeta(name=name, shape=shape, voxel_um=voxel_um, organ_names=organ_names,
-                           organ=organ[()], kinds=kinds)
+                           organ=organ[()], kinds=kinds, role=role, site_organ=site_organ,
+                           site_class=site_class, lattice_id=lattice_id)
+
+    def _text_attr(self, lattice: str, g, attr: str) -> str | None:
+        """Text attribute `attr` of a lattice group (None if absent; damaged if not text)."""
+        if attr not in g.attrs:
+            return None
+        value = g.attrs[attr]
+        if isinstance(value, np.ndarray) and value.shape in ((), (1,)):
+            value = value.reshape(-1)[0]
+        if not isinstance(value, (str, bytes)):
+            raise self.damaged(f"lattice {lattice!r}: {attr} {one_line(repr(_plain(value)), 60)} "
+                               f"is not text")
+        return _text(value)
 
     def _read_field(self, lattice: str, field: str) -> KindCodes | None:
         """Check one snapshot field; note it and its units; the kind codes if it is `kind`."""
@@ -272,12 +383,20 @@ class RunFile:
     def lattice(self, name: str | None = None) -> LatticeMeta:
         """A lattice by name; the primary tumour's (else the first) if `name` is None."""
         if name is None:
-            return self.lattices.get("primary") or next(iter(self.lattices.values()))
+            return self.primary
         try:
             return self.lattices[name]
         except KeyError:
             raise UserError(f"{self.path}: no lattice {name!r} "
                             f"(has {', '.join(self.lattices)})") from None
+
+    def choose_lattice(self, name: str | None, option: str = "--lattice") -> LatticeMeta:
+        """:meth:`lattice` for a name the user gave with `option`: an unknown name is
+        one line naming the option, the value and the file's lattices (exit 2)."""
+        if name is None or name in self.lattices:
+            return self.lattice(name)
+        raise UserError(f"{option} {one_line(repr(name), 80)}: no such lattice in "
+                        f"{self.path} (it has {', '.join(self.lattices)})")
 
     def snapshot(self, lattice: str | None, field: str, index: int,
                  z: int | slice = slice(None)) -> np.ndarray:
@@ -312,11 +431,65 @@ class RunFile:
                             f"{_ranges(self.steps)})")
         return int(hit[0])
 
-    def counts(self) -> np.ndarray:
-        """Every counts row flushed so far (structured array, one row per step)."""
-        with self._reading("the counts table"):
-            self._counts.refresh()
-            return self._counts[()]
+    def counts(self, lattice: str | None = None) -> np.ndarray | None:
+        """Every counts row flushed so far (structured array, one row per step) of
+        `lattice` (None: the primary lattice, /counts); for a lattice other than the
+        primary its own table (:func:`engine.runformat.counts_path`), None if the file
+        has none."""
+        meta = self.lattice(lattice)
+        ds = self._counts if meta.role == PRIMARY else self._site_counts.get(meta.name)
+        if ds is None:
+            return None
+        with self._reading(f"the counts table of lattice {meta.name!r}"):
+            ds.refresh()
+            return ds[()]
+
+    # -- the body: primary and site lattices, circulation, colonies -------------------
+
+    @property
+    def primary(self) -> LatticeMeta:
+        """The primary lattice (role ``primary``; in a file without roles, the lattice
+        named ``primary``, else the first)."""
+        for meta in self.lattices.values():
+            if meta.role == PRIMARY:
+                return meta
+        return self.lattices.get("primary") or next(iter(self.lattices.values()))
+
+    def sites(self) -> list[LatticeMeta]:
+        """The site lattices (role ``site``), by lattice_id; empty for a file of one
+        tumour lattice."""
+        return [m for m in self.lattices.values() if m.role == SITE]
+
+    @property
+    def has_body(self) -> bool:
+        """Whether the file holds a body: a site lattice, or a colony registry or body
+        table.  A file of one lattice (or one written before bodies) has none."""
+        return bool(self.sites()) or COLONIES in self._tables or BODY in self._tables
+
+    def _table(self, path: str) -> np.ndarray | None:
+        ds = self._tables.get(path)
+        if ds is None:
+            return None
+        with self._reading(f"the {path} table"):
+            ds.refresh()
+            return ds[()]
+
+    def body(self) -> np.ndarray | None:
+        """The /body table (one row per step: circulation and colony counts), or None."""
+        return self._table(BODY)
+
+    def colonies(self) -> np.ndarray | None:
+        """The colony registry /colonies (one row per colony), or None.  Text columns
+        (lattice, organ, class, stage) are bytes as stored: see :func:`text_column`."""
+        return self._table(COLONIES)
+
+    def colony_sizes(self) -> np.ndarray | None:
+        """/colony_sizes (step, colony, cells, diameter_um per live colony per step), or None."""
+        return self._table(COLONY_SIZES)
+
+    def ctcs(self) -> np.ndarray | None:
+        """/ctcs, one record per cell that left a lattice, or None."""
+        return self._table(CTCS)
 
     def close(self) -> None:
         self._f.close()
@@ -362,14 +535,33 @@ def text_list(value) -> tuple[str, ...] | None:
     return tuple(_text(s) for s in items)
 
 
-def check_counts_dtype(dtype: np.dtype, damaged) -> None:
-    """The counts table must be a table of named numeric columns (else `damaged(what)`)."""
+def check_counts_dtype(dtype: np.dtype, damaged, path: str = COUNTS) -> None:
+    """A counts table must be a table of named numeric columns (else `damaged(what)`)."""
     if dtype.names is None:
-        raise damaged(f"{COUNTS!r} has dtype {dtype}, expected a table of named columns")
+        raise damaged(f"{path!r} has dtype {dtype}, expected a table of named columns")
     for name in dtype.names:
         col = dtype.fields[name][0]
         if col.kind not in "biuf" or col.shape:
-            raise damaged(f"{COUNTS!r} column {name!r} has dtype {col}, expected a number")
+            raise damaged(f"{path!r} column {name!r} has dtype {col}, expected a number")
+
+
+def text_column(table: np.ndarray, name: str, default: str = "") -> list[str]:
+    """Column `name` of a table as text (bytes decoded, undecodable bytes replaced);
+    `default` for every row where the table lacks the column."""
+    if table is None:
+        return []
+    if name not in (table.dtype.names or ()):
+        return [default] * len(table)
+    return [_text(v) for v in table[name].tolist()]
+
+
+def number_column(table: np.ndarray, name: str, default: float = math.nan) -> np.ndarray:
+    """Column `name` of a table as float64; `default` throughout where it is missing."""
+    if table is None:
+        return np.zeros(0)
+    if name not in (table.dtype.names or ()):
+        return np.full(len(table), default, dtype=np.float64)
+    return np.asarray(table[name], dtype=np.float64)
 
 
 def _ranges(steps) -> str:

@@ -157,23 +157,32 @@ def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
 
 # -- the options of `render` and `view`, checked against a run file ---------------------
 
-TUMOUR_KINDS = ("tumor", "necrotic")      # what a default view cuts through
+TUMOUR_KINDS = ("tumor", "necrotic", "dormant")     # what a default view cuts through
 
 
 def tumour_clip(run, lattice: str, index: int) -> Plane | None:
-    """The default view's clip: keep y up to and including the layer through the centre
-    of the tumour (its live and necrotic voxels) at snapshot `index`, so the view opens
-    on the tumour's mid-plane rather than on the organ's outer face; None where the
-    snapshot holds no tumour."""
+    """The default view's clip: keep y up to and including a layer through the tumour
+    (its live, necrotic and dormant voxels, by the kind names the file stores; a file
+    without dormant cells has no such kind) at snapshot `index`, so the view opens on
+    the tumour rather than on the organ's outer face.  The layer is the one nearest
+    the tumour's centre that holds tumour voxels, so a site lattice with a colony or
+    two (far apart, or a single dormant cell) opens on one of them.  None where the
+    snapshot holds no tumour (the view then shows the whole block)."""
     meta = run.lattice(lattice)
     codes = [meta.kinds.code(k) for k in TUMOUR_KINDS if k in meta.kinds]
     if not codes or run.n_snapshots == 0:
         return None
     kind = run.snapshot(lattice, KIND, index)
-    ys = np.nonzero(np.isin(kind, codes))[1]
-    if ys.size == 0:
+    per_y = np.count_nonzero(np.isin(kind, codes), axis=(0, 2))
+    if not per_y.any():
         return None
-    return Plane(axis="y", pos=int(round(float(ys.mean()))) + 1, keep="<")
+    ys = np.arange(len(per_y))
+    centre = float((per_y * ys).sum() / per_y.sum())
+    layer = int(round(centre))              # the centre's layer, as before, if it has any
+    if not per_y[layer]:
+        held = ys[per_y > 0]
+        layer = int(held[np.argmin(np.abs(held - centre))])
+    return Plane(axis="y", pos=layer + 1, keep="<")
 
 
 def resolve_view(run, args, index: int | None = None) -> dict:
@@ -185,7 +194,7 @@ def resolve_view(run, args, index: int | None = None) -> dict:
     def opt(name, default=None):
         return getattr(args, name, default)
 
-    meta = run.lattice(opt("lattice"))
+    meta = run.choose_lattice(opt("lattice"))
     known = file_kinds(run)
     kinds = parse_kinds(opt("kind", "all"), known, "--kind")
     if opt("hide"):
