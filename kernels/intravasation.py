@@ -37,14 +37,21 @@ Unperfused blood vessels, stalks and tips (no lumen, no flow) offer no way in.
    reaches one face step from a cell that enters on its own: a cluster grows along the
    vessel wall, where several cells enter on their own draws, not deep into the tissue.
 2. `leave_lattice` — every departing voxel becomes empty matrix and forgets its cell
-  (traits, clock, hypoxia, lineage, motile → 0; not a vacancy: organ cells do not refill
+   (traits, clock, hypoxia, lineage, motile → 0; not a vacancy: organ cells do not refill
    it).
 
-`intravasate` runs 1, gathers the departing cells on the host (`Departures`: position,
-route, vessel kind, lineage, traits, and their clusters: departing cells of one route
-and one lineage joined through faces), then runs 2.  The circulation pool takes them
-from there.  Events: `intravasated_blood`, `intravasated_lymph` (cells, carried ones
-included).  Stream: `intravasate` (11: word 0 entry, word 1 route).
+`intravasate` runs 1, gathers the departing cells on the host (the Departures record, a
+DEPARTURE_DTYPE array in global index order: position, route, vessel kind, lineage,
+traits, and their clusters: departing cells of one route and one lineage joined through
+faces), then runs 2, and returns the record (`Simulation.departures` keeps the last
+step's for the circulation pool).  Events: `intravasated_blood`, `intravasated_lymph`
+(cells, carried ones included).  Stream: `intravasate` (11: word 0 entry, word 1 route).
+
+Scale check: the quickstart sheds about 123 cells in its first 48 h from a tumour of
+about 1.2e4 voxels of (20 µm)³, some 7e5 cells per gram per day
+(`shedding_per_g_per_day`); Butler & Gullino (1975, Cancer Res 35:512) measured about
+3e6 cells per gram per day in the efferent blood of rat mammary carcinomas: the
+guessed rates give the right order of magnitude, not a fit.
 
 Limit: a stalk laid in the very step its sprout is lumenised by a neighbouring fusion
 keeps `sprout_age` 0 (a tip moves in its first step with age 0), so that rare voxel

@@ -323,3 +323,23 @@ def test_cuda_twin_matches_numba_bit_for_bit(seed):
         for name in INTRAVASATION.arrays.keys() | {"kind", "traits", "clock", "hypoxia",
                                                     "lineage", "motile", "vacancy", "events"}:
             assert np.array_equal(reference.arrays[name], host(twin.arrays[name])), name
+
+
+def test_the_simulation_keeps_each_steps_departures():
+    """Through the whole step: `Simulation.departures` holds the cells its events count."""
+    from conftest import small_scenario_text
+    from engine.simulation import Simulation
+    text = (small_scenario_text(20, seed_radius_um=100.0)
+            .replace("detachment_per_h = 0.01", "detachment_per_h = 0.5")
+            .replace("mature_blood_per_h = 0.02", "mature_blood_per_h = 2.0")
+            .replace("lymph_per_h = 0.05", "lymph_per_h = 2.0"))
+    sim = Simulation(parse_scenario(text, "shedding.toml"))
+    left = 0
+    for _ in range(8):
+        row = sim.step()
+        d = sim.departures
+        assert d.dtype == DEPARTURE_DTYPE
+        assert len(d) == row["intravasated_blood"] + row["intravasated_lymph"]
+        assert (d["route"] == BLOOD).sum() == row["intravasated_blood"]
+        left += len(d)
+    assert left > 0
