@@ -11,14 +11,20 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from kernels.lattice import KIND_NAMES
 
 from . import __version__
 from .backend import cpu_threads, gpu_free_bytes
 from .errors import DoesNotFit, Interrupted, OutputFailed, UserError, shown
 from .output import LatticeInfo, RunLock, RunWriter, write_summary
-from .runformat import CODES_ATTR, KIND, UNITS_ATTR, kind_codes_attr
-from .simulation import Simulation, counts_dtype
+from .runformat import (BODY, CODES_ATTR, COLONIES, COLONY_SIZES, CTCS, KIND, LATTICE_ID_ATTR,
+                        PRIMARY, ROLE_ATTR, SITE, SITE_CLASS_ATTR, SITE_ORGAN_ATTR, UNITS_ATTR,
+                        counts_path, kind_codes_attr)
+from .body import Body, circulation_totals, site_class
+from .colonies import CLASSES, COLONY_DTYPE, SIZE_DTYPE
+from .simulation import counts_dtype
 from .state import SNAPSHOT_FIELDS, host_bytes_per_voxel, human_bytes, run_bytes
 
 KIND_CODES = kind_codes_attr(KIND_NAMES)      # stored with the kind data: readers decode by it
@@ -40,24 +46,75 @@ def available_host_bytes() -> int | None:
         return None
 
 
-def ensure_fits(shape, backend: str) -> None:
-    """Refuse, before allocating, a lattice the machine cannot hold.
+def lattice_shapes(scenario) -> dict[str, tuple[int, int, int]]:
+    """The shape of every lattice of the body, by the scenario key that sets it."""
+    shapes = {"lattice.shape": scenario.shape}
+    shapes.update({f"sites[{i}].shape": tuple(site["shape"])
+                   for i, site in enumerate(scenario.sites)})
+    return shapes
+
+
+def ensure_fits(scenario, backend: str) -> None:
+    """Refuse, before allocating, a body the machine cannot hold.
 
     The host holds the initial tissue while it is built (all state arrays) and a
-    staged snapshot; the compute device holds state and work buffers (on the CPU
-    backends the device is the host)."""
-    need = run_bytes(shape)
-    size = f"lattice {shape[0]}x{shape[1]}x{shape[2]}"
-    on_host = need["voxels"] * host_bytes_per_voxel(backend)
+    staged snapshot; the compute device holds every lattice's state and work buffers
+    (on the CPU backends the device is the host)."""
+    shapes = lattice_shapes(scenario)
+    device = sum(run_bytes(shape)["device_bytes"] for shape in shapes.values())
+    voxels = sum(run_bytes(shape)["voxels"] for shape in shapes.values())
+    largest = max(shapes, key=lambda key: run_bytes(shapes[key])["voxels"])
+    nz, ny, nx = shapes[largest]
+    size = (f"lattice {nz}x{ny}x{nx}" if len(shapes) == 1 else
+            f"a body of {len(shapes)} lattices ({voxels} voxels; largest {largest} = "
+            f"[{nz}, {ny}, {nx}])")
+    on_host = voxels * host_bytes_per_voxel(backend)
     if backend == "cupy":
         free = gpu_free_bytes()
-        if free is not None and need["device_bytes"] > free:
-            raise DoesNotFit(f"{size} needs {human_bytes(need['device_bytes'])} of GPU memory "
+        if free is not None and device > free:
+            raise DoesNotFit(f"{size} needs {human_bytes(device)} of GPU memory "
                              f"but the device has {human_bytes(free)} free")
     have = available_host_bytes()
     if have is not None and on_host > have:
         raise DoesNotFit(f"{size} needs about {human_bytes(on_host)} of host memory for the "
                          f"{backend} backend, but only {human_bytes(have)} is available")
+
+
+def lattice_infos(body) -> list[LatticeInfo]:
+    """The static description of every lattice of the body, with its role."""
+    infos = []
+    for sim in body.lattices:
+        lat = sim.lattice
+        attrs = {ROLE_ATTR: PRIMARY if sim is body.primary else SITE, LATTICE_ID_ATTR: lat.lattice_id}
+        if sim is not body.primary:
+            organ = body.organ_of[sim.name]
+            attrs.update({SITE_ORGAN_ATTR: organ, SITE_CLASS_ATTR: site_class(organ)})
+        infos.append(LatticeInfo(name=sim.name, shape=lat.shape,
+                                 voxel_um=sim.scenario["lattice.voxel_um"],
+                                 organ=sim.arch.to_host(lat.organ),
+                                 organ_names=("none",) + sim.organ_names, attrs=attrs))
+    return infos
+
+
+def body_tables(body) -> dict[str, np.dtype]:
+    """The run file's tables beyond the primary's counts (engine.runformat)."""
+    tables = {counts_path(site.name, SITE): site.dtype for site in body.sites}
+    tables.update({BODY: body.dtype, COLONY_SIZES: SIZE_DTYPE, COLONIES: COLONY_DTYPE,
+                   CTCS: body.circulation.records.dtype})
+    return tables
+
+
+def body_summary(body) -> dict:
+    """The body part of the summary: each site's counts, the circulation's totals and
+    the colony registry."""
+    return {
+        "sites": {site.name: {"organ": body.organ_of[site.name], **counts_by_kind(row)}
+                  for site, row in zip(body.sites, body.rows[1:])},
+        "circulation": circulation_totals(body.circulation),
+        "colonies_by_class": {c: int((body.registry.rows["class"] == c.encode()).sum())
+                              for c in CLASSES},
+        "colonies": body.registry.summary(),
+    }
 
 
 def steps_for(scenario) -> int:
@@ -67,8 +124,10 @@ def steps_for(scenario) -> int:
 def disk_estimate(scenario, steps: int, snapshot_every: int) -> dict:
     """Disk a run writes at most (snapshots uncompressed, plus the counts table)."""
     snapshots = steps // snapshot_every + 2             # step 0, every N, the last step
-    per_snapshot = run_bytes(scenario.shape)["host_bytes"]        # uncompressed
-    row = counts_dtype(tuple(o["name"] for o in scenario.organs)).itemsize
+    per_snapshot = sum(run_bytes(shape)["host_bytes"]              # uncompressed
+                       for shape in lattice_shapes(scenario).values())
+    row = counts_dtype(tuple(o["name"] for o in scenario.organs)).itemsize * (
+        1 + len(scenario.sites))
     return {"snapshots": snapshots, "snapshot_bytes": per_snapshot,
             "bytes": snapshots * per_snapshot + (steps + 1) * row}
 
@@ -182,11 +241,11 @@ def _stop_before_start(stop, out):
 def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_path,
                 progress, log, stop) -> dict:
     _stop_before_start(stop, out)
-    ensure_fits(scenario.shape, backend)
+    ensure_fits(scenario, backend)
     started = time.perf_counter()
-    sim = Simulation(scenario, backend=backend)
+    body = Body(scenario, backend=backend)
+    sim = body.primary
     _stop_before_start(stop, out)
-    lat = sim.lattice
     attrs = {
         "scenario_toml": scenario.resolved_toml(),
         "scenario_source": scenario.text,
@@ -198,28 +257,38 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         "steps_planned": int(steps),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    info = LatticeInfo(name=lat.name, shape=lat.shape, voxel_um=scenario["lattice.voxel_um"],
-                       organ=sim.arch.to_host(lat.organ), organ_names=("none",) + sim.organ_names)
     field_attrs = {name: {UNITS_ATTR: units} for name, (_, units) in SNAPSHOT_FIELDS.items()}
     field_attrs[KIND][CODES_ATTR] = KIND_CODES
     fields = {name: dtype for name, (dtype, _) in SNAPSHOT_FIELDS.items()}
     try:
-        writer = RunWriter(out, attrs=attrs, lattices=[info], counts_dtype=sim.dtype,
-                           snapshot_fields=fields, field_attrs=field_attrs, lock=lock)
+        writer = RunWriter(out, attrs=attrs, lattices=lattice_infos(body), counts_dtype=sim.dtype,
+                           snapshot_fields=fields, field_attrs=field_attrs, lock=lock,
+                           tables=body_tables(body))
     except OSError as exc:
         raise OutputFailed(f"{shown(out)}: cannot create the run file: "
                            f"{exc.strerror or exc}") from None
+    snapshot_bytes = sum(run_bytes(s.lattice.shape)["host_bytes"] for s in body.lattices)
 
     def snapshot():
-        need = run_bytes(lat.shape)["host_bytes"] + SPACE_MARGIN_BYTES
+        need = snapshot_bytes + SPACE_MARGIN_BYTES
         if free_bytes(out.parent) < need:
             raise OSError(28, f"No space left on device (under {human_bytes(need)} free)")
-        writer.write_snapshot(sim.step_index, sim.time_h, {lat.name: sim.snapshot()})
+        writer.write_table(COLONIES, body.registry.rows)
+        writer.write_table(CTCS, body.circulation.records)
+        writer.write_snapshot(sim.step_index, sim.time_h,
+                              {s.name: s.snapshot() for s in body.lattices})
         return sim.step_index
+
+    def record_step(rows):
+        writer.append_counts(rows[0])
+        for site, row in zip(body.sites, rows[1:]):
+            writer.append_rows(counts_path(site.name, SITE), row)
+        writer.append_rows(BODY, body.body_row)
+        writer.append_rows(COLONY_SIZES, body.sizes)
 
     with writer:
         with writing(writer, out, "the first snapshot"):
-            writer.append_counts(sim.initial)
+            record_step(body.rows)
             last = snapshot()
         bar = Progress(steps, stream=log, enabled=progress)
         try:
@@ -235,15 +304,18 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
                     raise Interrupted(signum, f"stopped by {name} at step {sim.step_index} of "
                                       f"{steps}: {shown(out)} keeps {kept} snapshots up to "
                                       f"step {last} (status interrupted)")
-                row = sim.step()
+                rows = body.step()
+                row = rows[0]
                 with writing(writer, out, f"the snapshot of step {sim.step_index}"):
-                    writer.append_counts(row)
+                    record_step(rows)
                     if sim.step_index % snapshot_every == 0 or sim.step_index == steps:
                         last = snapshot()
                 bar.update(row)
         finally:
             bar.close()
         with writing(writer, out, "the end of the run"):
+            writer.write_table(COLONIES, body.registry.rows)
+            writer.write_table(CTCS, body.circulation.records)
             writer.close("complete")
     wall = time.perf_counter() - started
     summary = {
@@ -261,6 +333,8 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         "functional_fraction": float(row["functional_fraction"]),
         "tumor_growth": float(row["tumor"]) / max(int(sim.initial["tumor"]), 1),
     }
+    if body.sites:
+        summary["body"] = body_summary(body)
     if summary_path is not None:
         try:
             write_summary(summary_path, summary)

@@ -15,6 +15,7 @@ values and keys are escaped and cut to about 80 characters.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -30,7 +31,7 @@ import numpy as np
 from kernels.process import MAX_STEPS, PROCESSES, REQUIRED, Param, nonnegative, positive
 
 from . import schedule  # noqa: F401  (imports every process: their parameters join SCHEMA)
-from . import circulation  # noqa: F401  (the circulation's [circulation] table joins SCHEMA)
+from .circulation import SITE_ORGANS   # (and the [circulation] table joins SCHEMA)
 from .errors import ScenarioError, printable
 
 _pos, _nonneg = positive, nonnegative
@@ -117,6 +118,24 @@ def _declare_process_parameters():
 
 _declare_process_parameters()
 
+# A site of the body (engine.body): a tissue block of one organ, with that organ's own
+# parameters (every organ parameter but its z range: the block is all organ).
+SITE_SCHEMA: dict[str, Param] = {
+    "name": Param("str", REQUIRED, pattern=ORGAN_NAME,
+                  pattern_text="an identifier: a letter, then up to 63 letters, digits or _",
+                  source="names its lattice in the run file"),
+    "organ": Param("str", REQUIRED, choices=SITE_ORGANS,
+                   source="the organ the block samples (engine.circulation: flow and drainage)"),
+    "shape": Param("shape", REQUIRED, lo=4, hi=8192, unit="voxels (z, y, x)"),
+    "drains_to": Param("str", "", pattern=r"|blood|" + ORGAN_NAME,
+                       pattern_text='"blood" or the name of a lymph node site',
+                       source="lymph nodes: the next station of the chain, or blood "
+                              "(thoracic duct)"),
+    **{key: p for key, p in ORGAN_SCHEMA.items() if key not in ("name", "z_um")},
+}
+MAX_SITES = 32                  # lattice ids 1..32 (Philox counters hold up to 255)
+PRIMARY_LATTICE = "primary"
+
 
 @dataclass
 class Scenario:
@@ -126,6 +145,11 @@ class Scenario:
     text: str
     values: dict[str, dict[str, Any]]
     organs: list[dict[str, Any]]
+    sites: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # which lattice of the body this scenario builds (engine.body derives the sites')
+    lattice_name: str = "primary"
+    lattice_id: int = 0
+    seeded: bool = True             # the primary holds the tumour seed; sites start healthy
 
     def __getitem__(self, dotted: str):
         table, _, key = dotted.rpartition(".")
@@ -134,6 +158,19 @@ class Scenario:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.values["lattice"]["shape"])
+
+    def site(self, i: int) -> "Scenario":
+        """The scenario of site lattice i: the primary's physiology and step, the site's
+        block shape and organ (label 1, filling the block), lattice id i + 1, no tumour."""
+        site = self.sites[i]
+        values = copy.deepcopy(self.values)
+        values["lattice"]["shape"] = list(site["shape"])
+        values["tumor"]["seed_center_um"] = None
+        organ = {key: site[key] for key in ORGAN_SCHEMA if key in site}
+        organ["name"] = site["organ"]
+        organ["z_um"] = [0.0, site["shape"][0] * self["lattice.voxel_um"]]
+        return dataclasses.replace(self, values=values, organs=[organ], sites=[],
+                                   lattice_name=site["name"], lattice_id=i + 1, seeded=False)
 
     def with_overrides(self, *, seed: int | None = None, duration_h: float | None = None):
         if seed is not None:
@@ -158,6 +195,9 @@ class Scenario:
         for organ in self.organs:
             lines.append("\n[[organs]]")
             lines.extend(f"{key} = {_toml_value(organ[key])}" for key in ORGAN_SCHEMA)
+        for site in self.sites:
+            lines.append("\n[[sites]]")
+            lines.extend(f"{key} = {_toml_value(site[key])}" for key in SITE_SCHEMA)
         return "\n".join(lines) + "\n"
 
     def describe(self) -> list[str]:
@@ -169,6 +209,9 @@ class Scenario:
         for i, organ in enumerate(self.organs):
             for key, p in ORGAN_SCHEMA.items():
                 rows.append((f"organs[{i}].{key}", organ[key], p))
+        for i, site in enumerate(self.sites):
+            for key, p in SITE_SCHEMA.items():
+                rows.append((f"sites[{i}].{key}", site[key], p))
         width = max(len(name) for name, _, _ in rows)
         out = []
         for name, value, p in rows:
@@ -275,9 +318,9 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             parent, child = t.split(".")
             nested.setdefault(parent, set()).add(child)
     for name in raw:
-        if name not in SCHEMA and name != "organs":
+        if name not in SCHEMA and name not in ("organs", "sites"):
             _fail(path, text, name, f"unknown table or key '{_key_shown(name)}'",
-                  _suggest(name, [*SCHEMA, "organs"]))
+                  _suggest(name, [*SCHEMA, "organs", "sites"]))
     for table, params in SCHEMA.items():
         head, _, sub = table.partition(".")
         given = raw.get(head, {})
@@ -294,7 +337,14 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         _fail(path, text, "organs", f"at most {MAX_ORGANS} organs per lattice")
     organs = [_validate_table(path, text, f"organs[{i}]", o, ORGAN_SCHEMA)
               for i, o in enumerate(organs_raw)]
-    scenario = Scenario(path=path, text=text, values=values, organs=organs)
+    sites_raw = raw.get("sites", [])
+    if not isinstance(sites_raw, list):
+        _fail(path, text, "sites", "'sites' must be an array of tables ([[sites]])")
+    if len(sites_raw) > MAX_SITES:
+        _fail(path, text, "sites", f"at most {MAX_SITES} sites per body")
+    sites = [_validate_table(path, text, f"sites[{i}]", s, SITE_SCHEMA)
+             for i, s in enumerate(sites_raw)]
+    scenario = Scenario(path=path, text=text, values=values, organs=organs, sites=sites)
     _cross_check(scenario)
     return scenario
 
@@ -406,6 +456,7 @@ def _cross_check(s: Scenario):
     _check_vessels(s)
     _check_vascular_memory(s)
     _check_rule_constants(s)
+    _check_sites(s)
 
 
 def _extent(s: Scenario) -> list[float]:
@@ -517,6 +568,67 @@ def _check_vascular_memory(s: Scenario):
         _fail(s.path, s.text, key,
               f"{key} = {spacing:g} µm: building the vascular network needs "
               f"{human_bytes(need)}, more than {human_bytes(min(allowed, have or allowed))}")
+
+
+def _check_sites(s: Scenario):
+    """Sites have unique names (not the primary's), lymph drainage names lymph node
+    sites (or blood) and has no loop, and each site block is a lattice that could run."""
+    seen = {}
+    nodes = {site["name"] for site in s.sites if site["organ"] == "lymph_node"}
+    for i, site in enumerate(s.sites):
+        name, key = site["name"], f"sites[{i}].name"
+        if name == PRIMARY_LATTICE or name in seen:
+            _fail(s.path, s.text, key, f"{key} = {_toml_value(name)} " + (
+                "is the primary lattice's name" if name == PRIMARY_LATTICE
+                else f"repeats sites[{seen.get(name)}].name: site names must be unique"))
+        seen[name] = i
+    organs = {}
+    for i, site in enumerate(s.sites):
+        organ, key = site["organ"], f"sites[{i}].organ"
+        if organ != "lymph_node" and organ in organs:
+            _fail(s.path, s.text, key, f"{key} = {_toml_value(organ)} repeats sites[{organs[organ]}]"
+                                       ".organ: one block per organ (lymph nodes excepted)")
+        organs[organ] = i
+    for i, site in enumerate(s.sites):
+        key, target = f"sites[{i}].drains_to", site["drains_to"]
+        if target and site["organ"] != "lymph_node":
+            _fail(s.path, s.text, key, f"{key} = {_toml_value(target)}: only a lymph node "
+                                       f"site drains on (sites[{i}].organ = {_toml_value(site['organ'])})")
+        if not target and site["organ"] == "lymph_node":
+            _fail(s.path, s.text, f"sites[{i}]", f"{key} is missing: a lymph node site drains "
+                                                 'to another lymph node site or to "blood"')
+        if target not in ("", "blood") and target not in nodes:
+            _fail(s.path, s.text, key, f"{key} = {_toml_value(target)} is not a lymph node site "
+                                       f"(lymph node sites: {', '.join(sorted(nodes)) or 'none'})")
+    sentinel, key = s["circulation.sentinel_node"], "circulation.sentinel_node"
+    if sentinel and sentinel not in nodes:
+        _fail(s.path, s.text, key, f"{key} = {_toml_value(sentinel)} is not a lymph node site "
+                                   f"(lymph node sites: {', '.join(sorted(nodes)) or 'none'})")
+    _check_drainage_loops(s)
+    for i in range(len(s.sites)):
+        site = s.site(i)
+        try:
+            _check_vessels(site)
+            _check_vascular_memory(site)
+        except ScenarioError as exc:          # name the site's key, and its line
+            found = re.match(re.escape(printable(s.path)) + r"(?::\d+)?: (.*)", str(exc))
+            message = (found.group(1) if found else str(exc)).replace("organs[0].", f"sites[{i}].")
+            key = re.search(r"(sites\[\d+\]\.\w+|vessels\.\w+)", message)
+            _fail(s.path, s.text, key.group(1) if key else f"sites[{i}]", message)
+
+
+def _check_drainage_loops(s: Scenario):
+    """Following drains_to from any node reaches blood (or an end) without a loop."""
+    drains = {site["name"]: site["drains_to"] for site in s.sites}
+    for i, site in enumerate(s.sites):
+        visited, at = [], site["name"]
+        while at in drains and drains[at] not in ("", "blood"):
+            visited.append(at)
+            at = drains[at]
+            if at in visited:
+                key = f"sites[{i}].drains_to"
+                _fail(s.path, s.text, key, f"{key}: lymph drainage loops "
+                                           f"({' -> '.join(visited + [at])})")
 
 
 def _finite(value) -> bool:

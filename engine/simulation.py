@@ -52,10 +52,12 @@ class Simulation:
         self.rules = build_rules(self.scenario)
         self.angiogenesis = self.rules.angiogenesis_enabled
         self.lattice = self.arch.place(build_tissue(self.scenario))
+        self.name = self.scenario.lattice_name
         self.organ_names = tuple(o["name"] for o in self.scenario.organs)
         self.dtype = counts_dtype(self.organ_names)
         self.step_index = 0
         self.departures = np.zeros(0, dtype=DEPARTURE_DTYPE)   # cells that entered a vessel
+        self.placed_from_outside = False     # cells arrived from the circulation this step
         self.run_pass(spread_perfusion)
         self.field_stats = [self.run_pass(relax) for relax in FIELD_PASSES]
         self.initial = None
@@ -72,6 +74,12 @@ class Simulation:
     def step(self) -> np.ndarray:
         """Advance one step (the schedule's passes, each where its condition holds);
         returns that step's counts row."""
+        self.advance()
+        return self.census()
+
+    def advance(self) -> None:
+        """Run one step's passes (each where its condition holds); the cells that
+        entered a vessel are left in `departures` (a body hands them on)."""
         self.step_index += 1
         self.lattice.events[...] = 0
         results, held = {}, {}
@@ -83,7 +91,6 @@ class Simulation:
         self.departures = results[intravasate]              # for the circulation pool
         self.field_stats = [results.get(relax, (0, last[1]))        # skipped: 0 sweeps
                             for relax, last in zip(FIELD_PASSES, self.field_stats)]
-        return self.census()
 
     def events_this_step(self, *names) -> int:
         """Sum of the named event counters so far in this step."""
@@ -109,7 +116,9 @@ class Simulation:
         row["vessel_perfused"] = perfused
         row["perfused_fraction"] = perfused / row["vessel"] if row["vessel"] else 0.0
         events = self.arch.to_host(self.lattice.events).sum(axis=1)
-        self.tissue_changed = bool(events.any()) or not self.fields_converged()
+        self.tissue_changed = (bool(events.any()) or not self.fields_converged()
+                               or self.placed_from_outside)
+        self.placed_from_outside = False
         for i, name in enumerate(EVENT_NAMES):
             row[name] = events[i]
         row["new_vessel_length_um"] = (events[EVENT_NAMES.index("stalk_laid")]

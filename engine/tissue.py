@@ -7,7 +7,8 @@
   network.
 * Each other organ voxel holds a functional cell with probability
   `functional_density` (one Philox word per voxel).
-* The tumour seed fills the ball of `seed_radius_um` around `seed_center_um`
+* The tumour seed (primary lattices only: a site lattice of the body starts as
+  healthy tissue, `Scenario.seeded`) fills the ball of `seed_radius_um` around `seed_center_um`
   with founder cells of lineage 1.  It is an avascular nodule: the ball
   replaces the vessels inside it, and vessels it cuts off lose their flow.
 * Functional cells start quiescent (G0) and ready to refill vacancies; tumour
@@ -48,7 +49,7 @@ def organ_labels(scenario, shape, z0=0) -> np.ndarray:
 
 @numba.njit(parallel=True, cache=True)
 def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, radius2,
-                    founder, z0, ny_global, nx_global, k0, k1):
+                    founder, z0, ny_global, nx_global, lattice_id, k0, k1):
     nz, ny, nx = kind.shape
     for z in prange(nz):
         for y in range(ny):
@@ -63,7 +64,7 @@ def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, ra
                         traits[t, z, y, x] = founder[t]
                     lineage[z, y, x] = FOUNDER_LINEAGE
                 elif organ[z, y, x] > 0 and kind[z, y, x] == EMPTY:   # not a vessel
-                    word = voxel_draw(g, 0, STREAM_TISSUE, 0, k0, k1)[0]
+                    word = voxel_draw(g, 0, STREAM_TISSUE, lattice_id, k0, k1)[0]
                     if word < density_thr[organ[z, y, x]]:
                         kind[z, y, x] = FUNCTIONAL
                         traits[PROLIFERATION, z, y, x] = NEUTRAL_LEVEL
@@ -72,12 +73,14 @@ def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, ra
                 if kind[z, y, x] == FUNCTIONAL:
                     clock[z, y, x] = CLOCK_FULL      # quiescent (G0), ready to renew
                 elif kind[z, y, x] == TUMOR:
-                    word = voxel_draw(g, 0, STREAM_CYCLE_PHASE, 0, k0, k1)[0]
+                    word = voxel_draw(g, 0, STREAM_CYCLE_PHASE, lattice_id, k0, k1)[0]
                     clock[z, y, x] = choose(word, CLOCK_FULL)
 
 
-def build_tissue(scenario, name="primary", lattice_id=0, z0=0, nz=None):
-    """Host (NumPy) lattice holding the initial tissue of planes [z0, z0 + nz)."""
+def build_tissue(scenario, z0=0, nz=None):
+    """Host (NumPy) lattice holding the initial tissue of planes [z0, z0 + nz) of the
+    scenario's lattice (`Scenario.lattice_name`, `lattice_id`: its Philox counters)."""
+    name, lattice_id = scenario.lattice_name, scenario.lattice_id
     global_shape = scenario.shape
     shape = (nz or global_shape[0], global_shape[1], global_shape[2])
     lat = allocate(name, lattice_id, "numba", shape)
@@ -89,6 +92,7 @@ def build_tissue(scenario, name="primary", lattice_id=0, z0=0, nz=None):
 
     h = scenario["lattice.voxel_um"]
     centre = scenario["tumor.seed_center_um"] or [n * h / 2.0 for n in global_shape]
+    radius2 = (scenario["tumor.seed_radius_um"] / h) ** 2 if scenario.seeded else -1.0
     density_thr = np.array([0] + [probability_threshold(o["functional_density"])
                                   for o in scenario.organs], dtype=np.uint32)
     tr = scenario.values["tumor.traits"]
@@ -97,8 +101,8 @@ def build_tissue(scenario, name="primary", lattice_id=0, z0=0, nz=None):
     k0, k1 = seed_key(scenario["scenario.seed"])
     _populate_numba(lat.kind, lat.organ, lat.traits, lat.clock, lat.lineage, density_thr,
                     np.array(centre, dtype=np.float64) / h,
-                    (scenario["tumor.seed_radius_um"] / h) ** 2, founder, z0,
-                    global_shape[1], global_shape[2], k0, k1)
+                    radius2, founder, z0,
+                    global_shape[1], global_shape[2], lattice_id, k0, k1)
     lat.oxygen[...] = np.float32(scenario["oxygen.initial_mmHg"])
     lat.oxygen[lat.kind == VESSEL] = np.float32(scenario["oxygen.vessel_mmHg"])
     return lat

@@ -48,12 +48,13 @@ def node_counts(z_range, ny, nx, spacing):
             max(1, int(round(ny / spacing))), max(1, int(round(nx / spacing)))]
 
 
-def node_lattice(z_range, ny, nx, spacing, jitter, key, organ, network):
+def node_lattice(z_range, ny, nx, spacing, jitter, key, organ, network, lattice_id=0):
     """Integer voxel positions (ni, nj, nk, 3) of the jittered nodes of one organ slab."""
     z_from, z_to = z_range
     counts = node_counts(z_range, ny, nx, spacing)
     i, j, k = np.meshgrid(*(np.arange(n) for n in counts), indexing="ij")
-    words = philox4x32_numpy((i, j, k, np.uint32(STREAM_TISSUE | organ << 8 | network << 16)), key)
+    words = philox4x32_numpy((i, j, k, np.uint32(STREAM_TISSUE | organ << 8 | network << 16
+                                                  | lattice_id << 24)), key)
     lows, highs = (z_from, 0, 0), (z_to - 1, ny - 1, nx - 1)
     nodes = np.empty(i.shape + (3,), dtype=np.int64)
     for axis, (index, low, high) in enumerate(zip((i, j, k), lows, highs)):
@@ -166,12 +167,13 @@ def build_vasculature(scenario, shape):
     _, ny, nx = shape
     for label, organ, z_range in organ_slabs(scenario, shape[0]):
         spacing = organ["capillary_spacing_um"] / h
-        nodes = node_lattice(z_range, ny, nx, spacing, v["jitter_um"] / h, key, label, CAPILLARY)
+        nodes = node_lattice(z_range, ny, nx, spacing, v["jitter_um"] / h, key, label, CAPILLARY,
+                             scenario.lattice_id)
         draw_paths(blood, *network_edges(nodes, shape, z_range))
         m = max(1, int(round(v["feeding_spacing_um"] / organ["capillary_spacing_um"])))
         draw_paths(feeding, *feeding_edges(nodes, m, nx))
         lymph_nodes = node_lattice(z_range, ny, nx, v["lymph_spacing_um"] / h, v["jitter_um"] / h,
-                                   key, label, LYMPHATIC)
+                                   key, label, LYMPHATIC, scenario.lattice_id)
         draw_paths(lymph, *network_edges(lymph_nodes, shape, z_range))
     blood |= widen_in_yz(feeding, v["feeding_radius_um"] / h)
     return blood, lymph & ~blood

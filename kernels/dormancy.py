@@ -37,9 +37,12 @@ Clinically dormancy lasts months to years.  The guesses: k_w = 1e-4 /h (mean dor
 40 % survive 11 weeks and 85 % 13 days), so about one dormant cell in six wakes before
 it dies.
 
-DISSEMINATED: disseminated cells arrive as DORMANT cells — the body (circulation,
-arrest, extravasation) places them on an organ's lattice; this module only decides
-what a dormant cell already there does.
+Arrival: a disseminated cell that extravasates into a site lattice (`engine.body`)
+starts dividing at once with probability `dormancy.proliferating_on_arrival` (Luzzi et
+al. 1998: about 1 in 40 extravasated cells had begun to divide by day 3) — it settles
+as a TUMOR cell with clock 0 — and settles as a DORMANT cell otherwise; one word of
+the host's Philox draw of stream `arrival` (15; counter: record id, step, lattice id)
+decides (`arrives_dividing`).
 """
 from __future__ import annotations
 
@@ -51,9 +54,6 @@ from .lattice import DORMANT, EMPTY, TUMOR, clear_cell, global_index
 from .philox import probability_threshold, step_probability, voxel_draw
 from .process import Param, Process
 from .twin import kernel
-
-DISSEMINATED = DORMANT
-"""The voxel kind in which a disseminated cell arrives: DORMANT (the body places it)."""
 
 DORMANCY = Process(
     "dormancy", "dormancy.cu",
@@ -69,10 +69,17 @@ DORMANCY = Process(
             source="(approx.) mean survival ≈ 12 weeks: most solitary cells persist, some are "
                    "lost (Luzzi et al. 1998; Naumov et al. 2002: persisting at 11 weeks); "
                    "bound: a guard"),
+        "proliferating_on_arrival": Param(
+            "float", 0.025, lo=0.0, hi=1.0, unit="probability",
+            source="a disseminated cell that divides at once: about 1 in 40 extravasated "
+                   "cells had begun to divide by day 3 (Luzzi et al. 1998, mouse liver)"),
     }},
     events=("woke", "dormant_died"),
-    streams={"dormancy": 12})     # word 0: wake, die or stay
+    streams={"dormancy": 12,      # word 0: wake, die or stay
+             "arrival": 15})      # host, per arriving cell: word 0 divides at once
+STREAM_ARRIVAL = DORMANCY.streams["arrival"]
 WOKE, DORMANT_DIED = range(2)
+
 STREAM_DORMANCY = DORMANCY.streams["dormancy"]
 
 
@@ -88,11 +95,14 @@ def leave_probabilities(wake_per_h, death_per_h, step_h) -> tuple[float, float]:
 
 @DORMANCY.rules_from
 def dormancy_rules(scenario) -> dict:
-    """wake_thr = P_wake and wake_or_death_thr = P_wake + P_die as uint32 thresholds."""
+    """wake_thr = P_wake and wake_or_death_thr = P_wake + P_die as uint32 thresholds;
+    arrival_dividing_thr: the threshold of `proliferating_on_arrival` (host draws)."""
     p_wake, p_die = leave_probabilities(scenario["dormancy.wake_per_h"],
                                         scenario["dormancy.death_per_h"], scenario["time.step_h"])
     return {"wake_thr": np.uint32(probability_threshold(p_wake)),
-            "wake_or_death_thr": np.uint32(probability_threshold(p_wake + p_die))}
+            "wake_or_death_thr": np.uint32(probability_threshold(p_wake + p_die)),
+            "arrival_dividing_thr": np.uint32(probability_threshold(
+                scenario["dormancy.proliferating_on_arrival"]))}
 
 
 @DORMANCY.entry("stay_dormant_or_wake")

@@ -15,9 +15,10 @@ constexpr u8 DORMANT = 8;     // not live: an obstacle that neither cycles, move
 constexpr int N_KINDS = 9;
 
 // Clone ids: below COLONY_LINEAGE_BASE clones of a primary; from it up, colonies;
-// NEW_CLONE a founder waiting for the colony id the host assigns at the end of the step.
+// FOUNDING_BASE + c a founder of primary clone c waiting for the colony id the host
+// assigns at the end of the step (kernels/lattice.py).
 constexpr u16 COLONY_LINEAGE_BASE = 1024;
-constexpr u16 NEW_CLONE = 65535;
+constexpr u16 FOUNDING_BASE = 65536 - COLONY_LINEAGE_BASE;
 // Organ labels: 0 none, 1 the lattice's own organ, 2.. neighbouring organs.
 constexpr u8 OWN_ORGAN = 1;
 

@@ -31,11 +31,13 @@ KIND_NAMES = ("empty", "functional", "tumor", "necrotic", "vessel", "lymph_vesse
 # movers and sprouts never enter its voxel: it is an obstacle, like a vessel.
 
 # Clone ids (uint16 `lineage`).  Ids below COLONY_LINEAGE_BASE are clones of a primary
-# tumour; ids from COLONY_LINEAGE_BASE up name colonies founded by a disseminated or
-# locally settled cell.  NEW_CLONE marks a founder waiting for its colony id, which the
-# host assigns at the end of the step.
+# tumour; ids from COLONY_LINEAGE_BASE up to FOUNDING_BASE name colonies founded by a
+# disseminated or locally settled cell.  FOUNDING_BASE + c marks a founder of primary
+# clone c waiting for its colony id, which the host assigns at the end of the step
+# (engine.body); NEW_CLONE_LIMIT bounds the colony ids of a lattice.
 COLONY_LINEAGE_BASE = 1024
-NEW_CLONE = 65535
+FOUNDING_BASE = 65536 - COLONY_LINEAGE_BASE
+NEW_CLONE_LIMIT = FOUNDING_BASE
 # Organ labels (uint8 `organ`): 0 no organ, 1 the lattice's own organ, 2.. neighbouring
 # organs on the same lattice (the primary's lattice holds the organ next to it).
 OWN_ORGAN = 1

@@ -4,7 +4,7 @@
 
 // 1. Adherent tumour cells detach; motile ones adhere again (word 0 of stream `detach`).
 // A primary clone's cell (lineage < COLONY_LINEAGE_BASE) that re-adheres in a neighbouring
-// organ (label >= 2) founds a local metastasis: lineage NEW_CLONE.
+// organ (label >= 2) founds a local metastasis: lineage FOUNDING_BASE + its clone.
 OL_ENTRY lose_adhesion(const u8 *kind, const u8 *organ, const u8 *traits, const float *oxygen,
                        u8 *motile, u16 *lineage, float hypoxic_mmHg, const u32 *detach_thr,
                        u32 readhere_thr, u32 step, i64 *events, OL_SLAB_PARAMS) {
@@ -18,7 +18,7 @@ OL_ENTRY lose_adhesion(const u8 *kind, const u8 *organ, const u8 *traits, const 
                 motile[i] = 0;
                 count_event(&events[(i64)READHERED * s.nz + z], 1);
                 if (organ[i] > OWN_ORGAN && lineage[i] < COLONY_LINEAGE_BASE) {
-                    lineage[i] = NEW_CLONE;
+                    lineage[i] = (u16)(FOUNDING_BASE + lineage[i]);
                     count_event(&events[(i64)SETTLED_ABROAD * s.nz + z], 1);
                 }
             }

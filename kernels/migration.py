@@ -22,11 +22,11 @@ it adheres again.
    settles there founds a local metastasis.  A motile cell that re-adheres in a voxel
    whose organ label is ≥ 2 (a neighbouring organ on the primary lattice; label 1 is the
    lattice's own organ, 0 no organ) while its lineage is a primary clone
-   (< COLONY_LINEAGE_BASE, 1024) founds a new clone: lineage = NEW_CLONE (65535), a
-   founder waiting for the colony id the host assigns at the end of the step (event
-   `settled_abroad`).  A colony's cells (lineage ≥ 1024) keep theirs.  (A founder whose
-   clock is full may divide later in the same step: its daughter inherits NEW_CLONE
-   too, so the host's assignment must expect a founder's daughter beside it.)
+   c < COLONY_LINEAGE_BASE (1024) founds a new clone: lineage = FOUNDING_BASE + c, a
+   founder (of clone c) waiting for the colony id the host assigns at the end of the
+   step (event `settled_abroad`, `engine.body`).  A colony's cells (lineage ≥ 1024) keep
+   theirs.  (A founder whose clock is full may divide later in the same step: its
+   daughter carries the founder's mark too, and the host gives both one colony.)
 
 2. `migrate` — a motile cell hops to a face neighbour p = v Δt / h times per step on
    average (v = `migration.speed_um_per_min`, h the voxel edge): the step is split
@@ -66,7 +66,7 @@ import numpy as np
 from numba import prange
 
 from .claims import strongest_claimant
-from .lattice import (ADHESION, COLONY_LINEAGE_BASE, EMPTY, FUNCTIONAL, NEW_CLONE, OWN_ORGAN,
+from .lattice import (ADHESION, COLONY_LINEAGE_BASE, EMPTY, FOUNDING_BASE, FUNCTIONAL, OWN_ORGAN,
                       TRAIT_LEVELS, TUMOR, global_index, neighbour)
 from .philox import probability_threshold, rate_threshold, voxel_draw
 from .process import Array, Param, Process, float32_of
@@ -165,7 +165,7 @@ def _lose_adhesion(kind, organ, traits, oxygen, motile, lineage, hypoxic_mmHg, d
                         events[READHERED, z] += 1
                         if (organ[z, y, x] > OWN_ORGAN
                                 and lineage[z, y, x] < COLONY_LINEAGE_BASE):
-                            lineage[z, y, x] = NEW_CLONE     # founds a local metastasis
+                            lineage[z, y, x] += FOUNDING_BASE     # founds a local metastasis
                             events[SETTLED_ABROAD, z] += 1
                     continue
                 hypoxic = 1 if oxygen[z, y, x] < hypoxic_mmHg else 0

@@ -11,10 +11,10 @@ from engine.rules import build_rules
 from engine.scenario import load_scenario, parse_scenario
 from engine.schedule import EVENT_NAMES, FIELD_PASSES, PASSES
 from engine.state import allocate
-from kernels.dormancy import DISSEMINATED, leave_probabilities, wake_dormant
+from kernels.dormancy import leave_probabilities, wake_dormant
 from kernels.fate import decide_fate
 from kernels.lattice import (ADHESION, CLOCK_FULL, COLONY_LINEAGE_BASE, DORMANT, EMPTY,
-                             FUNCTIONAL, KIND_NAMES, N_KINDS, NEW_CLONE, TUMOR)
+                             FUNCTIONAL, KIND_NAMES, N_KINDS, FOUNDING_BASE, TUMOR)
 from kernels.migration import lose_adhesion, migrate
 from kernels.philox import probability_threshold
 
@@ -43,8 +43,7 @@ def test_the_kind_is_declared_once_with_its_name():
     assert DORMANT == 8 and KIND_NAMES[DORMANT] == "dormant" and N_KINDS == 9
     assert KIND_NAMES[:8] == ("empty", "functional", "tumor", "necrotic", "vessel",
                               "lymph_vessel", "sprout", "tip")       # old codes unchanged
-    assert DISSEMINATED == DORMANT
-    assert COLONY_LINEAGE_BASE == 1024 and NEW_CLONE == 65535
+    assert COLONY_LINEAGE_BASE == 1024 and FOUNDING_BASE == 65536 - 1024
 
 
 # -- a dormant cell: no division, no migration, no death in the fate pass --------------------
@@ -243,13 +242,13 @@ def test_dormant_count_is_conserved():
 # -- local metastasis founders -------------------------------------------------------------
 
 def test_a_primary_clone_settling_in_the_neighbouring_organ_founds_a_new_clone():
-    """Motile cells that re-adhere (re-adhesion made certain) get NEW_CLONE in organs
+    """Motile cells that re-adhere (re-adhesion made certain) get FOUNDING_BASE + clone in organs
     2 and 3 if their lineage is a primary clone's (< 1024); in organ 1 (the lattice's own)
     and 0 (none) they keep it, and so do colony lineages (≥ 1024) and waiting founders."""
     r = build_rules(load_scenario("quickstart"))
     rules = r.replace(readhere_thr=np.uint32(2**32 - 1))
     organs = np.array([0, 1, 2, 3])
-    lineages = np.array([0, 1, 5, 1023, 1024, 2000, NEW_CLONE], dtype=np.uint16)
+    lineages = np.array([0, 1, 5, 1023, 1024, 2000, FOUNDING_BASE + 3], dtype=np.uint16)
     lat = allocate("t", 0, "numba", (len(organs), len(lineages), 2))
     lat.kind[...] = TUMOR
     lat.motile[..., 0] = 1                                         # x = 1: adherent cells
@@ -260,7 +259,7 @@ def test_a_primary_clone_settling_in_the_neighbouring_organ_founds_a_new_clone()
     lose_adhesion(lat, rules, 3)
     assert not lat.motile.any() and event(lat, "readhered") == lat.voxels // 2
     founders = (organs[:, None] >= 2) & (lineages[None, :] < COLONY_LINEAGE_BASE)
-    expected = np.where(founders, NEW_CLONE, lineages[None, :])
+    expected = np.where(founders, FOUNDING_BASE + lineages[None, :], lineages[None, :])
     assert np.array_equal(lat.lineage[..., 0], expected)
     assert np.array_equal(lat.lineage[..., 1], np.broadcast_to(lineages, expected.shape))
     assert event(lat, "settled_abroad") == founders.sum() == 8

@@ -4,7 +4,7 @@ codes stored in the file, never from the engine, and never load Numba or kernels
 A small run is written by the real writer (`python -m engine run`); copies of
 it are then edited with h5py as a future or an older version might have
 written them: one gains a kind this version does not know ("macrophage",
-code 8), one has two kinds' codes swapped.  Every tool must follow the file.
+code 200), one has two kinds' codes swapped.  Every tool must follow the file.
 """
 import json
 import shutil
@@ -146,15 +146,15 @@ def edited_copy(src, dest, edit):
 
 @pytest.fixture(scope="module")
 def macrophage_run(engine_run, tmp_path_factory):
-    """The run with kind 8 "macrophage" added to the stored codes and a 3x2x2
+    """The run with kind 200 "macrophage" added to the stored codes and a 3x2x2
     (z, y, x) block of it at the tumour's centre in the last snapshot."""
     def edit(ds):
         kinds = KindCodes.parse(ds.attrs[CODES_ATTR])
-        assert 8 not in kinds.codes                    # a kind this version has never written
-        ds.attrs[CODES_ATTR] = kinds.encode() + ",8=macrophage"
+        assert 200 not in kinds.codes                  # a kind this version has never written
+        ds.attrs[CODES_ATTR] = kinds.encode() + ",200=macrophage"
         kind = ds[-1]
         z, y, x = tumour_centre(kind, kinds.code("tumor"))
-        kind[z - 1:z + 2, y - 1:y + 1, x - 1:x + 1] = 8
+        kind[z - 1:z + 2, y - 1:y + 1, x - 1:x + 1] = 200
         ds[-1] = kind
     return edited_copy(engine_run, tmp_path_factory.mktemp("macrophage") / "mac.h5", edit)
 
@@ -175,9 +175,9 @@ def swapped_run(engine_run, tmp_path_factory):
 def test_runfile_names_a_kind_it_has_never_heard_of(macrophage_run):
     with RunFile(macrophage_run) as run:
         kinds = run.lattice().kinds
-        assert kinds.name(8) == "macrophage" and kinds.code("macrophage") == 8
+        assert kinds.name(200) == "macrophage" and kinds.code("macrophage") == 200
         assert set(DEFAULT_KIND_CODES.names) <= set(kinds.names)
-        assert np.count_nonzero(run.snapshot(None, "kind", -1) == 8) == 12
+        assert np.count_nonzero(run.snapshot(None, "kind", -1) == 200) == 12
 
 
 def test_palette_gives_an_unknown_kind_its_fallback_colour():
@@ -190,7 +190,7 @@ def test_report_lists_the_unknown_kind(macrophage_run, tmp_path):
     summary = write_report(macrophage_run, tmp_path / "report")
     rows = {k["name"]: k for k in summary["kinds"]}
     mac = rows["macrophage"]
-    assert mac["code"] == 8 and mac["voxels_last_snapshot"] == 12 and mac["stored"]
+    assert mac["code"] == 200 and mac["voxels_last_snapshot"] == 12 and mac["stored"]
     assert not mac["designed_colour"]
     assert mac["colour"] == "#{:02x}{:02x}{:02x}".format(
         *(round(255 * c) for c in fallback_colour("macrophage")))
@@ -231,7 +231,7 @@ def top_view(run_path, out, clip_z, *options):
 def test_render_draws_the_unknown_kind_in_its_fallback_colour(gl, macrophage_run, tmp_path):
     with RunFile(macrophage_run) as run:
         kind = run.snapshot(None, "kind", -1)
-    z, y, x = (int(c) for c in np.argwhere(kind == 8).max(axis=0))   # the block's top corner
+    z, y, x = (int(c) for c in np.argwhere(kind == 200).max(axis=0))  # the block's top corner
     img = top_view(macrophage_run, tmp_path / "a.png", z + 1)
     seen = mask_of(img, "macrophage")
     assert seen.sum() > 200                         # 2x2 voxels head-on, ~12 px per voxel

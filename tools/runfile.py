@@ -231,7 +231,8 @@ class RunFile:
                                f"{ROLE_ATTR} {PRIMARY!r}; a body has one primary lattice")
 
     def _read_table(self, path: str, required: tuple[str, ...]) -> h5py.Dataset:
-        """A body table: one axis, named columns of numbers or text, `required` present."""
+        """A body table: one axis, named columns of numbers or text (a record's column may
+        hold a fixed-size array of numbers: traits, path), `required` present."""
         ds = self._dataset(path, ndim=1)
         dtype = ds.dtype
         if dtype.names is None:
@@ -239,7 +240,8 @@ class RunFile:
         for name in dtype.names:
             col = dtype.fields[name][0]
             numeric = path == BODY
-            if col.shape or col.kind not in ("biuf" if numeric else "biufSO"):
+            if (col.shape and (numeric or col.base.kind not in "biuf")) \
+                    or col.base.kind not in ("biuf" if numeric else "biufSO"):
                 raise self.damaged(f"{path!r} column {name!r} has dtype {col}, expected a "
                                    f"{'number' if numeric else 'number or text'}")
         missing = [c for c in required if c not in dtype.names]

@@ -1,0 +1,265 @@
+"""A body: the primary lattice, its site lattices, and the circulation between them.
+
+The primary lattice holds the tumour and its neighbouring organ (where local
+metastases arise); each *site* (`[[sites]]` in the scenario) is a block of a regional
+lymph node or a distant organ with its own tissue, vessels and oxygen, built from the
+same processes and healthy at the start.  Lattice ids: 0 for the primary, 1..n for the
+sites in file order; every lattice draws from the one Philox key with its id in the
+counter (`kernels.philox.voxel_draw`), so lattices never share random numbers.
+
+One step of the body, in order:
+
+1. every lattice runs its passes (`engine.schedule.STEP`); the cells that entered a
+   vessel (`kernels.intravasation`) join the circulation (`engine.circulation`);
+2. the circulation advances one step: cells die, arrest, drain along the node chain,
+   and the arrested ones that extravasate are handed back as arrivals;
+3. each arrival *extravasates* into its site lattice next to a perfused capillary
+   chosen with Philox (stream `extravasation`, counter = record id, step, lattice id):
+   the capillary is drawn uniformly among the block's perfused vessel voxels, then an
+   empty face neighbour of it uniformly; up to `PLACEMENT_TRIES` capillaries are tried,
+   and an arrival that finds no room is recorded as failed (never dropped silently).
+   It settles as a dormant cell, or with `dormancy.proliferating_on_arrival` as a
+   dividing tumour cell (`kernels.dormancy`), founding a colony with a clone id of its
+   own;
+4. motile cells that settled in the primary's neighbouring organ this step
+   (`kernels.migration`, lineage NEW_CLONE) found local colonies;
+5. every lattice takes its census; the colony registry (`engine.colonies`) measures
+   every colony.
+
+Sampling organs by site blocks: a site block is a sample of its organ's capillary
+beds, and *every* cell that arrests in an organ with a block is placed into that block
+(no scaling, no sub-sampling): counts of arrivals, colonies and disseminated cells
+are those of the whole organ, while their density in the block is the organ's
+multiplied by V_organ / V_block.  Cells arresting in organs without a block are
+recorded as `arrested_elsewhere` by the circulation.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.intravasation import shedding_per_g_per_day
+from kernels.dormancy import STREAM_ARRIVAL
+from kernels.lattice import (COLONY_LINEAGE_BASE, DORMANT, DX, DY, DZ, EMPTY, FOUNDING_BASE,
+                             NEW_CLONE_LIMIT, TUMOR)
+from kernels.philox import MASK32, choose, philox4x32_numpy
+
+from .circulation import CIRCULATION, STATES, Circulation, Site
+from .circulation import counts_dtype as circulation_counts_dtype
+from .colonies import CENSUS_COLUMNS, SIZE_DTYPE, ColonyRegistry
+from .simulation import Simulation
+
+PLACEMENT_TRIES = 3          # capillaries an arrival tries before it is recorded as failed
+STREAM_EXTRAVASATION = CIRCULATION.streams["extravasation"]
+REGIONAL_ORGAN = "lymph_node"
+
+
+def site_class(organ: str) -> str:
+    """A lymph node is a regional site; any other organ a distant one."""
+    return "regional" if organ == REGIONAL_ORGAN else "distant"
+
+
+def body_counts_dtype(circulation: Circulation) -> np.dtype:
+    """One row of the per-step body table: shedding, the circulation's events and
+    contents, disseminated cells on the site lattices, colonies by class and stage."""
+    fields = [("step", np.int64), ("time_h", np.float64), ("shed_cells", np.int64),
+              ("shedding_per_g_per_day", np.float64)]
+    fields += [(name, dt) for name, (dt, _) in
+               circulation_counts_dtype(circulation.sites).fields.items() if name != "step"]
+    fields += [("disseminated_dormant", np.int64), ("disseminated_tumor", np.int64)]
+    fields += [(name, np.int64) for name in CENSUS_COLUMNS]
+    return np.dtype(fields)
+
+
+class Body:
+    """The primary lattice, the site lattices and the circulation, stepped together."""
+
+    def __init__(self, scenario, backend: str = "numba"):
+        self.scenario = scenario
+        self.primary = Simulation(scenario, backend=backend)
+        self.sites = [Simulation(scenario.site(i), backend=backend)
+                      for i in range(len(scenario.sites))]
+        self.lattices = [self.primary, *self.sites]
+        self.by_name = {sim.name: sim for sim in self.lattices}
+        self.site_specs = [Site(name=s["name"], organ=s["organ"], lattice_id=i + 1,
+                                drains_to=s["drains_to"] or None)
+                           for i, s in enumerate(scenario.sites)]
+        self.organ_of = {site.name: site.organ for site in self.site_specs}
+        self.key = self.primary.rules.key
+        self.circulation = Circulation(scenario.values["circulation"], self.site_specs,
+                                       self.key, scenario["time.step_h"])
+        self.registry = ColonyRegistry()
+        self.next_clone = {sim.name: COLONY_LINEAGE_BASE for sim in self.lattices}
+        self.dtype = body_counts_dtype(self.circulation)
+        self.rows = [sim.initial for sim in self.lattices]
+        self.sizes = np.zeros(0, dtype=SIZE_DTYPE)
+        self.body_row = self._body_row(0)
+
+    @property
+    def step_index(self) -> int:
+        return self.primary.step_index
+
+    @property
+    def time_h(self) -> float:
+        return self.primary.time_h
+
+    def step(self) -> list[np.ndarray]:
+        """Advance the body one step; returns each lattice's counts row (primary first)."""
+        shed = 0
+        for sim in self.lattices:
+            sim.advance()
+            departures = sim.departures
+            if len(departures):
+                self.circulation.enter(sim.step_index, departures, sim.name,
+                                       shape=sim.lattice.shape)
+                shed += len(departures) if sim is self.primary else 0
+        step = self.step_index
+        for arrival in self.circulation.advance(step):
+            self.extravasate(step, arrival)
+        for sim in self.lattices:
+            self.found_local_colonies(sim)
+        self.circulation.audit()
+        self.rows = [sim.census() for sim in self.lattices]
+        self.sizes = np.concatenate([self.measure(sim) for sim in self.lattices])
+        self.body_row = self._body_row(shed)
+        return self.rows
+
+    # -- 3. extravasation -------------------------------------------------------------
+
+    def extravasate(self, step: int, arrival) -> None:
+        """Place an arrival next to a perfused capillary of its site lattice (see the
+        module docstring), as a dormant founder of a new colony."""
+        sim = self.by_name[arrival.site]
+        lat = sim.lattice
+        kind = sim.arch.to_host(lat.kind)
+        capillaries = np.flatnonzero(sim.arch.to_host(lat.perfused).reshape(-1))
+        record = int(arrival.record_id)
+        words = philox4x32_numpy((record & MASK32, step,
+                                  STREAM_EXTRAVASATION | lat.lattice_id << 8, record >> 32),
+                                 self.key)
+        for attempt in range(PLACEMENT_TRIES if len(capillaries) else 0):
+            vessel = int(capillaries[choose(int(words[attempt]), len(capillaries))])
+            rooms = open_neighbours(kind, vessel)
+            if rooms:
+                self.settle(sim, arrival, rooms[choose(int(words[3]), len(rooms))], step)
+                return
+        self.circulation.fail_arrival(step, record, "no empty voxel beside the capillaries tried")
+
+    def settle(self, sim, arrival, voxel: tuple[int, int, int], step: int) -> None:
+        """The arrival becomes a dormant cell at `voxel`, founder of a new colony."""
+        lat, (z, y, x) = sim.lattice, voxel
+        clone = self.new_clone(sim)
+        lat.kind[z, y, x] = TUMOR if self.arrives_dividing(sim, arrival, step) else DORMANT
+        for t, level in enumerate(arrival.traits):
+            lat.traits[t, z, y, x] = int(level)
+        lat.lineage[z, y, x] = clone
+        for name in ("clock", "hypoxia", "motile", "vacancy"):
+            lat.arrays[name][z, y, x] = 0
+        sim.placed_from_outside = True
+        index = (z * lat.ny + y) * lat.nx + x
+        self.circulation.settled(step, int(arrival.record_id), arrival.site, index)
+        organ = self.organ_of[arrival.site]
+        self.registry.register(lattice=sim.name, lineage=clone, organ=organ,
+                               cls=site_class(organ), founder_clone=int(arrival.lineage),
+                               founder_record=int(arrival.record_id), step=step)
+
+    def arrives_dividing(self, sim, arrival, step) -> bool:
+        """Whether an arrival starts dividing at once (`kernels.dormancy`: word 0 of the
+        Philox draw of stream `arrival`, counter record id, step, lattice id)."""
+        record = int(arrival.record_id)
+        word = philox4x32_numpy((record & MASK32, step, STREAM_ARRIVAL | sim.lattice.lattice_id << 8,
+                                 record >> 32), self.key)[0]
+        return int(word) < int(sim.rules.arrival_dividing_thr)
+
+    def new_clone(self, sim) -> int:
+        clone = self.next_clone[sim.name]
+        if clone >= NEW_CLONE_LIMIT:
+            raise RuntimeError(f"lattice {sim.name}: more than {NEW_CLONE_LIMIT - COLONY_LINEAGE_BASE} "
+                               "colonies founded; clone ids are exhausted")
+        self.next_clone[sim.name] = clone + 1
+        return clone
+
+    # -- 4. local colonies --------------------------------------------------------------
+
+    def found_local_colonies(self, sim) -> None:
+        """Cells that settled in a neighbouring organ this step (lineage FOUNDING_BASE +
+        their clone) found local colonies, in global index order; a founder's daughter
+        born beside it in the same step (face neighbours with the same mark) joins it."""
+        if sim.events_this_step("settled_abroad") == 0:
+            return
+        lat = sim.lattice
+        lineage = sim.arch.to_host(lat.lineage)
+        organ = sim.arch.to_host(lat.organ)
+        marked = lineage >= FOUNDING_BASE
+        done = np.zeros_like(marked)
+        for index in np.flatnonzero(marked):
+            start = np.unravel_index(index, lat.shape)
+            if done[start]:
+                continue
+            clone = self.new_clone(sim)
+            self.registry.register(lattice=sim.name, lineage=clone,
+                                   organ=sim.organ_names[int(organ[start]) - 1], cls="local",
+                                   founder_clone=int(lineage[start]) - FOUNDING_BASE,
+                                   founder_record=-1, step=sim.step_index)
+            group = [start]
+            done[start] = True
+            while group:
+                z, y, x = group.pop()
+                lat.lineage[z, y, x] = clone
+                for zz, yy, xx in face_neighbours(lat.shape, z, y, x):
+                    if marked[zz, yy, xx] and not done[zz, yy, xx] \
+                            and lineage[zz, yy, xx] == lineage[start]:
+                        done[zz, yy, xx] = True
+                        group.append((zz, yy, xx))
+
+    # -- 5. measures ----------------------------------------------------------------------
+
+    def measure(self, sim) -> np.ndarray:
+        """This step's sizes of the colonies of one lattice."""
+        if not self.registry.by_lattice.get(sim.name):
+            return np.zeros(0, dtype=SIZE_DTYPE)
+        return self.registry.measure(sim.step_index, sim.name, sim.arch.to_host(sim.lattice.kind),
+                                     sim.arch.to_host(sim.lattice.lineage),
+                                     self.scenario["lattice.voxel_um"])
+
+    def _body_row(self, shed: int) -> np.ndarray:
+        row = np.zeros((), dtype=self.dtype)
+        row["step"], row["time_h"] = self.step_index, self.time_h
+        row["shed_cells"] = shed
+        tumour = int(self.rows[0]["tumor"])
+        row["shedding_per_g_per_day"] = shedding_per_g_per_day(
+            self.primary.departures, tumour, self.scenario["lattice.voxel_um"],
+            self.scenario["time.step_h"]) if tumour and shed else 0.0
+        for name, value in self.circulation.counts().items():
+            if name != "step":
+                row[name] = value
+        row["disseminated_dormant"] = sum(int(r["dormant"]) for r in self.rows[1:])
+        row["disseminated_tumor"] = sum(int(r["tumor"]) for r in self.rows[1:])
+        for name, value in self.registry.census().items():
+            row[name] = value
+        return row
+
+
+def face_neighbours(shape, z, y, x) -> list[tuple[int, int, int]]:
+    """The face neighbours of (z, y, x) inside the lattice, in direction order 1..6."""
+    out = []
+    for d in range(1, 7):
+        zz, yy, xx = z + int(DZ[d]), y + int(DY[d]), x + int(DX[d])
+        if 0 <= zz < shape[0] and 0 <= yy < shape[1] and 0 <= xx < shape[2]:
+            out.append((zz, yy, xx))
+    return out
+
+
+def open_neighbours(kind: np.ndarray, index: int) -> list[tuple[int, int, int]]:
+    """Face neighbours (z, y, x) of voxel `index` that hold empty matrix, in direction
+    order 1..6."""
+    z, y, x = (int(i) for i in np.unravel_index(index, kind.shape))
+    return [v for v in face_neighbours(kind.shape, z, y, x) if kind[v] == EMPTY]
+
+
+def circulation_totals(circulation: Circulation) -> dict[str, int]:
+    """Cells that left a lattice, clusters, and where every one of them is now."""
+    records = circulation.records
+    out = {"cells": int(len(records)),
+           "clusters": int(len(np.unique(records["unit"][records["cluster_size"] > 1])))}
+    out.update({state: int((records["state"] == code).sum()) for code, state in enumerate(STATES)})
+    return out
