@@ -31,7 +31,8 @@ beds, and *every* cell that arrests in an organ with a block is placed into that
 (no scaling, no sub-sampling): counts of arrivals, colonies and disseminated cells
 are those of the whole organ, while their density in the block is the organ's
 multiplied by V_organ / V_block.  Cells arresting in organs without a block are
-recorded as `arrested_elsewhere` by the circulation.
+recorded as `arrested_elsewhere` by the circulation.  The run file and the summary
+state each block's fraction of its organ (`block_fraction`, from reference organ masses).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from kernels.lattice import (COLONY_LINEAGE_BASE, DORMANT, DX, DY, DZ, EMPTY, FO
                              NEW_CLONE_LIMIT, TUMOR)
 from kernels.philox import MASK32, choose, philox4x32_numpy
 
-from .circulation import CIRCULATION, STATES, Circulation, Site
+from .circulation import CIRCULATION, ORGAN_MASS_G, STATES, Circulation, Site
 from .circulation import counts_dtype as circulation_counts_dtype
 from .colonies import CENSUS_COLUMNS, SIZE_DTYPE, ColonyRegistry
 from .simulation import Simulation
@@ -51,6 +52,14 @@ from .simulation import Simulation
 PLACEMENT_TRIES = 3          # capillaries an arrival tries before it is recorded as failed
 STREAM_EXTRAVASATION = CIRCULATION.streams["extravasation"]
 REGIONAL_ORGAN = "lymph_node"
+
+
+def block_fraction(organ: str, shape, voxel_um: float) -> float:
+    """The fraction of its organ a site block holds: V_block · 1 g/cm³ / organ mass
+    (`ORGAN_MASS_G`).  Every arrival into the organ is placed in the block, so the
+    block's density of disseminated cells is the organ's divided by this fraction."""
+    volume_cm3 = float(np.prod(shape)) * (voxel_um * 1e-4) ** 3
+    return volume_cm3 / ORGAN_MASS_G[organ]
 
 
 def site_class(organ: str) -> str:

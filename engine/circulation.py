@@ -187,6 +187,15 @@ BLOOD_FLOW = {"liver": 0.255, "kidney": 0.19, "brain": 0.12, "bone_marrow": 0.03
 BLOOD_FLOW["other"] = 1.0 - sum(BLOOD_FLOW.values())
 SYSTEMIC_ORGANS = tuple(BLOOD_FLOW)
 
+# Mass of each site organ in the reference adult (g; ICRP Publication 89, 2002, male/female
+# mean, rounded): lungs 1.05 kg (tissue with its blood), liver 1.6 kg, brain 1.4 kg, red
+# marrow 1.05 kg, skeleton without marrow (bone) 4.5 kg, kidneys 0.29 kg, adrenals 13 g;
+# one lymph node about 1 g (approx.: axillary nodes weigh a fraction of a gram to a few
+# grams).  A site block is this fraction of its organ: V_block · 1 g/cm³ / mass
+# (engine.body.block_fraction), written into the run file and the summary.
+ORGAN_MASS_G = {"lymph_node": 1.0, "lung": 1050.0, "liver": 1600.0, "bone_marrow": 1050.0,
+                "brain": 1400.0, "bone": 4500.0, "kidney": 290.0, "adrenal": 13.0}
+
 # -- organotropism --------------------------------------------------------------------------
 # Site frequencies f (% of metastatic patients with that site) by primary, from
 # REFERENCES.md "Distant sites by primary": breast SEER stage IV, isolated sites (BMC

@@ -19,10 +19,10 @@ from . import __version__
 from .backend import cpu_threads, gpu_free_bytes
 from .errors import DoesNotFit, Interrupted, OutputFailed, UserError, shown
 from .output import LatticeInfo, RunLock, RunWriter, write_summary
-from .runformat import (BODY, CODES_ATTR, COLONIES, COLONY_SIZES, CTCS, KIND, LATTICE_ID_ATTR,
+from .runformat import (BLOCK_FRACTION_ATTR, BODY, CODES_ATTR, COLONIES, COLONY_SIZES, CTCS, KIND, LATTICE_ID_ATTR,
                         PRIMARY, ROLE_ATTR, SITE, SITE_CLASS_ATTR, SITE_ORGAN_ATTR, UNITS_ATTR,
                         counts_path, kind_codes_attr)
-from .body import Body, circulation_totals, site_class
+from .body import Body, block_fraction, circulation_totals, site_class
 from .colonies import CLASSES, COLONY_DTYPE, SIZE_DTYPE
 from .simulation import counts_dtype
 from .state import SNAPSHOT_FIELDS, host_bytes_per_voxel, human_bytes, run_bytes
@@ -88,7 +88,9 @@ def lattice_infos(body) -> list[LatticeInfo]:
         attrs = {ROLE_ATTR: PRIMARY if sim is body.primary else SITE, LATTICE_ID_ATTR: lat.lattice_id}
         if sim is not body.primary:
             organ = body.organ_of[sim.name]
-            attrs.update({SITE_ORGAN_ATTR: organ, SITE_CLASS_ATTR: site_class(organ)})
+            attrs.update({SITE_ORGAN_ATTR: organ, SITE_CLASS_ATTR: site_class(organ),
+                          BLOCK_FRACTION_ATTR: block_fraction(
+                              organ, lat.shape, sim.scenario["lattice.voxel_um"])})
         infos.append(LatticeInfo(name=sim.name, shape=lat.shape,
                                  voxel_um=sim.scenario["lattice.voxel_um"],
                                  organ=sim.arch.to_host(lat.organ),
@@ -108,7 +110,11 @@ def body_summary(body) -> dict:
     """The body part of the summary: each site's counts, the circulation's totals and
     the colony registry."""
     return {
-        "sites": {site.name: {"organ": body.organ_of[site.name], **counts_by_kind(row)}
+        "sites": {site.name: {"organ": body.organ_of[site.name],
+                              "block_fraction_of_organ": block_fraction(
+                                  body.organ_of[site.name], site.lattice.shape,
+                                  site.scenario["lattice.voxel_um"]),
+                              **counts_by_kind(row)}
                   for site, row in zip(body.sites, body.rows[1:])},
         "circulation": circulation_totals(body.circulation),
         "colonies_by_class": {c: int((body.registry.rows["class"] == c.encode()).sum())

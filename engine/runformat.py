@@ -24,7 +24,9 @@ Layout of ``RUN.h5`` (format ``oncolattice-run-1``)::
     /ctcs                      structured (R,), one record per cell that left a lattice
 
 A body of lattices: the primary lattice (attr role = "primary") and its site
-lattices (role = "site", with site_organ and site_class "regional" or "distant");
+lattices (role = "site", with site_organ, site_class "regional" or "distant", and
+block_fraction_of_organ: every arrival into the organ is placed in its block, so the
+block's density of disseminated cells is the organ's divided by this fraction);
 every lattice group has attr lattice_id.  Tables written through the run
 (/body, /colony_sizes) grow by appended rows; /colonies and /ctcs are records
 that change, rewritten whole at each snapshot and at close (never shrinking).
@@ -70,6 +72,7 @@ COUNTS = "counts"
 LATTICE_ATTRS = ("voxel_um", "shape", "organ_names")    # required on every lattice group
 ROLE_ATTR, PRIMARY, SITE = "role", "primary", "site"     # a lattice's role in the body
 SITE_ORGAN_ATTR, SITE_CLASS_ATTR, LATTICE_ID_ATTR = "site_organ", "site_class", "lattice_id"
+BLOCK_FRACTION_ATTR = "block_fraction_of_organ"  # a site block's share of its organ
 BODY = "body"                                   # per-step circulation and colony counts
 COLONIES = "colonies"                           # the colony registry
 COLONY_SIZES = "colony_sizes"                   # colony sizes over time

@@ -605,6 +605,7 @@ def _check_sites(s: Scenario):
         _fail(s.path, s.text, key, f"{key} = {_toml_value(sentinel)} is not a lymph node site "
                                    f"(lymph node sites: {', '.join(sorted(nodes)) or 'none'})")
     _check_drainage_loops(s)
+    _check_body_memory(s)
     for i in range(len(s.sites)):
         site = s.site(i)
         try:
@@ -615,6 +616,22 @@ def _check_sites(s: Scenario):
             message = (found.group(1) if found else str(exc)).replace("organs[0].", f"sites[{i}].")
             key = re.search(r"(sites\[\d+\]\.\w+|vessels\.\w+)", message)
             _fail(s.path, s.text, key.group(1) if key else f"sites[{i}]", message)
+
+
+def _check_body_memory(s: Scenario):
+    """The body's lattices together fit in the host's memory (the run checks the GPU's
+    before it allocates); the message names the largest lattice's shape key."""
+    from .run import available_host_bytes, lattice_shapes
+    from .state import host_bytes_per_voxel, human_bytes
+    shapes = lattice_shapes(s)
+    voxels = {key: int(np.prod(shape, dtype=np.int64)) for key, shape in shapes.items()}
+    need = sum(voxels.values()) * host_bytes_per_voxel("numba")
+    have = available_host_bytes()
+    if have is not None and need > have:
+        key = max(voxels, key=voxels.get)
+        _fail(s.path, s.text, key, f"{key} = {_toml_value(list(shapes[key]))}: the body's "
+                                   f"{len(shapes)} lattices need about {human_bytes(need)} of "
+                                   f"memory, more than the {human_bytes(have)} available")
 
 
 def _check_drainage_loops(s: Scenario):

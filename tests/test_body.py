@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import small_scenario_text
+from test_cuda import CUDA_BACKENDS
 from engine.body import Body, open_neighbours
 from engine.circulation import STATES
 from engine.colonies import diameter_um, stage_of
@@ -65,10 +66,14 @@ def body_text(values=FAST, sites=SITES):
 def stepped():
     """A body stepped 60 times, with what each step settled."""
     body = Body(parse_scenario(body_text(), "body.toml"))
-    settled_at = []
+    settled_at, shed = [], 0
     for _ in range(60):
         body.step()
         records = body.circulation.records
+        shed += sum(len(sim.departures) for sim in body.lattices)
+        assert len(records) == shed            # every cell that left a lattice, a record
+        assert len(body.registry) == int((records["voxel"] >= 0).sum()) + sum(
+            int(r["founder_record"] < 0) for r in body.registry.rows)   # + local founders
         settled_at.append(records[(records["fate_step"] == body.step_index)
                                   & (records["voxel"] >= 0)].copy())
     return body, settled_at
@@ -150,17 +155,18 @@ def test_open_neighbours_are_empty_face_neighbours_in_direction_order():
     assert open_neighbours(kind, 13) == [(1, 1, 0), (2, 1, 1)]
 
 
-def test_body_is_bit_identical_on_the_cuda_host_harness():
-    from test_cuda import needs_cxx          # skips where no C++ compiler
-    needs_cxx.mark.args                      # noqa: B018  (marker imported for its skip)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+def test_body_is_bit_identical_on_the_cuda_twins(backend):
+    """The whole body (every lattice, the records, the registry) on the CUDA C kernels
+    (host harness on the CPU; CuPy on a GPU) equals the Numba run bit for bit."""
     s = parse_scenario(body_text(), "body.toml")
-    a, b = Body(s, backend="numba"), Body(s, backend="cuda-host")
+    a, b = Body(s, backend="numba"), Body(s, backend=backend)
     for _ in range(15):
         a.step()
         b.step()
     for x, y in zip(a.lattices, b.lattices):
         for name, arr in x.lattice.arrays.items():
-            assert np.array_equal(arr, y.lattice.arrays[name]), (x.name, name)
+            assert np.array_equal(arr, y.arch.to_host(y.lattice.arrays[name])), (x.name, name)
     assert a.circulation.records.tobytes() == b.circulation.records.tobytes()
     assert a.registry.rows.tobytes() == b.registry.rows.tobytes()
 
@@ -213,6 +219,8 @@ def test_whole_body_run_is_the_same_for_any_thread_count(tmp_path):
     (lambda t: t.replace('drains_to = "blood"\n', ""), "sites[0].drains_to"),
     (lambda t: t + '\n[[sites]]\nname = "lung2"\norgan = "lung"\nshape = [8, 8, 8]\n',
      "sites[2].organ"),
+    (lambda t: t.replace("shape = [12, 12, 12]\ndrains_to", "shape = [6000, 6000, 6000]\ndrains_to"),
+     "sites[0].shape"),            # a body too large for the machine's memory
 ])
 def test_bad_body_input_is_one_line_naming_the_key(change, key):
     text = change(body_text())

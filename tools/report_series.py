@@ -303,7 +303,7 @@ BURDEN_KINDS = ("tumor", "dormant")     # a site's tumour burden: live and dorma
 CIRCULATION_COLUMNS = ("in_blood", "in_lymph")
 # /body columns that are not events (everything else matching EVENT_WORDS is one)
 BODY_STOCK_COLUMNS = ("step", "time_h", "shed_cells", "shedding_per_g_per_day", "in_blood",
-                      "in_lymph", "ctc_per_7_5_mL", "disseminated_dormant",
+                      "in_lymph", "arrested", "ctc_per_7_5_mL", "disseminated_dormant",
                       "disseminated_tumor", "itc", "micrometastasis", "macrometastasis",
                       *(f"colonies_{c}" for c in COLONY_CLASSES))
 EVENT_WORDS = ("entered", "intravasat", "arrest", "extravasat", "died", "killed", "cleared",
