@@ -77,12 +77,8 @@ OL_ENTRY leave_lattice(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *linea
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
     if (departure[i] != STAY) {
-        kind[i] = EMPTY;
-        for (int t = 0; t < N_TRAITS; ++t) traits[t * s.nvox + i] = 0;
-        clock[i] = 0;
-        hypoxia[i] = 0;
-        lineage[i] = 0;
-        motile[i] = 0;
+        kind[i] = EMPTY;                               // matrix, not a vacancy
+        clear_cell(i, s.nvox, traits, clock, hypoxia, lineage, motile);
         vacancy[i] = 0;
     }
     OL_END_FOR_EACH_VOXEL

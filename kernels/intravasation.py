@@ -63,8 +63,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from .lattice import EMPTY, LYMPH, N_TRAITS, TUMOR, VESSEL, global_index, neighbour
-from .philox import probability_threshold, rate_threshold, voxel_draw
+from .lattice import EMPTY, LYMPH, N_TRAITS, TUMOR, VESSEL, clear_cell, global_index, neighbour
+from .philox import rate_threshold, voxel_draw
 from .process import Array, Param, Process
 from .twin import kernel
 
@@ -210,12 +210,7 @@ def _leave_lattice(kind, traits, clock, hypoxia, lineage, motile, vacancy, depar
                 if departure[z, y, x] == STAY:
                     continue
                 kind[z, y, x] = EMPTY                     # matrix, not a vacancy
-                for t in range(traits.shape[0]):
-                    traits[t, z, y, x] = 0
-                clock[z, y, x] = 0
-                hypoxia[z, y, x] = 0
-                lineage[z, y, x] = 0
-                motile[z, y, x] = 0
+                clear_cell(z, y, x, traits, clock, hypoxia, lineage, motile)
                 vacancy[z, y, x] = 0
 
 

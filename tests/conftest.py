@@ -83,3 +83,22 @@ def anoxic_radius_um(radius_um, p_surface_mmHg, vmax_mmHg_per_s, d_um2_per_s):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
     return lo
+
+
+@pytest.fixture(scope="module")
+def gl():
+    """Skip the module's rendering tests when no headless GL backend works (probed in
+    child processes, so a crashing driver cannot kill pytest); else the backend's name."""
+    from tools import render
+    name, failures = render.find_headless_backend()
+    if name is None:
+        pytest.skip(f"no headless OpenGL backend: {failures}; {render.INSTALL_HINT}")
+    return name
+
+
+def with_values(text, **values):
+    """Scenario text with the first `key = value` line of each key replaced."""
+    for key, value in values.items():
+        old = next(line for line in text.splitlines() if line.startswith(f"{key} = "))
+        text = text.replace(old, f"{key} = {value}", 1)
+    return text

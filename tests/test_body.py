@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import small_scenario_text
+from conftest import small_scenario_text, with_values
 from test_cuda import CUDA_BACKENDS
 from engine.body import Body, open_neighbours
 from engine.circulation import STATES
@@ -48,18 +48,8 @@ functional_density = 0.3
 """
 
 
-def with_values(text, values):
-    """Replace `key = value` lines (each key once in the text)."""
-    lines = text.splitlines()
-    for key, value in values.items():
-        at = [i for i, line in enumerate(lines) if line.split("=")[0].strip() == key]
-        assert len(at) == 1, key
-        lines[at[0]] = f"{key} = {value}"
-    return "\n".join(lines) + "\n"
-
-
 def body_text(values=FAST, sites=SITES):
-    return with_values(small_scenario_text(24, seed_radius_um=100.0), values) + sites
+    return with_values(small_scenario_text(24, seed_radius_um=100.0), **values) + sites
 
 
 @pytest.fixture(scope="module")

@@ -391,14 +391,6 @@ def test_unknown_lattice_is_one_line_naming_it_and_the_lattices(body_run, tmp_pa
     assert not (tmp_path / "r").exists() and not (tmp_path / "f.png").exists()
 
 
-@pytest.fixture(scope="module")
-def gl():
-    """Skip the rendering test when no headless GL backend works (as tests/test_render.py)."""
-    from tools import render
-    name, failures = render.find_headless_backend()
-    if name is None:
-        pytest.skip(f"no headless OpenGL backend: {failures}; {render.INSTALL_HINT}")
-    return name
 
 
 @pytest.mark.parametrize("step, kind", [(4, "tumor"), (0, "dormant")])

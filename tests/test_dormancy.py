@@ -4,7 +4,7 @@ import math
 import numba
 import numpy as np
 import pytest
-from conftest import on
+from conftest import on, with_values
 from test_cuda import CUDA_BACKENDS, assert_same_state, host, random_lattice
 
 from engine.rules import build_rules
@@ -27,12 +27,8 @@ def event(lat, name):
 
 
 def scenario_with(**values):
-    """The quickstart with some `key = value` lines replaced (the first of each key)."""
-    text = QUICKSTART
-    for key, value in values.items():
-        old = next(line for line in text.splitlines() if line.startswith(f"{key} = "))
-        text = text.replace(old, f"{key} = {value}", 1)
-    return parse_scenario(text, "dormancy-test")
+    """The quickstart with some `key = value` lines replaced."""
+    return parse_scenario(with_values(QUICKSTART, **values), "dormancy-test")
 
 
 def binomial_ok(k, n, p, sigmas=4.0):

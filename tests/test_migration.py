@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import with_values
 from engine.errors import ScenarioError
 from engine.rules import build_rules
 from engine.scenario import load_scenario, parse_scenario
@@ -18,12 +19,8 @@ QUICKSTART = load_scenario("quickstart").text
 
 
 def scenario_with(**values):
-    """The quickstart with some [migration] values replaced."""
-    text = QUICKSTART
-    for key, value in values.items():
-        old = next(line for line in text.splitlines() if line.startswith(f"{key} = "))
-        text = text.replace(old, f"{key} = {value}", 1)
-    return parse_scenario(text, "migration-test")
+    """The quickstart with some `key = value` lines replaced."""
+    return parse_scenario(with_values(QUICKSTART, **values), "migration-test")
 
 
 def tumour_block(shape, adhesion, oxygen=38.0):

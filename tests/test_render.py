@@ -20,14 +20,6 @@ W, H, ZOOM = 400, 300, 1.5
 TOP = ["--camera", f"0,90,{ZOOM}", "--fov", "0", "--size", f"{W}x{H}", "--no-legend"]
 
 
-@pytest.fixture(scope="module")
-def gl():
-    """Skip the module's rendering tests when no headless GL backend works
-    (probed in child processes, so a crashing driver cannot kill pytest)."""
-    name, failures = render.find_headless_backend()
-    if name is None:
-        pytest.skip(f"no headless OpenGL backend: {failures}; {render.INSTALL_HINT}")
-    return name
 
 
 @pytest.fixture(scope="module")

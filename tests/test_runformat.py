@@ -206,12 +206,6 @@ def test_report_lists_the_unknown_kind(macrophage_run, tmp_path):
     assert "macrophage" in labels and "tumour" in labels
 
 
-@pytest.fixture(scope="module")
-def gl():
-    name, failures = render.find_headless_backend()
-    if name is None:
-        pytest.skip(f"no headless OpenGL backend: {failures}; {render.INSTALL_HINT}")
-    return name
 
 
 W, H, ZOOM = 400, 300, 1.5
