@@ -226,6 +226,7 @@ def largest_cube(bytes_available: int, bytes_per_voxel: int | None = None) -> in
 def cmd_check(args) -> int:
     from .run import available_host_bytes, steps_for
     from .scenario import load_scenario
+    from .therapy import schedule_lines
     from .state import (BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL,
                         host_bytes_per_voxel, human_bytes, run_bytes)
     scenario = load_scenario(args.scenario)
@@ -238,7 +239,13 @@ def cmd_check(args) -> int:
     print("\n".join(scenario.describe()))
     print(f"lattice: {shape[0]} x {shape[1]} x {shape[2]} = {need['voxels']:,} voxels, "
           f"{scenario['lattice.voxel_um']:g} µm edge")
+    for site in scenario.sites:
+        z, y, x = site["shape"]
+        print(f"site {site['name']}: {site['organ']} block {z} x {y} x {x} = {z * y * x:,} voxels")
     print(f"run: {steps} steps of {scenario['time.step_h']:g} h, {snapshots} snapshots")
+    if scenario.therapies:
+        print("therapy schedule (as it will run):")
+        print("\n".join(schedule_lines(scenario, steps)))
     print(f"memory: {BYTES_PER_VOXEL} bytes/voxel ({STATE_BYTES_PER_VOXEL} state + "
           f"{WORK_BYTES_PER_VOXEL} work) = {human_bytes(need['device_bytes'])} on the compute "
           f"device, {human_bytes(need['host_bytes'])} host staging per snapshot")

@@ -33,6 +33,7 @@ from kernels.process import MAX_STEPS, PROCESSES, REQUIRED, Param, nonnegative, 
 from . import schedule  # noqa: F401  (imports every process: their parameters join SCHEMA)
 from .circulation import SITE_ORGANS   # (and the [circulation] table joins SCHEMA)
 from .errors import ScenarioError, printable
+from .therapy import MAX_THERAPIES, THERAPY_SCHEMA, check_therapies
 
 _pos, _nonneg = positive, nonnegative
 
@@ -134,6 +135,7 @@ SITE_SCHEMA: dict[str, Param] = {
     **{key: p for key, p in ORGAN_SCHEMA.items() if key not in ("name", "z_um")},
 }
 MAX_SITES = 32                  # lattice ids 1..32 (Philox counters hold up to 255)
+ARRAYS_OF_TABLES = ("organs", "sites", "therapy")
 PRIMARY_LATTICE = "primary"
 
 
@@ -146,6 +148,7 @@ class Scenario:
     values: dict[str, dict[str, Any]]
     organs: list[dict[str, Any]]
     sites: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    therapies: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # which lattice of the body this scenario builds (engine.body derives the sites')
     lattice_name: str = "primary"
     lattice_id: int = 0
@@ -198,6 +201,10 @@ class Scenario:
         for site in self.sites:
             lines.append("\n[[sites]]")
             lines.extend(f"{key} = {_toml_value(site[key])}" for key in SITE_SCHEMA)
+        for therapy in self.therapies:
+            lines.append("\n[[therapy]]")
+            lines.extend(f"{key} = {_toml_value(therapy[key])}" for key in THERAPY_SCHEMA
+                         if therapy[key] is not None)
         return "\n".join(lines) + "\n"
 
     def describe(self) -> list[str]:
@@ -212,6 +219,10 @@ class Scenario:
         for i, site in enumerate(self.sites):
             for key, p in SITE_SCHEMA.items():
                 rows.append((f"sites[{i}].{key}", site[key], p))
+        for i, therapy in enumerate(self.therapies):
+            for key, p in THERAPY_SCHEMA.items():
+                if therapy[key] is not None:
+                    rows.append((f"therapy[{i}].{key}", therapy[key], p))
         width = max(len(name) for name, _, _ in rows)
         out = []
         for name, value, p in rows:
@@ -318,9 +329,9 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             parent, child = t.split(".")
             nested.setdefault(parent, set()).add(child)
     for name in raw:
-        if name not in SCHEMA and name not in ("organs", "sites"):
+        if name not in SCHEMA and name not in ARRAYS_OF_TABLES:
             _fail(path, text, name, f"unknown table or key '{_key_shown(name)}'",
-                  _suggest(name, [*SCHEMA, "organs", "sites"]))
+                  _suggest(name, [*SCHEMA, *ARRAYS_OF_TABLES]))
     for table, params in SCHEMA.items():
         head, _, sub = table.partition(".")
         given = raw.get(head, {})
@@ -337,16 +348,23 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         _fail(path, text, "organs", f"at most {MAX_ORGANS} organs per lattice")
     organs = [_validate_table(path, text, f"organs[{i}]", o, ORGAN_SCHEMA)
               for i, o in enumerate(organs_raw)]
-    sites_raw = raw.get("sites", [])
-    if not isinstance(sites_raw, list):
-        _fail(path, text, "sites", "'sites' must be an array of tables ([[sites]])")
-    if len(sites_raw) > MAX_SITES:
-        _fail(path, text, "sites", f"at most {MAX_SITES} sites per body")
-    sites = [_validate_table(path, text, f"sites[{i}]", s, SITE_SCHEMA)
-             for i, s in enumerate(sites_raw)]
-    scenario = Scenario(path=path, text=text, values=values, organs=organs, sites=sites)
+    sites = _array_of_tables(path, text, raw, "sites", SITE_SCHEMA, MAX_SITES)
+    therapies = _array_of_tables(path, text, raw, "therapy", THERAPY_SCHEMA, MAX_THERAPIES)
+    scenario = Scenario(path=path, text=text, values=values, organs=organs, sites=sites,
+                        therapies=therapies)
     _cross_check(scenario)
     return scenario
+
+
+def _array_of_tables(path, text, raw, name, schema, limit) -> list[dict]:
+    """The validated entries of an optional array of tables ([[name]])."""
+    entries = raw.get(name, [])
+    if not isinstance(entries, list):
+        _fail(path, text, name, f"'{name}' must be an array of tables ([[{name}]])")
+    if len(entries) > limit:
+        _fail(path, text, name, f"at most {limit} [[{name}]] tables")
+    return [_validate_table(path, text, f"{name}[{i}]", entry, schema)
+            for i, entry in enumerate(entries)]
 
 
 def _parse_toml(text: str, path: str) -> dict:
@@ -455,8 +473,9 @@ def _cross_check(s: Scenario):
     _check_organs(s)
     _check_vessels(s)
     _check_vascular_memory(s)
-    _check_rule_constants(s)
     _check_sites(s)
+    check_therapies(s, lambda key, message: _fail(s.path, s.text, key, message))
+    _check_rule_constants(s)
 
 
 def _extent(s: Scenario) -> list[float]:

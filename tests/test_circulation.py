@@ -14,7 +14,7 @@ from engine.circulation import (ARRESTED, ARRESTED_ELSEWHERE, BLOOD, BLOOD_FLOW,
 from engine.errors import ScenarioError
 from engine.scenario import SCHEMA, parse_scenario
 from kernels.philox import philox4x32_numpy, probability_threshold, seed_key
-from tests.conftest import small_scenario_text
+from conftest import small_scenario_text
 
 KEY = seed_key(12345)
 LUNG, LIVER, BONE = Site("lung", "lung", 1), Site("liver", "liver", 2), Site("bone", "bone", 3)

@@ -1,0 +1,105 @@
+"""Therapies: scheduled interventions on the body (`[[therapy]]` tables of a scenario).
+
+Each entry names a therapy, its kind, the lattice it treats (the primary or a site of
+the body), when it starts, how many deliveries (fractions, cycles, doses) it gives and
+how far apart, and the dose and target its kind needs.  The mechanism of each kind is
+a process under `kernels/` (radiotherapy: `kernels/radiation.py`), which reads the
+schedule from `Scenario.therapies`; this module holds the schedule's schema, checks
+and the schedule as it will run (`oncolattice check` prints it).
+
+Delivery k (k = 0 .. count − 1) of a therapy falls at time start_h + k · interval_h and
+so at step round(t / step_h) (at least step 1: the first step is the first that acts);
+a delivery beyond the run's duration is not given (the printed schedule says so).
+"""
+from __future__ import annotations
+
+from kernels.process import REQUIRED, Param
+
+# kind -> the keys a therapy of that kind must give (besides the common ones)
+THERAPY_KINDS: dict[str, tuple[str, ...]] = {
+    "radiotherapy": ("dose_Gy",),
+}
+REGIONS = ("lattice", "sphere", "box")
+IDENTIFIER = r"[A-Za-z][A-Za-z0-9_]{0,63}"
+MAX_THERAPIES = 64
+MAX_DELIVERIES = 10_000
+
+THERAPY_SCHEMA: dict[str, Param] = {
+    "name": Param("str", REQUIRED, pattern=IDENTIFIER,
+                  pattern_text="an identifier: a letter, then up to 63 letters, digits or _",
+                  source="names the therapy in the schedule and the therapy record"),
+    "kind": Param("str", REQUIRED, choices=tuple(THERAPY_KINDS),
+                  source="the mechanism (a process under kernels/)"),
+    "lattice": Param("str", "primary", pattern=IDENTIFIER,
+                     pattern_text="primary or the name of a site",
+                     source="the lattice of the body it treats"),
+    "start_h": Param("float", REQUIRED, lo=0.0, hi=1e6, unit="h",
+                     source="time of the first delivery from the start of the run"),
+    "count": Param("int", 1, lo=1, hi=MAX_DELIVERIES, unit="deliveries",
+                   source="fractions, cycles or doses"),
+    "interval_h": Param("float", 24.0, lo=0.0, hi=1e6, lo_open=True, unit="h",
+                        source="time between deliveries"),
+    "dose_Gy": Param("float", None, lo=0.0, hi=30.0, lo_open=True, unit="Gy per fraction",
+                     source="radiotherapy: 1.8–2 Gy conventional fractions, up to about "
+                            "20–30 Gy in single-fraction radiosurgery; bound: that"),
+    "region": Param("str", "lattice", choices=REGIONS,
+                    source="the target volume: the whole lattice, a sphere or a box"),
+    "center_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x); default: lattice centre",
+                       source="sphere: its centre"),
+    "radius_um": Param("float", None, lo=0.0, hi=1e6, lo_open=True, unit="µm",
+                       source="sphere: its radius"),
+    "box_from_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x)", source="box: one corner"),
+    "box_to_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x)",
+                       source="box: the opposite corner (each coordinate above box_from_um)"),
+}
+
+
+def delivery_steps(therapy: dict, step_h: float) -> list[int]:
+    """The steps of a therapy's deliveries: round((start_h + k · interval_h) / step_h),
+    at least 1, in order."""
+    return [max(1, int(round((therapy["start_h"] + k * therapy["interval_h"]) / step_h)))
+            for k in range(therapy["count"])]
+
+
+def check_therapies(scenario, fail) -> None:
+    """Each therapy gives what its kind needs, names a lattice of the body, and has a
+    well-formed target; `fail(key, message)` raises the one-line error."""
+    lattices = {"primary"} | {site["name"] for site in scenario.sites}
+    for i, therapy in enumerate(scenario.therapies):
+        at = f"therapy[{i}]"
+        for key in THERAPY_KINDS[therapy["kind"]]:
+            if therapy[key] is None:
+                fail(at, f"{at}.{key} is missing: a {therapy['kind']} therapy needs it")
+        if therapy["lattice"] not in lattices:
+            fail(f"{at}.lattice", f"{at}.lattice = \"{therapy['lattice']}\" is not a lattice of "
+                                  f"the body ({', '.join(sorted(lattices))})")
+        if therapy["region"] == "sphere" and therapy["radius_um"] is None:
+            fail(at, f"{at}.radius_um is missing: a sphere region needs it")
+        if therapy["region"] == "box":
+            corners = therapy["box_from_um"], therapy["box_to_um"]
+            if None in corners:
+                fail(at, f"{at}.box_from_um and box_to_um are needed for a box region")
+            if not all(a < b for a, b in zip(*corners)):
+                fail(f"{at}.box_to_um", f"{at}.box_to_um must exceed box_from_um on every axis")
+    names = [t["name"] for t in scenario.therapies]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            fail(f"therapy[{i}].name", f"therapy[{i}].name = \"{name}\" repeats "
+                                       f"therapy[{names.index(name)}].name")
+
+
+def schedule_lines(scenario, steps: int) -> list[str]:
+    """The schedule as it will run, one line per delivery, in time order."""
+    step_h = scenario["time.step_h"]
+    rows = []
+    for therapy in scenario.therapies:
+        dose = ", ".join(f"{key} = {therapy[key]:g}" for key in THERAPY_KINDS[therapy["kind"]])
+        target = therapy["region"] if therapy["region"] != "sphere" else \
+            f"sphere r = {therapy['radius_um']:g} µm"
+        for k, step in enumerate(delivery_steps(therapy, step_h)):
+            given = "" if step <= steps else "  (after the run ends: not given)"
+            rows.append((step, f"  step {step:>6} (day {step * step_h / 24:6.2f})  "
+                               f"{therapy['name']} {k + 1}/{therapy['count']}  "
+                               f"{therapy['kind']} on {therapy['lattice']} ({target}), "
+                               f"{dose}{given}"))
+    return [line for _, line in sorted(rows, key=lambda r: r[0])]
