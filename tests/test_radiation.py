@@ -299,8 +299,13 @@ def test_a_simulation_irradiates_at_fraction_steps_only():
     killed = [int(r["irradiated_tumor_killed"]) for r in rows]
     assert killed[2] > 0 and killed[4] > 0
     assert killed[0] == killed[1] == killed[3] == killed[5] == 0
-    for r in (rows[2], rows[4]):                                # killed cells became debris
-        assert r["irradiated_tumor_killed"] + r["irradiated_functional_killed"] > 0
+    h = np.array(rows)                                          # killed cells became debris
+    made = (h["necrosis_tumor"] + h["necrosis_functional"] + h["irradiated_tumor_killed"]
+            + h["irradiated_functional_killed"] + h["irradiated_dormant_killed"])
+    removed = h["debris_cleared"] + h["debris_lysed"]
+    assert np.array_equal(np.diff(h["necrotic"]), (made - removed)[1:])
+    tumour_change = np.diff(h["tumor"])[1]                       # step 2
+    assert tumour_change <= h["birth_tumor"][2] - h["irradiated_tumor_killed"][2]
 
 
 def test_two_fractions_at_one_step_are_refused_naming_the_therapy():
@@ -367,3 +372,17 @@ def test_threads_do_not_change_the_result():
         numba.set_num_threads(threads)
     for key in results[0]:
         assert np.array_equal(results[0][key], results[-1][key]), key
+
+
+def test_a_site_lattice_takes_its_own_fractions_and_its_organs_parameters():
+    """breast_metastasis: a fraction for the bone-marrow block reaches only that lattice, and
+    marrow (acutely responding: α 0.3 /Gy, α/β 10 Gy) dies like the tumour."""
+    body = load_scenario("breast_metastasis")
+    marrow = body.site([s["name"] for s in body.sites].index("bone_marrow"))
+    for s in (body, marrow):
+        s.therapies = [therapy(2.0, start_h=5.0, lattice="bone_marrow")]
+    assert build_rules(body).fraction_steps == frozenset()
+    rules = build_rules(marrow)
+    assert marrow.lattice_name == "bone_marrow" and rules.fraction_steps == {5}
+    table = rules.radiation_kill_thr[0]
+    assert table.shape[0] == 2 and np.array_equal(table[0], table[1])
