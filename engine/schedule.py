@@ -19,6 +19,7 @@ from kernels.lysis import lyse_debris
 from kernels.migration import lose_adhesion, migrate
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
+from kernels.radiation import irradiate
 from kernels.regression import regress_vessels
 from kernels.vegf import relax_vegf
 
@@ -43,6 +44,10 @@ VESSELS_CHANGED = Condition(
     "a sprout anastomosed or a vessel regressed this step",
     lambda sim: sim.events_this_step("anastomosis", "vessel_regressed") > 0)
 
+FRACTION_DUE = Condition(
+    "a radiotherapy fraction is due this step",
+    lambda sim: sim.step_index in sim.rules.fraction_steps)
+
 TISSUE_CHANGED = Condition(
     "a cell or vessel changed in the last step (any event counted)",
     lambda sim: sim.tissue_changed)
@@ -51,6 +56,7 @@ STEP = (
     Stage(relax_oxygen, TISSUE_CHANGED),
     Stage(relax_vegf, TISSUE_CHANGED),
     Stage(decide_fate),
+    Stage(irradiate, FRACTION_DUE),  # after fate: this step's pO2; dormant cells too
     Stage(wake_dormant),         # after fate: dormant cells die only by their own rate
     Stage(lyse_debris),
     Stage(lose_adhesion),        # after fate: only survivors detach; this step's pO2

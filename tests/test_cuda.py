@@ -28,6 +28,7 @@ from kernels.cuda import KERNEL_DIR, SOURCES, compiler, draw_words, source_text
 from kernels.lattice import CLOCK_FULL, DORMANT, EMPTY, FUNCTIONAL, LYMPH, SPROUT, TIP, TUMOR, VESSEL
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
+from kernels.radiation import N_O2_BINS, Fraction
 
 needs_cxx = pytest.mark.skipif(compiler() is None, reason="no C++ compiler for the host harness")
 CUDA_BACKENDS = [pytest.param("cuda-host", marks=needs_cxx),
@@ -168,9 +169,18 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
                     .astype(np.uint32))
     # a quarter of the dormant cells wake, a quarter die; half the debris lyses
     dormancy = dict(wake_thr=np.uint32(2**30), wake_or_death_thr=np.uint32(2**31))
-    r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, regression_steps=3,
-                      lysis_thr=np.uint32(2**31), **eager, **motility, **invasion, **dormancy)
     step = 100 + seed
+    # a radiotherapy fraction this step, in a sphere: kill probability rising with the pO2 bin,
+    # differing between tumour and organ rows
+    kill = np.minimum(2**30 + np.arange(3)[:, None] * 2**28 + np.arange(N_O2_BINS) * 2**23,
+                      2**32 - 1).astype(np.uint32)
+    radiation = dict(radiation_kill_thr=kill[None], fraction_steps=frozenset({step}),
+                     radiation_fractions={step: Fraction(2.0, 0, (0, 12, 1, 10, 0, 11), 1,
+                                                         tuple(np.float32(v) for v in (6.5, 5.0, 5.5)),
+                                                         np.float32(25.0))})
+    r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, regression_steps=3,
+                      lysis_thr=np.uint32(2**31), **eager, **motility, **invasion, **dormancy,
+                      **radiation)
     solved = random_lattice(shape, seed, z0=seed)
     solved_twin = on(backend, solved)
     assert relax_oxygen(solved, r, step) == relax_oxygen(solved_twin, r, step)
@@ -200,6 +210,8 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     assert events["detached"] > 0 and events["readhered"] > 0 and events["migrated"] > 0
     assert events["intravasated_blood"] > 0 and events["intravasated_lymph"] > 0
     assert events["woke"] > 0 and events["dormant_died"] > 0   # (settled_abroad: test_dormancy)
+    assert events["irradiated_tumor_killed"] > 0 and events["irradiated_functional_killed"] > 0
+    assert events["irradiated_dormant_killed"] > 0
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)
