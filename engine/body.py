@@ -48,6 +48,7 @@ from .circulation import CIRCULATION, ORGAN_MASS_G, STATES, Circulation, Site
 from .circulation import counts_dtype as circulation_counts_dtype
 from .colonies import CENSUS_COLUMNS, SIZE_DTYPE, ColonyRegistry
 from .simulation import Simulation
+from .therapy import deliveries_at
 
 PLACEMENT_TRIES = 3          # capillaries an arrival tries before it is recorded as failed
 STREAM_EXTRAVASATION = CIRCULATION.streams["extravasation"]
@@ -101,6 +102,7 @@ class Body:
         self.dtype = body_counts_dtype(self.circulation)
         self.rows = [sim.initial for sim in self.lattices]
         self.sizes = np.zeros(0, dtype=SIZE_DTYPE)
+        self.delivered = deliveries_at(scenario, 0)      # the therapy record of the step
         self.body_row = self._body_row(0)
 
     @property
@@ -129,6 +131,7 @@ class Body:
         self.circulation.audit()
         self.rows = [sim.census() for sim in self.lattices]
         self.sizes = np.concatenate([self.measure(sim) for sim in self.lattices])
+        self.delivered = deliveries_at(self.scenario, step)
         self.body_row = self._body_row(shed)
         return self.rows
 

@@ -20,11 +20,14 @@ from .backend import cpu_threads, gpu_free_bytes
 from .errors import DoesNotFit, Interrupted, OutputFailed, UserError, shown
 from .output import LatticeInfo, RunLock, RunWriter, write_summary
 from .runformat import (BLOCK_FRACTION_ATTR, BODY, CODES_ATTR, COLONIES, COLONY_SIZES, CTCS, KIND, LATTICE_ID_ATTR,
-                        PRIMARY, ROLE_ATTR, SITE, SITE_CLASS_ATTR, SITE_ORGAN_ATTR, UNITS_ATTR,
+                        PRIMARY, ROLE_ATTR, SITE, SITE_CLASS_ATTR, SITE_ORGAN_ATTR, THERAPY,
+                        UNITS_ATTR,
                         counts_path, kind_codes_attr)
 from .body import Body, block_fraction, circulation_totals, site_class
 from .colonies import CLASSES, COLONY_DTYPE, SIZE_DTYPE
 from .simulation import counts_dtype
+from .therapy import RECORD_DTYPE as THERAPY_RECORD
+from .therapy import deliveries_at
 from .state import SNAPSHOT_FIELDS, host_bytes_per_voxel, human_bytes, run_bytes
 
 KIND_CODES = kind_codes_attr(KIND_NAMES)      # stored with the kind data: readers decode by it
@@ -102,7 +105,7 @@ def body_tables(body) -> dict[str, np.dtype]:
     """The run file's tables beyond the primary's counts (engine.runformat)."""
     tables = {counts_path(site.name, SITE): site.dtype for site in body.sites}
     tables.update({BODY: body.dtype, COLONY_SIZES: SIZE_DTYPE, COLONIES: COLONY_DTYPE,
-                   CTCS: body.circulation.records.dtype})
+                   CTCS: body.circulation.records.dtype, THERAPY: THERAPY_RECORD})
     return tables
 
 
@@ -121,6 +124,13 @@ def body_summary(body) -> dict:
                               for c in CLASSES},
         "colonies": body.registry.summary(),
     }
+
+
+def therapy_summary(scenario, steps: int) -> list[dict]:
+    """The therapy record of the run: every delivery given, in time order."""
+    rows = np.concatenate([deliveries_at(scenario, step) for step in range(1, steps + 1)])
+    return [{name: (row[name].decode() if isinstance(row[name], bytes) else row[name].item())
+             for name in THERAPY_RECORD.names} for row in rows]
 
 
 def steps_for(scenario) -> int:
@@ -291,6 +301,7 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
             writer.append_rows(counts_path(site.name, SITE), row)
         writer.append_rows(BODY, body.body_row)
         writer.append_rows(COLONY_SIZES, body.sizes)
+        writer.append_rows(THERAPY, body.delivered)
 
     with writer:
         with writing(writer, out, "the first snapshot"):
@@ -341,6 +352,8 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
     }
     if body.sites:
         summary["body"] = body_summary(body)
+    if scenario.therapies:
+        summary["therapy"] = therapy_summary(scenario, sim.step_index)
     if summary_path is not None:
         try:
             write_summary(summary_path, summary)

@@ -22,6 +22,9 @@ Layout of ``RUN.h5`` (format ``oncolattice-run-1``)::
     /colonies                  structured (C,), the colony registry (one row per colony)
     /colony_sizes              structured, (step, colony, cells, diameter_um) per step
     /ctcs                      structured (R,), one record per cell that left a lattice
+    /therapy                   structured, one row per therapy delivery given (step,
+                               time_h, therapy, kind, lattice, delivery, count, dose,
+                               dose_unit)
 
 A body of lattices: the primary lattice (attr role = "primary") and its site
 lattices (role = "site", with site_organ, site_class "regional" or "distant", and
@@ -77,6 +80,7 @@ BODY = "body"                                   # per-step circulation and colon
 COLONIES = "colonies"                           # the colony registry
 COLONY_SIZES = "colony_sizes"                   # colony sizes over time
 CTCS = "ctcs"                                   # circulating and disseminated cell records
+THERAPY = "therapy"                             # the therapy record: every delivery given
 UNITS_ATTR = "units"                            # on each snapshot field (optional)
 CODES_ATTR = "codes"                            # on the kind field
 

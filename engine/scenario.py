@@ -467,6 +467,7 @@ def _cross_check(s: Scenario):
     _check_steps(s)
     _check_oxygen_ramp(s)
     _check_seed_centre(s)
+    check_therapies(s, lambda key, message: _fail(s.path, s.text, key, message))
     for process in PROCESSES.values():
         for key, message in (process.check(s) if process.check else []):
             _fail(s.path, s.text, key, message)
@@ -474,7 +475,6 @@ def _cross_check(s: Scenario):
     _check_vessels(s)
     _check_vascular_memory(s)
     _check_sites(s)
-    check_therapies(s, lambda key, message: _fail(s.path, s.text, key, message))
     _check_rule_constants(s)
 
 

@@ -8,10 +8,14 @@ schedule from `Scenario.therapies`; this module holds the schedule's schema, che
 and the schedule as it will run (`oncolattice check` prints it).
 
 Delivery k (k = 0 .. count − 1) of a therapy falls at time start_h + k · interval_h and
-so at step round(t / step_h) (at least step 1: the first step is the first that acts);
+so at step t / step_h rounded half up (at least step 1: the first step that acts);
 a delivery beyond the run's duration is not given (the printed schedule says so).
 """
 from __future__ import annotations
+
+import math
+
+import numpy as np
 
 from kernels.process import REQUIRED, Param
 
@@ -55,9 +59,9 @@ THERAPY_SCHEMA: dict[str, Param] = {
 
 
 def delivery_steps(therapy: dict, step_h: float) -> list[int]:
-    """The steps of a therapy's deliveries: round((start_h + k · interval_h) / step_h),
-    at least 1, in order."""
-    return [max(1, int(round((therapy["start_h"] + k * therapy["interval_h"]) / step_h)))
+    """The steps of a therapy's deliveries: (start_h + k · interval_h) / step_h rounded
+    half up, at least 1 (the first step a run takes), in order."""
+    return [max(1, math.floor((therapy["start_h"] + k * therapy["interval_h"]) / step_h + 0.5))
             for k in range(therapy["count"])]
 
 
@@ -103,3 +107,22 @@ def schedule_lines(scenario, steps: int) -> list[str]:
                                f"{therapy['kind']} on {therapy['lattice']} ({target}), "
                                f"{dose}{given}"))
     return [line for _, line in sorted(rows, key=lambda r: r[0])]
+
+
+RECORD_DTYPE = np.dtype([("step", np.int64), ("time_h", np.float64), ("therapy", "S64"),
+                         ("kind", "S16"), ("lattice", "S64"), ("delivery", np.int32),
+                         ("count", np.int32), ("dose", np.float64), ("dose_unit", "S16")])
+DOSE_UNITS = {"dose_Gy": "Gy"}
+
+
+def deliveries_at(scenario, step: int) -> np.ndarray:
+    """The therapy record of one step: every delivery the schedule gives at `step`."""
+    rows = []
+    for therapy in scenario.therapies:
+        for k, at in enumerate(delivery_steps(therapy, scenario["time.step_h"])):
+            if at == step:
+                key = THERAPY_KINDS[therapy["kind"]][0]
+                rows.append((step, step * scenario["time.step_h"], therapy["name"],
+                             therapy["kind"], therapy["lattice"], k + 1, therapy["count"],
+                             therapy[key], DOSE_UNITS[key]))
+    return np.array(rows, dtype=RECORD_DTYPE)

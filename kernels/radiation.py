@@ -60,11 +60,10 @@ lattice) and, for a sphere, the centre and squared radius in voxel units (float3
 voxel is inside if ((gz + ½ − cz)² + (y + ½ − cy)²) + (x + ½ − cx)² ≤ r², summed in that
 order in float32.
 
-The schedule (`radiation_rules`): `scenario.therapies` (a list of dicts, when the scenario
-has it; `getattr(scenario, "therapies", [])`), entries of kind "radiotherapy" whose
-`lattice` is this scenario's `lattice_name`.  Fraction i (< `count`) of an entry is
-delivered at step floor((start_h + i·interval_h)/step_h + ½) (rounded half up; at least
-step 1, the first step a run takes).  Two fractions at one step of a lattice are refused
+The schedule (`radiation_rules`): the scenario's `[[therapy]]` entries (`engine.therapy`)
+of kind "radiotherapy" whose `lattice` is this scenario's `lattice_name`; fraction i
+(< `count`) of an entry is delivered at step `engine.therapy.delivery_steps`
+(floor((start_h + i·interval_h)/step_h + ½), at least step 1).  Two fractions at one step of a lattice are refused
 (`@RADIATION.checks`).
 """
 from __future__ import annotations
@@ -75,6 +74,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 from numba import prange
+
+from engine.therapy import REGIONS, delivery_steps
 
 from .lattice import DORMANT, FUNCTIONAL, NECROTIC, TUMOR, clear_cell, global_index
 from .philox import probability_threshold, voxel_draw
@@ -119,7 +120,6 @@ STREAM_RADIATION = RADIATION.streams["radiation"]
 O2_BIN_MMHG = 0.25                      # a power of two: the kernel's floor(p · 4) is exact
 O2_TABLE_TOP_MMHG = 100.0
 N_O2_BINS = int(O2_TABLE_TOP_MMHG / O2_BIN_MMHG) + 1     # 401: 0, 0.25, ..., 100 mmHg
-REGIONS = ("lattice", "sphere", "box")
 THERAPY_KEY = "therapy"                 # errors name therapy[i].start_h (the schema's list)
 
 
@@ -159,20 +159,8 @@ def cell_type_parameters(scenario) -> list[tuple[float, float]]:
 
 def radiotherapy_entries(scenario) -> list[tuple[int, dict]]:
     """(index in scenario.therapies, entry) of the radiotherapy entries for this lattice."""
-    lattice = getattr(scenario, "lattice_name", "primary")
-    return [(i, t) for i, t in enumerate(getattr(scenario, "therapies", None) or [])
-            if t.get("kind") == "radiotherapy" and t.get("lattice", "primary") == lattice]
-
-
-def fraction_step(time_h: float, step_h: float) -> int:
-    """The step at which a fraction due at `time_h` is delivered: time_h / step_h rounded
-    half up, at least 1 (the first step a run takes)."""
-    return max(1, math.floor(float(time_h) / float(step_h) + 0.5))
-
-
-def fraction_times(entry: dict) -> list[float]:
-    return [float(entry["start_h"]) + i * float(entry["interval_h"])
-            for i in range(int(entry["count"]))]
+    return [(i, t) for i, t in enumerate(scenario.therapies)
+            if t["kind"] == "radiotherapy" and t["lattice"] == scenario.lattice_name]
 
 
 def _region(entry: dict, scenario) -> tuple:
@@ -214,8 +202,8 @@ def radiation_rules(scenario) -> dict:
     for _, t in entries:
         box, sphere, centre, r2 = _region(t, scenario)
         dose = float(t["dose_Gy"])
-        for time_h in fraction_times(t):
-            fractions.setdefault(fraction_step(time_h, step_h), Fraction(
+        for step in delivery_steps(t, step_h):
+            fractions.setdefault(step, Fraction(
                 dose, doses.index(dose), box, sphere, centre, r2))   # a clash: refused by the check
     oer, half = scenario["radiotherapy.oer"], scenario["radiotherapy.oer_half_mmHg"]
     rows = cell_type_parameters(scenario)
@@ -237,17 +225,16 @@ def radiation_checks(scenario) -> list[tuple[str, str]]:
     entry's start)."""
     step_h = scenario["time.step_h"]
     by_lattice: dict[str, dict[int, int]] = {}
-    for i, t in enumerate(getattr(scenario, "therapies", None) or []):
-        if t.get("kind") != "radiotherapy":
+    for i, t in enumerate(scenario.therapies):
+        if t["kind"] != "radiotherapy":
             continue
-        taken = by_lattice.setdefault(t.get("lattice", "primary"), {})
-        for time_h in fraction_times(t):
-            step = fraction_step(time_h, step_h)
+        taken = by_lattice.setdefault(t["lattice"], {})
+        for step in delivery_steps(t, step_h):
             if step in taken:
                 other = taken[step]
                 key = f"{THERAPY_KEY}[{i}].start_h"
                 return [(key, f"{key}: two radiotherapy fractions at step {step} "
-                         f"(t = {time_h:g} h) of lattice {t.get('lattice', 'primary')!r}"
+                         f"(t = {step * step_h:g} h) of lattice {t['lattice']!r}"
                          + (f" ({THERAPY_KEY}[{other}] delivers one there too)" if other != i else
                             " (interval_h shorter than a step)"))]
             taken[step] = i

@@ -1,12 +1,14 @@
 """Radiotherapy (kernels/radiation.py): linear–quadratic survival of a fraction, the oxygen
 effect, the cell types' parameters, the fraction's region, the schedule, and the CUDA twin."""
 import copy
+import itertools
 import math
 
 import numba
 import numpy as np
 import pytest
 from conftest import on, small_scenario_text
+from test_cuda import needs_cxx
 
 from engine.errors import ScenarioError
 from engine.rules import build_rules
@@ -14,10 +16,10 @@ from engine.scenario import _cross_check, load_scenario, parse_scenario
 from engine.schedule import EVENT_NAMES, FRACTION_DUE, STEP
 from engine.simulation import Simulation
 from engine.state import allocate
-from kernels.cuda import compiler
 from kernels.lattice import DORMANT, EMPTY, FUNCTIONAL, NECROTIC, TUMOR, VESSEL
 from kernels.philox import voxel_draw_numpy
-from kernels.radiation import (N_O2_BINS, O2_BIN_MMHG, STREAM_RADIATION, fraction_step,
+from engine.therapy import delivery_steps
+from kernels.radiation import (radiation_checks, N_O2_BINS, O2_BIN_MMHG, STREAM_RADIATION,
                                irradiate)
 
 ALPHA, RATIO = 0.3, 10.0                       # the tumour's defaults
@@ -25,11 +27,13 @@ OER, HALF = 3.0, 3.0
 TUMOR_KILLED, FUNCTIONAL_KILLED, DORMANT_KILLED = (
     EVENT_NAMES.index(e) for e in ("irradiated_tumor_killed", "irradiated_functional_killed",
                                    "irradiated_dormant_killed"))
-needs_cxx = pytest.mark.skipif(compiler() is None, reason="no C++ compiler for the host harness")
+
+
+NAMES = itertools.count()
 
 
 def therapy(dose_Gy, start_h=1.0, count=1, interval_h=24.0, region="lattice", **more):
-    entry = dict(kind="radiotherapy", start_h=start_h, count=count, interval_h=interval_h,
+    entry = dict(name=f"rt{next(NAMES)}", kind="radiotherapy", start_h=start_h, count=count, interval_h=interval_h,
                  dose_Gy=dose_Gy, region=region, center_um=None, radius_um=0.0,
                  box_from_um=[0.0, 0.0, 0.0], box_to_um=[0.0, 0.0, 0.0], lattice="primary")
     entry.update(more)
@@ -37,8 +41,8 @@ def therapy(dose_Gy, start_h=1.0, count=1, interval_h=24.0, region="lattice", **
 
 
 def scenario_with(therapies, **values):
-    """The quickstart with a therapy list attached (the schema's `therapies` is not yet
-    written) and some values changed (`"radiotherapy.oer": 1.0`, `"organs[1].x": ...`)."""
+    """The quickstart with a therapy list attached (entries as the [[therapy]] schema
+    resolves them) and some values changed (`"radiotherapy.oer": 1.0`, `"organs[1].x": ...`)."""
     s = copy.deepcopy(load_scenario("quickstart"))
     for dotted, value in values.items():
         table, _, key = dotted.rpartition(".")
@@ -257,8 +261,10 @@ def test_fraction_steps_from_start_count_and_interval():
     assert rules.radiation_fractions[27].dose_index == 0
     assert rules.radiation_fractions[248].dose_index == 1
     assert rules.radiation_kill_thr.shape == (2, 3, N_O2_BINS)
-    assert fraction_step(0.0, 1.0) == 1                      # the first step a run takes
-    assert fraction_step(0.74, 0.5) == 1 and fraction_step(0.75, 0.5) == 2
+    first = dict(start_h=0.0, count=1, interval_h=1.0)
+    assert delivery_steps(first, 1.0) == [1]                      # the first step a run takes
+    assert delivery_steps(dict(first, start_h=0.74), 0.5) == [1]
+    assert delivery_steps(dict(first, start_h=0.75), 0.5) == [2]
     half_hour = rules_with([therapy(2.0, start_h=1.0, count=2, interval_h=1.5)],
                            **{"time.step_h": 0.5})
     assert half_hour.fraction_steps == {2, 5}
@@ -311,7 +317,7 @@ def test_a_simulation_irradiates_at_fraction_steps_only():
 def test_two_fractions_at_one_step_are_refused_naming_the_therapy():
     ok = scenario_with([therapy(2.0, start_h=24.0), therapy(2.0, start_h=48.0),
                         therapy(2.0, start_h=24.0, lattice="lung")])
-    _cross_check(ok)                                         # another lattice may share a step
+    assert radiation_checks(ok) == []                         # another lattice may share a step
     clash = scenario_with([therapy(2.0, start_h=24.0, count=5), therapy(3.0, start_h=72.2)])
     with pytest.raises(ScenarioError, match=r"therapy\[1\]\.start_h") as err:
         _cross_check(clash)

@@ -81,3 +81,27 @@ def test_check_prints_the_schedule(tmp_path):
     assert [line.split()[1] for line in schedule] == ["48", "72", "96", "120", "144"]
     assert all("radiotherapy on primary (sphere r = 400 µm), dose_Gy = 2" in line
                for line in schedule)
+
+
+def test_the_run_records_every_delivery_given(tmp_path):
+    """/therapy in the run file and `therapy` in the summary list the deliveries made
+    within the run, in time order."""
+    import json
+
+    import h5py
+
+    from conftest import small_scenario_text
+    path = tmp_path / "rt.toml"
+    path.write_text(small_scenario_text(16) + RT.replace("start_h = 48.0", "start_h = 2.0")
+                    .replace("interval_h = 24.0", "interval_h = 3.0"))
+    out, summary = tmp_path / "rt.h5", tmp_path / "rt.json"
+    done = subprocess.run([sys.executable, "-m", "engine", "run", str(path), "--steps", "9",
+                           "--out", str(out), "--summary", str(summary), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with h5py.File(out, "r") as f:
+        record = f["therapy"][...]
+    assert list(record["step"]) == [2, 5, 8] and list(record["delivery"]) == [1, 2, 3]
+    assert set(record["dose"]) == {2.0} and set(record["dose_unit"]) == {b"Gy"}
+    given = json.loads(summary.read_text())["therapy"]
+    assert [g["step"] for g in given] == [2, 5, 8] and given[0]["therapy"] == "rt"
