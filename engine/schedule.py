@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from kernels.antiangiogenic import exposure_at, prune_immature_vessels
 from kernels.angiogenesis import grow_sprouts, lumenise, propose_sprouting
 from kernels.displacement import choose_escape, move_displaced, settle_escape_claims
 from kernels.division import place_daughters, propose_division, settle_division_claims
@@ -41,8 +42,12 @@ class Stage:
 ANGIOGENESIS_ENABLED = Condition(
     "angiogenesis.enabled", lambda sim: sim.rules.angiogenesis_enabled)
 VESSELS_CHANGED = Condition(
-    "a sprout anastomosed or a vessel regressed this step",
-    lambda sim: sim.events_this_step("anastomosis", "vessel_regressed") > 0)
+    "a sprout anastomosed or a vessel regressed or was pruned this step",
+    lambda sim: sim.events_this_step("anastomosis", "vessel_regressed", "vessel_pruned") > 0)
+
+ANTIANGIOGENIC_EXPOSURE = Condition(
+    "anti-angiogenic exposure E > 0 this step",
+    lambda sim: exposure_at(sim.rules, sim.step_index) > 0.0)
 
 FRACTION_DUE = Condition(
     "a radiotherapy fraction is due this step",
@@ -71,6 +76,7 @@ STEP = (
     Stage(propose_sprouting, ANGIOGENESIS_ENABLED),
     Stage(grow_sprouts, ANGIOGENESIS_ENABLED),
     Stage(regress_vessels),
+    Stage(prune_immature_vessels, ANTIANGIOGENIC_EXPOSURE),
     Stage(lumenise, VESSELS_CHANGED),
     Stage(spread_perfusion, VESSELS_CHANGED),
 )

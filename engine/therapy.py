@@ -3,7 +3,8 @@
 Each entry names a therapy, its kind, the lattice it treats (the primary or a site of
 the body), when it starts, how many deliveries (fractions, cycles, doses) it gives and
 how far apart, and the dose and target its kind needs.  The mechanism of each kind is
-a process under `kernels/` (radiotherapy: `kernels/radiation.py`), which reads the
+a process under `kernels/` (radiotherapy: `kernels/radiation.py`; anti-angiogenic
+therapy: `kernels/antiangiogenic.py`, its plasma levels from `engine.pharmacokinetics`), which reads the
 schedule from `Scenario.therapies`; this module holds the schedule's schema, checks
 and the schedule as it will run (`oncolattice check` prints it).
 
@@ -22,6 +23,7 @@ from kernels.process import REQUIRED, Param
 # kind -> the keys a therapy of that kind must give (besides the common ones)
 THERAPY_KINDS: dict[str, tuple[str, ...]] = {
     "radiotherapy": ("dose_Gy",),
+    "anti_angiogenic": ("dose_mg_per_kg",),
 }
 REGIONS = ("lattice", "sphere", "box")
 IDENTIFIER = r"[A-Za-z][A-Za-z0-9_]{0,63}"
@@ -46,6 +48,9 @@ THERAPY_SCHEMA: dict[str, Param] = {
     "dose_Gy": Param("float", None, lo=0.0, hi=30.0, lo_open=True, unit="Gy per fraction",
                      source="radiotherapy: 1.8–2 Gy conventional fractions, up to about "
                             "20–30 Gy in single-fraction radiosurgery; bound: that"),
+    "dose_mg_per_kg": Param("float", None, lo=0.0, hi=30.0, lo_open=True, unit="mg/kg per dose",
+                            source="anti_angiogenic: bevacizumab 5–15 mg/kg every 2–3 weeks "
+                                   "(label); bound: twice the highest labelled dose"),
     "region": Param("str", "lattice", choices=REGIONS,
                     source="the target volume: the whole lattice, a sphere or a box"),
     "center_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x); default: lattice centre",
@@ -112,7 +117,7 @@ def schedule_lines(scenario, steps: int) -> list[str]:
 RECORD_DTYPE = np.dtype([("step", np.int64), ("time_h", np.float64), ("therapy", "S64"),
                          ("kind", "S16"), ("lattice", "S64"), ("delivery", np.int32),
                          ("count", np.int32), ("dose", np.float64), ("dose_unit", "S16")])
-DOSE_UNITS = {"dose_Gy": "Gy"}
+DOSE_UNITS = {"dose_Gy": "Gy", "dose_mg_per_kg": "mg/kg"}
 
 
 def deliveries_at(scenario, step: int) -> np.ndarray:

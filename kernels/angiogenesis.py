@@ -29,6 +29,9 @@ Tips and stalks keep in `sprout_age` the age of their sprout (steps) and in `tra
 the direction back along it; proposals go in the work array `sprout_intent`, and new
 lumen (a fused tip, then the stalks joined to it) in the work array `lumen` until
 perfusion is recomputed.
+
+Under anti-angiogenic therapy (kernels/antiangiogenic.py) the sprouting and branching
+rates are scaled by (1 − E), E the fraction of VEGF signalling the drug blocks this step.
 """
 from __future__ import annotations
 
@@ -291,8 +294,9 @@ def _grow_sprouts(kind, perfused, lumen, sprout_age, trail, clock, hypoxia, vaca
 @kernel(reads=("kind", "perfused", "vegf", "sprout_age", "trail"), writes=("sprout_intent",),
         process=ANGIOGENESIS)
 def propose_sprouting(lattice, rules, step):
-    """Tips choose to anastomose or move; vessels sprout; old stalks branch."""
-    _propose_sprouting(lattice, rules, step)
+    """Tips choose to anastomose or move; vessels sprout; old stalks branch (at rates × (1 − E) under anti-VEGF exposure E)."""
+    from .antiangiogenic import blocked_angiogenesis    # E = 0: no overrides
+    _propose_sprouting(lattice, rules, step, **blocked_angiogenesis(rules, step))
 
 
 @kernel(reads=("kind", "sprout_intent", "sprout_age"), writes=("kind", "sprout_age", "lumen"),

@@ -1,0 +1,123 @@
+"""Plasma pharmacokinetics of the drug therapies: one compartment, intravenous boluses.
+
+A drug therapy (`[[therapy]]` of a drug kind, `engine.therapy`) gives doses D_k (mg/kg
+body mass) at the delivery steps s_k of the schedule (`engine.therapy.delivery_steps`),
+i.e. at times t_k = s_k · Δt.  Each dose is an intravenous bolus that mixes at once into
+a central (plasma) volume V and is eliminated by first-order kinetics with the terminal
+half-life t½ (the one-compartment model with linear elimination; Rowland & Tozer,
+Clinical Pharmacokinetics, ch. 3; Gibaldi & Perrier, Pharmacokinetics):
+
+    C(t) = Σ_{t_k ≤ t}  (D_k · m / V) · exp(−ln 2 · (t − t_k) / t½)        (mg/L)
+
+with m the body mass (kg).  A dose given at step s acts from step s on (C(t_k) is its
+full peak).  Repeated equal doses D every τ hours accumulate towards the steady state
+whose peak and trough are
+
+    C_peak,ss = (D m / V) / (1 − 2^(−τ/t½)),     C_trough,ss = C_peak,ss · 2^(−τ/t½)
+
+(the geometric series of the superposed boluses; Rowland & Tozer).  The effect on the
+drug's target follows the Emax model with Emax = 1 and Hill coefficient 1 (Holford &
+Sheiner 1981, Clin Pharmacokinet 6:429):
+
+    E = C / (C + EC50),      E in [0, 1);  E = 0 exactly where C = 0.
+
+Every quantity is a float64 computed on the host; kernels only ever see thresholds
+derived from E (DESIGN.md §4: no exp in kernels).  The one-compartment model ignores the
+distribution phase (for bevacizumab a few days, against a terminal half-life of about 20
+days) and target-mediated clearance; both are documented approximations.
+
+The drug's parameters live in the scenario table its process declares (`DRUG_TABLES`:
+the anti-angiogenic kind's in `[antiangiogenic]`, kernels/antiangiogenic.py):
+`half_life_h`, `volume_L`, `body_mass_kg` and `ec50_mg_per_L`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .therapy import THERAPY_KINDS, delivery_steps
+
+# drug therapy kind -> the scenario table holding its pharmacokinetic parameters
+DRUG_TABLES: dict[str, str] = {"anti_angiogenic": "antiangiogenic"}
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Drug:
+    """The pharmacokinetic and effect parameters of one drug."""
+
+    half_life_h: float          # terminal elimination half-life t½
+    volume_L: float             # central volume of distribution V
+    body_mass_kg: float         # m: turns a dose in mg/kg into mg
+    ec50_mg_per_L: float        # plasma concentration of half-maximal effect
+
+
+@dataclass(frozen=True)
+class PlasmaSchedule:
+    """The boluses of one drug on one lattice: (step, plasma increment D_k m / V in mg/L),
+    in step order, with the drug and the step length; `concentration(step)` and
+    `effect(step)` at any step, in float64."""
+
+    drug: Drug
+    step_h: float
+    boluses: tuple[tuple[int, float], ...]
+
+    def concentration(self, step: int) -> float:
+        """C at `step` (mg/L): the sum over boluses given at or before it."""
+        c = 0.0
+        for at, amount in self.boluses:
+            if at <= step:
+                c += amount * math.exp(-LN2 * (step - at) * self.step_h / self.drug.half_life_h)
+        return c
+
+    def effect(self, step: int) -> float:
+        """E = C / (C + EC50) at `step`."""
+        return emax_effect(self.concentration(step), self.drug.ec50_mg_per_L)
+
+    def effects(self, steps: int) -> np.ndarray:
+        """E at steps 0 .. steps (float64)."""
+        return np.array([self.effect(s) for s in range(steps + 1)], dtype=np.float64)
+
+
+def emax_effect(concentration_mg_per_L: float, ec50_mg_per_L: float) -> float:
+    """E = C / (C + EC50) (0 where C = 0)."""
+    c = float(concentration_mg_per_L)
+    return c / (c + float(ec50_mg_per_L)) if c > 0.0 else 0.0
+
+
+def steady_state_peak_trough(dose_mg_per_kg: float, interval_h: float, drug: Drug) -> tuple[float, float]:
+    """(C_peak,ss, C_trough,ss) of equal boluses every `interval_h` (mg/L)."""
+    rise = dose_mg_per_kg * drug.body_mass_kg / drug.volume_L
+    keep = 2.0 ** (-interval_h / drug.half_life_h)
+    peak = rise / (1.0 - keep)
+    return peak, peak * keep
+
+
+def drug_of(scenario, kind: str) -> Drug:
+    """The parameters of drug `kind` from its scenario table."""
+    table = DRUG_TABLES[kind]
+    return Drug(half_life_h=float(scenario[f"{table}.half_life_h"]),
+                volume_L=float(scenario[f"{table}.volume_L"]),
+                body_mass_kg=float(scenario[f"{table}.body_mass_kg"]),
+                ec50_mg_per_L=float(scenario[f"{table}.ec50_mg_per_L"]))
+
+
+def plasma_schedule(scenario, kind: str) -> PlasmaSchedule:
+    """The boluses of every therapy of `kind` on `scenario.lattice_name`."""
+    drug = drug_of(scenario, kind)
+    step_h = float(scenario["time.step_h"])
+    key = THERAPY_KINDS[kind][0]
+    boluses = []
+    for therapy in scenario.therapies:
+        if therapy["kind"] != kind or therapy["lattice"] != scenario.lattice_name:
+            continue
+        amount = float(therapy[key]) * drug.body_mass_kg / drug.volume_L
+        boluses += [(step, amount) for step in delivery_steps(therapy, step_h)]
+    return PlasmaSchedule(drug, step_h, tuple(sorted(boluses)))
+
+
+def exposure(scenario, kind: str, step: int) -> float:
+    """E of the therapies of `kind` on `scenario.lattice_name` at `step` (0 without any)."""
+    return plasma_schedule(scenario, kind).effect(step)
