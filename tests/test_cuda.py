@@ -178,9 +178,13 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
                      radiation_fractions={step: Fraction(2.0, 0, (0, 12, 1, 10, 0, 11), 1,
                                                          tuple(np.float32(v) for v in (6.5, 5.0, 5.5)),
                                                          np.float32(25.0))})
+    # anti-angiogenic exposure E = 1/2 this step: the blocked rates (× 1/2) still give sprouting
+    # and branching probabilities of about 1/2; a fifth of the immature vessels are pruned
+    blockade = dict(antiangiogenic_exposure=np.full(step + 1, 0.5), sprout_rate_per_h=1.4,
+                    branch_rate_per_h=1.4, prune_per_h=0.45)
     r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, regression_steps=3,
                       lysis_thr=np.uint32(2**31), **eager, **motility, **invasion, **dormancy,
-                      **radiation)
+                      **radiation, **blockade)
     solved = random_lattice(shape, seed, z0=seed)
     solved_twin = on(backend, solved)
     assert relax_oxygen(solved, r, step) == relax_oxygen(solved_twin, r, step)
@@ -212,6 +216,7 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     assert events["woke"] > 0 and events["dormant_died"] > 0   # (settled_abroad: test_dormancy)
     assert events["irradiated_tumor_killed"] > 0 and events["irradiated_functional_killed"] > 0
     assert events["irradiated_dormant_killed"] > 0
+    assert events["vessel_pruned"] > 0
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)
