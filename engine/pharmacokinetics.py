@@ -56,7 +56,7 @@ class Drug:
 
 @dataclass(frozen=True)
 class PlasmaSchedule:
-    """The boluses of one drug on one lattice: (step, plasma increment D_k m / V in mg/L),
+    """The boluses of one drug: (step, plasma increment D_k m / V in mg/L),
     in step order, with the drug and the step length; `concentration(step)` and
     `effect(step)` at any step, in float64."""
 
@@ -105,13 +105,14 @@ def drug_of(scenario, kind: str) -> Drug:
 
 
 def plasma_schedule(scenario, kind: str) -> PlasmaSchedule:
-    """The boluses of every therapy of `kind` on `scenario.lattice_name`."""
+    """The boluses of every therapy of `kind`: a drug reaches every lattice of the body
+    through the plasma, so every lattice sees the same concentration."""
     drug = drug_of(scenario, kind)
     step_h = float(scenario["time.step_h"])
     key = THERAPY_KINDS[kind][0]
     boluses = []
     for therapy in scenario.therapies:
-        if therapy["kind"] != kind or therapy["lattice"] != scenario.lattice_name:
+        if therapy["kind"] != kind:
             continue
         amount = float(therapy[key]) * drug.body_mass_kg / drug.volume_L
         boluses += [(step, amount) for step in delivery_steps(therapy, step_h)]
@@ -119,5 +120,5 @@ def plasma_schedule(scenario, kind: str) -> PlasmaSchedule:
 
 
 def exposure(scenario, kind: str, step: int) -> float:
-    """E of the therapies of `kind` on `scenario.lattice_name` at `step` (0 without any)."""
+    """E of the therapies of `kind` at `step` (0 without any), the same on every lattice."""
     return plasma_schedule(scenario, kind).effect(step)

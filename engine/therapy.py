@@ -25,6 +25,9 @@ THERAPY_KINDS: dict[str, tuple[str, ...]] = {
     "radiotherapy": ("dose_Gy",),
     "anti_angiogenic": ("dose_mg_per_kg",),
 }
+# kinds aimed at a target on one lattice; every other kind is a drug that reaches every
+# lattice of the body through the plasma (engine.pharmacokinetics)
+LOCAL_KINDS = ("radiotherapy",)
 REGIONS = ("lattice", "sphere", "box")
 IDENTIFIER = r"[A-Za-z][A-Za-z0-9_]{0,63}"
 MAX_THERAPIES = 64
@@ -79,6 +82,11 @@ def check_therapies(scenario, fail) -> None:
         for key in THERAPY_KINDS[therapy["kind"]]:
             if therapy[key] is None:
                 fail(at, f"{at}.{key} is missing: a {therapy['kind']} therapy needs it")
+        if therapy["kind"] not in LOCAL_KINDS and (therapy["lattice"] != "primary"
+                                                   or therapy["region"] != "lattice"):
+            fail(at, f"{at}: kind \"{therapy['kind']}\" is a drug that reaches every lattice of "
+                     "the body through the plasma; lattice and region name the target of "
+                     "radiotherapy only")
         if therapy["lattice"] not in lattices:
             fail(f"{at}.lattice", f"{at}.lattice = \"{therapy['lattice']}\" is not a lattice of "
                                   f"the body ({', '.join(sorted(lattices))})")
@@ -97,19 +105,25 @@ def check_therapies(scenario, fail) -> None:
                                        f"therapy[{names.index(name)}].name")
 
 
+def where(therapy: dict) -> str:
+    """The lattice a therapy treats, or "body" for a drug (it reaches every lattice)."""
+    return therapy["lattice"] if therapy["kind"] in LOCAL_KINDS else "body"
+
+
 def schedule_lines(scenario, steps: int) -> list[str]:
     """The schedule as it will run, one line per delivery, in time order."""
     step_h = scenario["time.step_h"]
     rows = []
     for therapy in scenario.therapies:
         dose = ", ".join(f"{key} = {therapy[key]:g}" for key in THERAPY_KINDS[therapy["kind"]])
-        target = therapy["region"] if therapy["region"] != "sphere" else \
-            f"sphere r = {therapy['radius_um']:g} µm"
+        target = ("systemic: every lattice" if therapy["kind"] not in LOCAL_KINDS
+                  else f"sphere r = {therapy['radius_um']:g} µm" if therapy["region"] == "sphere"
+                  else therapy["region"])
         for k, step in enumerate(delivery_steps(therapy, step_h)):
             given = "" if step <= steps else "  (after the run ends: not given)"
             rows.append((step, f"  step {step:>6} (day {step * step_h / 24:6.2f})  "
                                f"{therapy['name']} {k + 1}/{therapy['count']}  "
-                               f"{therapy['kind']} on {therapy['lattice']} ({target}), "
+                               f"{therapy['kind']} on {where(therapy)} ({target}), "
                                f"{dose}{given}"))
     return [line for _, line in sorted(rows, key=lambda r: r[0])]
 
@@ -128,6 +142,6 @@ def deliveries_at(scenario, step: int) -> np.ndarray:
             if at == step:
                 key = THERAPY_KINDS[therapy["kind"]][0]
                 rows.append((step, step * scenario["time.step_h"], therapy["name"],
-                             therapy["kind"], therapy["lattice"], k + 1, therapy["count"],
+                             therapy["kind"], where(therapy), k + 1, therapy["count"],
                              therapy[key], DOSE_UNITS[key]))
     return np.array(rows, dtype=RECORD_DTYPE)

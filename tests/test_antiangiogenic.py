@@ -1,5 +1,6 @@
 """Anti-angiogenic therapy: plasma pharmacokinetics (engine/pharmacokinetics.py), VEGF
 blockade of sprouting and pruning of immature vessels (kernels/antiangiogenic.py)."""
+import dataclasses
 import math
 
 import numpy as np
@@ -87,11 +88,20 @@ def test_effect_follows_the_emax_model():
     assert exposure_at(rules, 5000) == plasma.effect(5000)     # past the table: on the fly
 
 
-def test_only_this_lattices_therapies_count():
+def test_only_the_drugs_own_therapies_count_and_every_lattice_sees_them():
     s = scenario(BEV.replace('kind = "anti_angiogenic"', 'kind = "radiotherapy"')
                  .replace("dose_mg_per_kg = 10.0", "dose_Gy = 2.0"))
     assert exposure(s, "anti_angiogenic", 100) == 0.0
     assert build_rules(s).antiangiogenic_exposure.max() == 0.0
+    treated = scenario()
+    site = dataclasses.replace(treated, lattice_name="lung", lattice_id=3)   # the plasma is shared
+    assert exposure(site, "anti_angiogenic", 100) == exposure(treated, "anti_angiogenic", 100) > 0
+
+
+def test_a_drug_names_no_lattice_or_region():
+    for extra in ('lattice = "lung"\n', 'region = "sphere"\nradius_um = 100.0\n'):
+        with pytest.raises(ScenarioError, match=r"therapy\[0\]: kind \"anti_angiogenic\" is a drug that reaches every lattice"):
+            scenario(BEV + extra)
 
 
 # -- the schema -------------------------------------------------------------------------
