@@ -44,8 +44,9 @@ Parameters (`[antiangiogenic]`):
   pruned within a week (Inai et al. 2004; Jain 2005; approx.).
 
 Rule constants (`antiangiogenic_rules`): `antiangiogenic_exposure`, E at steps 0 .. the
-run's last step (float64; the schedule is static), and `antiangiogenic_plasma`, the
-`PlasmaSchedule` that gives E at any later step (`exposure_at`).
+run's last step or ten half-lives after the last dose, whichever comes first (float64;
+the schedule is static), and `antiangiogenic_plasma`, the `PlasmaSchedule` that gives E
+at any later step (`exposure_at`).
 """
 from __future__ import annotations
 
@@ -92,9 +93,18 @@ VESSEL_PRUNED = 0
 STREAM_PRUNE = ANTIANGIOGENIC.streams["prune"]
 
 
-def run_steps(scenario) -> int:
-    """The run's steps, as engine.run counts them."""
-    return max(1, int(round(scenario["time.duration_h"] / scenario["time.step_h"])))
+TABLE_HALF_LIVES = 10      # the table of E reaches this many half-lives past the last dose
+
+
+def table_steps(scenario, plasma) -> int:
+    """Steps the table of E covers: the run's steps, but no further than
+    TABLE_HALF_LIVES half-lives after the last dose (a long run does not buy a long table;
+    later steps are computed on the fly); 1 without any dose."""
+    if not plasma.boluses:
+        return 1
+    run = max(1, int(round(scenario["time.duration_h"] / scenario["time.step_h"])))
+    tail = math.ceil(TABLE_HALF_LIVES * plasma.drug.half_life_h / scenario["time.step_h"])
+    return min(run, plasma.boluses[-1][0] + tail) + 1
 
 
 @ANTIANGIOGENIC.rules_from
@@ -104,7 +114,7 @@ def antiangiogenic_rules(scenario) -> dict:
     and the angiogenesis rates blocking scales: sprout_rate_per_h, branch_rate_per_h."""
     plasma = plasma_schedule(scenario, KIND)
     a = scenario.values["angiogenesis"]
-    return {"antiangiogenic_exposure": plasma.effects(run_steps(scenario)),
+    return {"antiangiogenic_exposure": plasma.effects(table_steps(scenario, plasma) - 1),
             "antiangiogenic_plasma": plasma,
             "prune_per_h": float(scenario["antiangiogenic.prune_per_h"]),
             "sprout_rate_per_h": float(a["sprout_rate_per_h"]),

@@ -266,3 +266,14 @@ def test_pruning_is_bit_identical_through_the_cuda_host_harness(seed):
         prune_immature_vessels(twin, r, step)
         assert_same_state(reference, twin, f"prune_immature_vessels step {step}")
     assert reference.events[PRUNED].sum() > 0
+
+
+def test_the_exposure_table_is_bounded_by_the_doses_not_the_run_length():
+    """A long run (10⁶ h) does not buy a long table: without doses it has one entry, with
+    doses it ends ten half-lives after the last; later steps are computed on the fly."""
+    long = QUICKSTART.replace("duration_h = 240.0", "duration_h = 1e6")
+    assert len(build_rules(scenario(extra="", base=long)).antiangiogenic_exposure) == 1
+    rules = build_rules(scenario(base=long))
+    last = 24 + 2 * 336
+    assert len(rules.antiangiogenic_exposure) == last + 10 * 480 + 1
+    assert exposure_at(rules, 10**7) == rules.antiangiogenic_plasma.effect(10**7)
