@@ -105,3 +105,11 @@ def test_the_run_records_every_delivery_given(tmp_path):
     assert set(record["dose"]) == {2.0} and set(record["dose_unit"]) == {b"Gy"}
     given = json.loads(summary.read_text())["therapy"]
     assert [g["step"] for g in given] == [2, 5, 8] and given[0]["therapy"] == "rt"
+    # the report lists the record, with the research-tool caveat
+    from tools.report_html import write_report
+    report = write_report(out, tmp_path / "report")
+    assert [g["step"] for g in report["therapy"]] == [2, 5, 8]
+    page = (tmp_path / "report" / "index.html").read_text()
+    section = page.split('<section id="therapy">')[1].split("</section>")[0]
+    assert section.count("<td>rt</td>") == 3 and "3/5" in section and "2 Gy" in section
+    assert "not a promise of cure" in section

@@ -174,8 +174,33 @@ def metastasis_section(m: dict, colonies: list[dict], images: dict[str, bytes]) 
     return parts
 
 
+def therapy_record(rows) -> list[dict]:
+    """The run's /therapy rows as JSON-ready dicts (text decoded), in time order."""
+    def plain(v):
+        return v.decode() if isinstance(v, bytes) else v.item()
+    return [{name: plain(row[name]) for name in rows.dtype.names} for row in rows]
+
+
+def therapy_section(record: list[dict]) -> list[str]:
+    """The therapy record: every delivery the run gave, with the research-tool caveat."""
+    e = html.escape
+    head = "<tr><th>step</th><th>day</th><th>therapy</th><th>kind</th><th>target</th>" \
+           "<th>delivery</th><th>dose</th></tr>"
+    rows = [f"<tr><td>{r['step']}</td><td>{r['time_h'] / 24.0:.2f}</td><td>{e(r['therapy'])}</td>"
+            f"<td>{e(r['kind'])}</td><td>{e(r['lattice'])}</td>"
+            f"<td>{r['delivery']}/{r['count']}</td><td>{r['dose']:g} {e(r['dose_unit'])}</td></tr>"
+            for r in record]
+    return ['<section id="therapy">', "<h2>Therapy record</h2>",
+            f"<p>Every delivery the run gave ({len(record)}). Simulated treatment effects are "
+            f"not a promise of cure or a prediction for any patient: oncolattice is a "
+            f"{DISCLAIMER}; whether and which therapy is appropriate must always be decided "
+            f"individually by a physician.</p>",
+            f"<table>\n{head}\n" + "\n".join(rows) + "\n</table>", "</section>"]
+
+
 def render_html(summary: dict, scenario_toml: str, images: dict[str, bytes],
-                notes: list[str], metastasis: list[str] | None = None) -> str:
+                notes: list[str], metastasis: list[str] | None = None,
+                therapy: list[str] | None = None) -> str:
     """The self-contained page: inline CSS, PNGs as data URIs, no external resources."""
     e = html.escape
     status = summary["status"]
@@ -246,6 +271,7 @@ def render_html(summary: dict, scenario_toml: str, images: dict[str, bytes],
     parts += _kinds_section(summary)
     parts += ["<h2>Plots</h2>"]
     parts += [_figure_html(name, images[name]) for name in FIGURES if name in images]
+    parts += therapy or []
     parts += metastasis or []
     parts += [
         "<h2>Resolved parameters</h2>",
@@ -296,6 +322,9 @@ def write_report(run_path, out, *, lattice: str | None = None) -> dict:
             figures.update(build_body_figures(body))
             summary["metastasis"] = summarise_body(body)
         has_body, n_lattices = run.has_body, len(run.lattices)
+        delivered = run.therapy()
+    if delivered is not None and len(delivered):
+        summary["therapy"] = therapy_record(delivered)
     images = {}
     for name, fig in figures.items():
         if fig is not None:
@@ -325,7 +354,9 @@ def write_report(run_path, out, *, lattice: str | None = None) -> dict:
     }
     metastasis = (metastasis_section(summary["metastasis"], body.colonies, images)
                   if body is not None else None)
-    page = render_html(summary, scenario_toml, images, notes, metastasis).encode("utf-8")
+    therapy = therapy_section(summary["therapy"]) if "therapy" in summary else None
+    page = render_html(summary, scenario_toml, images, notes, metastasis,
+                       therapy).encode("utf-8")
     out = _prepare_out(out)
     for name, data in images.items():
         _write_atomic(out / f"{name}.png", data)

@@ -62,7 +62,7 @@ import numpy as np
 from h5py import h5f, h5p
 
 from engine.errors import RunFileError, UserError
-from engine.runformat import (hdf5_library, BODY, COLONIES, COLONY_SIZES, COUNTS, CTCS,
+from engine.runformat import (hdf5_library, BODY, COLONIES, COLONY_SIZES, COUNTS, CTCS, THERAPY,
                               DEFAULT_KIND_CODES, FORMAT, FORMAT_ATTR, KIND, LATTICE_ATTRS,
                               LATTICE_ID_ATTR, LATTICES, ORGAN, PRIMARY, ROLE_ATTR, RUNNING,
                               SITE, SITE_CLASS_ATTR, SITE_ORGAN_ATTR, SNAPSHOT_STEP,
@@ -74,7 +74,8 @@ from engine.runformat import (hdf5_library, BODY, COLONIES, COLONY_SIZES, COUNTS
 # wait a few milliseconds in all: ample for a writer's flush to land.
 METADATA_READ_ATTEMPTS = 20
 # The body tables (engine.runformat), each with the columns a reader requires.
-BODY_TABLES = {BODY: ("step",), COLONIES: ("id",), COLONY_SIZES: ("step", "colony"), CTCS: ()}
+BODY_TABLES = {BODY: ("step",), COLONIES: ("id",), COLONY_SIZES: ("step", "colony"), CTCS: (),
+               THERAPY: ("step", "therapy", "kind")}
 # What h5py and numpy raise on a damaged file; anything else is a bug.
 READ_ERRORS = (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError, OverflowError)
 MESSAGE_CHARS = 300         # longest reason quoted from a library's message
@@ -492,6 +493,10 @@ class RunFile:
     def ctcs(self) -> np.ndarray | None:
         """/ctcs, one record per cell that left a lattice, or None."""
         return self._table(CTCS)
+
+    def therapy(self) -> np.ndarray | None:
+        """/therapy, one row per therapy delivery given (the therapy record), or None."""
+        return self._table(THERAPY)
 
     def close(self) -> None:
         self._f.close()
