@@ -42,13 +42,13 @@ from kernels.intravasation import shedding_per_g_per_day
 from kernels.dormancy import STREAM_ARRIVAL
 from kernels.lattice import (COLONY_LINEAGE_BASE, DORMANT, DX, DY, DZ, EMPTY, FOUNDING_BASE,
                              NEW_CLONE_LIMIT, TUMOR)
-from kernels.philox import MASK32, choose, philox4x32_numpy
+from kernels.philox import choose
 
-from .circulation import CIRCULATION, ORGAN_MASS_G, STATES, Circulation, Site
+from .circulation import CIRCULATION, ORGAN_MASS_G, Circulation, Site, record_draw
 from .circulation import counts_dtype as circulation_counts_dtype
 from .colonies import CENSUS_COLUMNS, SIZE_DTYPE, ColonyRegistry
 from .simulation import Simulation
-from .therapy import deliveries_at
+from .therapy import deliveries
 
 PLACEMENT_TRIES = 3          # capillaries an arrival tries before it is recorded as failed
 STREAM_EXTRAVASATION = CIRCULATION.streams["extravasation"]
@@ -94,6 +94,10 @@ class Body:
                                 drains_to=s["drains_to"] or None)
                            for i, s in enumerate(scenario.sites)]
         self.organ_of = {site.name: site.organ for site in self.site_specs}
+        self.block_fraction = {sim.name: block_fraction(self.organ_of[sim.name],
+                                                        sim.lattice.shape,
+                                                        sim.scenario["lattice.voxel_um"])
+                               for sim in self.sites}
         self.key = self.primary.rules.key
         self.circulation = Circulation(scenario.values["circulation"], self.site_specs,
                                        self.key, scenario["time.step_h"])
@@ -102,8 +106,13 @@ class Body:
         self.dtype = body_counts_dtype(self.circulation)
         self.rows = [sim.initial for sim in self.lattices]
         self.sizes = np.zeros(0, dtype=SIZE_DTYPE)
-        self.delivered = deliveries_at(scenario, 0)      # the therapy record of the step
+        self.schedule = deliveries(scenario)             # every delivery the therapies give
+        self.delivered = self.given_at(0)                # the therapy record of the step
         self.body_row = self._body_row(0)
+
+    def given_at(self, step: int) -> np.ndarray:
+        """The deliveries of the schedule at `step`."""
+        return self.schedule[self.schedule["step"] == step]
 
     @property
     def step_index(self) -> int:
@@ -124,43 +133,50 @@ class Body:
                                        shape=sim.lattice.shape)
                 shed += len(departures) if sim is self.primary else 0
         step = self.step_index
-        for arrival in self.circulation.advance(step):
-            self.extravasate(step, arrival)
+        self.extravasate(step, self.circulation.advance(step))
         for sim in self.lattices:
             self.found_local_colonies(sim)
         self.circulation.audit()
         self.rows = [sim.census() for sim in self.lattices]
         self.sizes = np.concatenate([self.measure(sim) for sim in self.lattices])
-        self.delivered = deliveries_at(self.scenario, step)
+        self.delivered = self.given_at(step)
         self.body_row = self._body_row(shed)
         return self.rows
 
     # -- 3. extravasation -------------------------------------------------------------
 
-    def extravasate(self, step: int, arrival) -> None:
-        """Place an arrival next to a perfused capillary of its site lattice (see the
-        module docstring), as a dormant founder of a new colony."""
-        sim = self.by_name[arrival.site]
-        lat = sim.lattice
-        kind = sim.arch.to_host(lat.kind)
-        capillaries = np.flatnonzero(sim.arch.to_host(lat.perfused).reshape(-1))
-        record = int(arrival.record_id)
-        words = philox4x32_numpy((record & MASK32, step,
-                                  STREAM_EXTRAVASATION | lat.lattice_id << 8, record >> 32),
-                                 self.key)
-        for attempt in range(PLACEMENT_TRIES if len(capillaries) else 0):
-            vessel = int(capillaries[choose(int(words[attempt]), len(capillaries))])
-            rooms = open_neighbours(kind, vessel)
-            if rooms:
-                self.settle(sim, arrival, rooms[choose(int(words[3]), len(rooms))], step)
-                return
-        self.circulation.fail_arrival(step, record, "no empty voxel beside the capillaries tried")
+    def extravasate(self, step: int, arrivals) -> None:
+        """Place each arrival next to a perfused capillary of its site lattice (see the
+        module docstring), in the circulation's order, as the founder of a new colony;
+        each site's kind and capillaries come to the host once a step."""
+        blocks = {}
+        for arrival in arrivals:
+            sim = self.by_name[arrival.site]
+            if sim.name not in blocks:
+                blocks[sim.name] = (sim.arch.to_host(sim.lattice.kind).copy(), np.flatnonzero(
+                    sim.arch.to_host(sim.lattice.perfused).reshape(-1)))
+            kind, capillaries = blocks[sim.name]
+            record = int(arrival.record_id)
+            words = record_draw(record, step, STREAM_EXTRAVASATION, sim.lattice.lattice_id,
+                                self.key)
+            for attempt in range(PLACEMENT_TRIES if len(capillaries) else 0):
+                vessel = int(capillaries[choose(int(words[attempt]), len(capillaries))])
+                rooms = open_neighbours(kind, vessel)
+                if rooms:
+                    room = rooms[choose(int(words[3]), len(rooms))]
+                    kind[room] = self.settle(sim, arrival, room, step)
+                    break
+            else:
+                self.circulation.fail_arrival(step, record,
+                                              "no empty voxel beside the capillaries tried")
 
-    def settle(self, sim, arrival, voxel: tuple[int, int, int], step: int) -> None:
-        """The arrival becomes a dormant cell at `voxel`, founder of a new colony."""
+    def settle(self, sim, arrival, voxel: tuple[int, int, int], step: int) -> int:
+        """The arrival becomes a dormant (or dividing) cell at `voxel`, founder of a new
+        colony; returns its kind."""
         lat, (z, y, x) = sim.lattice, voxel
         clone = self.new_clone(sim)
-        lat.kind[z, y, x] = TUMOR if self.arrives_dividing(sim, arrival, step) else DORMANT
+        kind = TUMOR if self.arrives_dividing(sim, arrival, step) else DORMANT
+        lat.kind[z, y, x] = kind
         for t, level in enumerate(arrival.traits):
             lat.traits[t, z, y, x] = int(level)
         lat.lineage[z, y, x] = clone
@@ -173,13 +189,13 @@ class Body:
         self.registry.register(lattice=sim.name, lineage=clone, organ=organ,
                                cls=site_class(organ), founder_clone=int(arrival.lineage),
                                founder_record=int(arrival.record_id), step=step)
+        return kind
 
     def arrives_dividing(self, sim, arrival, step) -> bool:
         """Whether an arrival starts dividing at once (`kernels.dormancy`: word 0 of the
         Philox draw of stream `arrival`, counter record id, step, lattice id)."""
-        record = int(arrival.record_id)
-        word = philox4x32_numpy((record & MASK32, step, STREAM_ARRIVAL | sim.lattice.lattice_id << 8,
-                                 record >> 32), self.key)[0]
+        word = record_draw(int(arrival.record_id), step, STREAM_ARRIVAL,
+                           sim.lattice.lattice_id, self.key)[0]
         return int(word) < int(sim.rules.arrival_dividing_thr)
 
     def new_clone(self, sim) -> int:
@@ -271,7 +287,6 @@ def open_neighbours(kind: np.ndarray, index: int) -> list[tuple[int, int, int]]:
 def circulation_totals(circulation: Circulation) -> dict[str, int]:
     """Cells that left a lattice, clusters, and where every one of them is now."""
     records = circulation.records
-    out = {"cells": int(len(records)),
-           "clusters": int(len(np.unique(records["unit"][records["cluster_size"] > 1])))}
-    out.update({state: int((records["state"] == code).sum()) for code, state in enumerate(STATES)})
-    return out
+    return {"cells": int(len(records)),
+            "clusters": int(len(np.unique(records["unit"][records["cluster_size"] > 1]))),
+            **circulation.contents()}

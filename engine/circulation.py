@@ -314,6 +314,17 @@ def counts_dtype(sites) -> np.dtype:
                      for c in counts_columns(sites)])
 
 
+def record_draw(ids, step: int, stream: int, location, key) -> tuple:
+    """The four Philox words of records `ids` (uint64) for `stream` at `step`: counter
+    (id low 32 bits, step, stream | location << 8, id high 32 bits), `location` 0 in the
+    blood or lymph and a site's lattice id there (the body's placement draws too)."""
+    u = np.asarray(ids).astype(np.uint64)
+    c2 = np.uint64(stream) | (np.asarray(location, dtype=np.uint64) << np.uint64(8))
+    words = philox4x32_numpy((u & np.uint64(0xFFFFFFFF), np.uint64(step & 0xFFFFFFFF), c2,
+                              u >> np.uint64(32)), key)
+    return tuple(w.astype(np.uint64) for w in words)
+
+
 def _params(params) -> dict:
     """The scenario's [circulation] values, defaults filled; unknown keys refused."""
     unknown = set(params) - set(PARAMS)
@@ -382,7 +393,7 @@ class Circulation:
         self._step = None              # the step whose events are being counted
         self._last_advance = None
         self._events = self._zero_events()
-        self._start = self._contents()
+        self._start = self.contents()
 
     # -- set-up -------------------------------------------------------------------------------
     def _check_sites(self):
@@ -453,7 +464,8 @@ class Circulation:
         last = names.index("in_blood")
         return {c: 0 for c in names[1:last]}
 
-    def _contents(self) -> dict:
+    def contents(self) -> dict:
+        """Records (cells) in each state now."""
         state = self._rec["state"][:self._n]
         return {STATES[s]: int(np.count_nonzero(state == s)) for s in range(len(STATES))}
 
@@ -464,7 +476,7 @@ class Circulation:
         if step != self._step:
             self._step = step
             self._events = self._zero_events()
-            self._start = self._contents()
+            self._start = self.contents()
 
     # -- entering -----------------------------------------------------------------------------
     def enter(self, step: int, departures: np.ndarray, origin: str, shape=None) -> None:
@@ -538,11 +550,7 @@ class Circulation:
 
     # -- moving -------------------------------------------------------------------------------
     def _draw(self, units: np.ndarray, step: int, stream: int, location) -> tuple:
-        u = units.astype(np.uint64)
-        c2 = np.uint64(stream) | (np.asarray(location, dtype=np.uint64) << np.uint64(8))
-        words = philox4x32_numpy((u & np.uint64(0xFFFFFFFF), np.uint64(step & 0xFFFFFFFF), c2,
-                                  u >> np.uint64(32)), self.key)
-        return tuple(w.astype(np.uint64) for w in words)
+        return record_draw(units, step, stream, location, self.key)
 
     def _members(self, leads: np.ndarray) -> np.ndarray:
         """Rows of every cell of the units led by `leads` (consecutive ids)."""
@@ -708,7 +716,7 @@ class Circulation:
     # -- reporting ------------------------------------------------------------------------------
     def counts(self) -> dict:
         """This step's events (cells) and the compartments' contents (cells)."""
-        now = self._contents()
+        now = self.contents()
         out = {"step": -1 if self._step is None else self._step, **self._events,
                "in_blood": now["in_blood"], "in_lymph": now["in_lymph"],
                "arrested": now["arrested"]}
@@ -731,7 +739,7 @@ class Circulation:
         state = rec["state"]
         if (state >= len(STATES)).any():
             problems.append("a record has no valid state")
-        now = self._contents()
+        now = self.contents()
         if sum(now.values()) != self._n:
             problems.append(f"{self._n} cells created but states hold {sum(now.values())}")
         active = np.isin(state, (IN_BLOOD, IN_LYMPH, ARRESTED))

@@ -24,6 +24,8 @@ import numpy as np
 
 from kernels.lattice import DORMANT, NECROTIC, TUMOR
 
+from .runformat import plain_rows
+
 ITC_MAX_UM = 200.0          # isolated tumour cells: at most 0.2 mm (AJCC 8th ed.)
 MICRO_MAX_UM = 2000.0       # micrometastasis: above 0.2 mm, at most 2 mm; beyond: macro
 CLASSES = ("local", "regional", "distant")
@@ -117,9 +119,7 @@ class ColonyRegistry:
 
     def summary(self) -> list[dict]:
         """The registry as JSON-ready dicts."""
-        def plain(v):
-            return v.decode() if isinstance(v, bytes) else v.item()
-        return [{name: plain(row[name]) for name in COLONY_DTYPE.names} for row in self.rows]
+        return plain_rows(self.rows)
 
 
 CENSUS_COLUMNS = tuple(f"colonies_{c}" for c in CLASSES) + STAGES[1:]

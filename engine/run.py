@@ -19,15 +19,14 @@ from . import __version__
 from .backend import cpu_threads, gpu_free_bytes
 from .errors import DoesNotFit, Interrupted, OutputFailed, UserError, shown
 from .output import LatticeInfo, RunLock, RunWriter, write_summary
-from .runformat import (BLOCK_FRACTION_ATTR, BODY, CODES_ATTR, COLONIES, COLONY_SIZES, CTCS, KIND, LATTICE_ID_ATTR,
-                        PRIMARY, ROLE_ATTR, SITE, SITE_CLASS_ATTR, SITE_ORGAN_ATTR, THERAPY,
-                        UNITS_ATTR,
-                        counts_path, kind_codes_attr)
-from .body import Body, block_fraction, circulation_totals, site_class
+from .runformat import (BLOCK_FRACTION_ATTR, BODY, CODES_ATTR, COLONIES, COLONY_SIZES, CTCS,
+                        KIND, LATTICE_ID_ATTR, PRIMARY, ROLE_ATTR, SITE, SITE_CLASS_ATTR,
+                        SITE_ORGAN_ATTR, THERAPY, UNITS_ATTR, counts_path, kind_codes_attr,
+                        plain_rows)
+from .body import Body, circulation_totals, site_class
 from .colonies import CLASSES, COLONY_DTYPE, SIZE_DTYPE
 from .simulation import counts_dtype
 from .therapy import RECORD_DTYPE as THERAPY_RECORD
-from .therapy import deliveries_at
 from .state import SNAPSHOT_FIELDS, host_bytes_per_voxel, human_bytes, run_bytes
 
 KIND_CODES = kind_codes_attr(KIND_NAMES)      # stored with the kind data: readers decode by it
@@ -92,8 +91,7 @@ def lattice_infos(body) -> list[LatticeInfo]:
         if sim is not body.primary:
             organ = body.organ_of[sim.name]
             attrs.update({SITE_ORGAN_ATTR: organ, SITE_CLASS_ATTR: site_class(organ),
-                          BLOCK_FRACTION_ATTR: block_fraction(
-                              organ, lat.shape, sim.scenario["lattice.voxel_um"])})
+                          BLOCK_FRACTION_ATTR: body.block_fraction[sim.name]})
         infos.append(LatticeInfo(name=sim.name, shape=lat.shape,
                                  voxel_um=sim.scenario["lattice.voxel_um"],
                                  organ=sim.arch.to_host(lat.organ),
@@ -114,9 +112,7 @@ def body_summary(body) -> dict:
     the colony registry."""
     return {
         "sites": {site.name: {"organ": body.organ_of[site.name],
-                              "block_fraction_of_organ": block_fraction(
-                                  body.organ_of[site.name], site.lattice.shape,
-                                  site.scenario["lattice.voxel_um"]),
+                              "block_fraction_of_organ": body.block_fraction[site.name],
                               **counts_by_kind(row)}
                   for site, row in zip(body.sites, body.rows[1:])},
         "circulation": circulation_totals(body.circulation),
@@ -126,11 +122,9 @@ def body_summary(body) -> dict:
     }
 
 
-def therapy_summary(scenario, steps: int) -> list[dict]:
+def therapy_summary(body) -> list[dict]:
     """The therapy record of the run: every delivery given, in time order."""
-    rows = np.concatenate([deliveries_at(scenario, step) for step in range(1, steps + 1)])
-    return [{name: (row[name].decode() if isinstance(row[name], bytes) else row[name].item())
-             for name in THERAPY_RECORD.names} for row in rows]
+    return plain_rows(body.schedule[body.schedule["step"] <= body.step_index])
 
 
 def steps_for(scenario) -> int:
@@ -353,7 +347,7 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
     if body.sites:
         summary["body"] = body_summary(body)
     if scenario.therapies:
-        summary["therapy"] = therapy_summary(scenario, sim.step_index)
+        summary["therapy"] = therapy_summary(body)
     if summary_path is not None:
         try:
             write_summary(summary_path, summary)

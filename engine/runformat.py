@@ -94,6 +94,15 @@ def lattice_path(lattice: str) -> str:
     return f"{LATTICES}/{lattice}"
 
 
+def plain_rows(rows) -> list[dict]:
+    """The rows of a structured table (the registry, the therapy record) as JSON-ready
+    dicts: text columns, stored as bytes, decoded; numbers (and fixed-size arrays of
+    them) as Python numbers."""
+    def plain(v):
+        return v.decode() if isinstance(v, bytes) else v.tolist()
+    return [{name: plain(row[name]) for name in rows.dtype.names} for row in rows]
+
+
 def counts_path(lattice: str, role: str) -> str:
     """The per-step counts table of a lattice: /counts for the primary lattice (as in
     files of one lattice), /lattices/<name>/counts for a site lattice."""

@@ -110,38 +110,45 @@ def where(therapy: dict) -> str:
     return therapy["lattice"] if therapy["kind"] in LOCAL_KINDS else "body"
 
 
-def schedule_lines(scenario, steps: int) -> list[str]:
-    """The schedule as it will run, one line per delivery, in time order."""
-    step_h = scenario["time.step_h"]
-    rows = []
-    for therapy in scenario.therapies:
-        dose = ", ".join(f"{key} = {therapy[key]:g}" for key in THERAPY_KINDS[therapy["kind"]])
-        target = ("systemic: every lattice" if therapy["kind"] not in LOCAL_KINDS
-                  else f"sphere r = {therapy['radius_um']:g} µm" if therapy["region"] == "sphere"
-                  else therapy["region"])
-        for k, step in enumerate(delivery_steps(therapy, step_h)):
-            given = "" if step <= steps else "  (after the run ends: not given)"
-            rows.append((step, f"  step {step:>6} (day {step * step_h / 24:6.2f})  "
-                               f"{therapy['name']} {k + 1}/{therapy['count']}  "
-                               f"{therapy['kind']} on {where(therapy)} ({target}), "
-                               f"{dose}{given}"))
-    return [line for _, line in sorted(rows, key=lambda r: r[0])]
-
-
 RECORD_DTYPE = np.dtype([("step", np.int64), ("time_h", np.float64), ("therapy", "S64"),
                          ("kind", "S16"), ("lattice", "S64"), ("delivery", np.int32),
                          ("count", np.int32), ("dose", np.float64), ("dose_unit", "S16")])
 DOSE_UNITS = {"dose_Gy": "Gy", "dose_mg_per_kg": "mg/kg"}
 
 
-def deliveries_at(scenario, step: int) -> np.ndarray:
-    """The therapy record of one step: every delivery the schedule gives at `step`."""
+def deliveries(scenario) -> np.ndarray:
+    """Every delivery of the schedule, in time order (at one step, in file order): the
+    therapy record a run writes for the deliveries it reaches."""
+    step_h = scenario["time.step_h"]
     rows = []
     for therapy in scenario.therapies:
-        for k, at in enumerate(delivery_steps(therapy, scenario["time.step_h"])):
-            if at == step:
-                key = THERAPY_KINDS[therapy["kind"]][0]
-                rows.append((step, step * scenario["time.step_h"], therapy["name"],
-                             therapy["kind"], where(therapy), k + 1, therapy["count"],
-                             therapy[key], DOSE_UNITS[key]))
-    return np.array(rows, dtype=RECORD_DTYPE)
+        key = THERAPY_KINDS[therapy["kind"]][0]
+        rows += [(step, step * step_h, therapy["name"], therapy["kind"], where(therapy),
+                  k + 1, therapy["count"], therapy[key], DOSE_UNITS[key])
+                 for k, step in enumerate(delivery_steps(therapy, step_h))]
+    record = np.array(rows, dtype=RECORD_DTYPE)
+    return record[np.argsort(record["step"], kind="stable")]
+
+
+def deliveries_at(scenario, step: int) -> np.ndarray:
+    """The therapy record of one step: every delivery the schedule gives at `step`."""
+    record = deliveries(scenario)
+    return record[record["step"] == step]
+
+
+def schedule_lines(scenario, steps: int) -> list[str]:
+    """The schedule as it will run, one line per delivery, in time order."""
+    by_name = {therapy["name"]: therapy for therapy in scenario.therapies}
+    lines = []
+    for row in deliveries(scenario):
+        therapy = by_name[row["therapy"].decode()]
+        key = THERAPY_KINDS[therapy["kind"]][0]
+        target = ("systemic: every lattice" if therapy["kind"] not in LOCAL_KINDS
+                  else f"sphere r = {therapy['radius_um']:g} µm" if therapy["region"] == "sphere"
+                  else therapy["region"])
+        given = "" if row["step"] <= steps else "  (after the run ends: not given)"
+        lines.append(f"  step {row['step']:>6} (day {row['time_h'] / 24:6.2f})  "
+                     f"{therapy['name']} {row['delivery']}/{row['count']}  "
+                     f"{therapy['kind']} on {where(therapy)} ({target}), "
+                     f"{key} = {row['dose']:g}{given}")
+    return lines

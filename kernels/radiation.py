@@ -168,11 +168,11 @@ def _region(entry: dict, scenario) -> tuple:
     shape, h = scenario.shape, float(scenario["lattice.voxel_um"])
     full = (0, shape[0], 0, shape[1], 0, shape[2])
     none = (np.float32(0.0),) * 3
-    region = entry.get("region", "lattice")
+    region = entry["region"]
     if region == "lattice":
         return full, 0, none, np.float32(0.0)
     if region == "sphere":
-        centre = entry.get("center_um")
+        centre = entry["center_um"]
         if centre is None:
             centre = [n * h / 2.0 for n in shape]
         c = tuple(float32_of(float(v) / h) for v in centre)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.runformat import atomic_path
+from engine.runformat import atomic_path, plain_rows
 from tools.report_plots import (CAPTIONS, FIGURES, METASTASIS_FIGURES, build_body_figures,
                                 build_figures, kind_label, png_bytes)
 from tools.report_series import load_body, load_series, summarise, summarise_body
@@ -174,13 +174,6 @@ def metastasis_section(m: dict, colonies: list[dict], images: dict[str, bytes]) 
     return parts
 
 
-def therapy_record(rows) -> list[dict]:
-    """The run's /therapy rows as JSON-ready dicts (text decoded), in time order."""
-    def plain(v):
-        return v.decode() if isinstance(v, bytes) else v.item()
-    return [{name: plain(row[name]) for name in rows.dtype.names} for row in rows]
-
-
 def therapy_section(record: list[dict]) -> list[str]:
     """The therapy record: every delivery the run gave, with the research-tool caveat."""
     e = html.escape
@@ -324,7 +317,7 @@ def write_report(run_path, out, *, lattice: str | None = None) -> dict:
         has_body, n_lattices = run.has_body, len(run.lattices)
         delivered = run.therapy()
     if delivered is not None and len(delivered):
-        summary["therapy"] = therapy_record(delivered)
+        summary["therapy"] = plain_rows(delivered)
     images = {}
     for name, fig in figures.items():
         if fig is not None:
