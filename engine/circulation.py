@@ -104,6 +104,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernels.lattice import N_TRAITS
 from kernels.philox import philox4x32_numpy, probability_threshold, step_probability
 from kernels.process import Param, Process
 
@@ -284,7 +285,7 @@ RECORD_FIELDS = [
     ("origin", np.uint8),                          # index into Circulation.origins
     ("origin_z", np.int32), ("origin_y", np.int32), ("origin_x", np.int32),
     ("origin_voxel", np.int64),                    # global index in the origin lattice, or -1
-    ("vessel", np.uint8), ("lineage", np.uint16), ("traits", np.uint8, (3,)),
+    ("vessel", np.uint8), ("lineage", np.uint16), ("traits", np.uint8, (N_TRAITS,)),
     ("cluster_size", np.int32), ("route", np.uint8), ("entered_step", np.int64),
     ("state", np.uint8), ("where", np.int16),      # site index (arrested/extravasated) or -1
     ("portal", np.bool_),                          # blood: the liver is its first bed

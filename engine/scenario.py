@@ -33,6 +33,8 @@ from kernels.process import MAX_STEPS, PROCESSES, REQUIRED, Param, nonnegative, 
 from . import schedule  # noqa: F401  (imports every process: their parameters join SCHEMA)
 from .circulation import SITE_ORGANS   # (and the [circulation] table joins SCHEMA)
 from .errors import ScenarioError, printable
+from kernels.lattice import TRAIT_NAMES
+
 from .therapy import MAX_THERAPIES, THERAPY_SCHEMA, check_therapies
 
 _pos, _nonneg = positive, nonnegative
@@ -88,6 +90,21 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "proliferation_level": _level(8),
         "adhesion_level": _level(4, "founder trait level; functional cells hold 15"),
         "apoptosis_resistance_level": _level(4),
+        "chemo_resistance_level": _level(0, "founder trait level; 0: fully drug-sensitive"),
+        "antigen_level": _level(8, "founder trait level of antigen presentation (approx.: "
+                                   "half the maximum; 0 is complete loss)"),
+        "checkpoint_level": _level(0, "founder trait level of the checkpoint ligand "
+                                      "(PD-L1-like); 0: none expressed"),
+        "receptor_level": _level(8, "founder trait level of hormone / growth-signal "
+                                    "receptor dependence (approx.)"),
+    },
+    "tumor.subclone": {
+        "fraction": Param("float", 0.0, lo=0.0, hi=1.0, unit="fraction of the seed's cells",
+                          source="a pre-existing subclone scattered through the seed (for "
+                                 "example drug-resistant cells before therapy); 0: none"),
+        **{f"{name}_level": Param("int", None, lo=0, hi=15, unit="level 0..15",
+                                  source="the subclone's level; default: the founder's")
+           for name in TRAIT_NAMES},
     },
 }
 

@@ -9,7 +9,10 @@
   `functional_density` (one Philox word per voxel).
 * The tumour seed (primary lattices only: a site lattice of the body starts as
   healthy tissue, `Scenario.seeded`) fills the ball of `seed_radius_um` around `seed_center_um`
-  with founder cells of lineage 1.  It is an avascular nodule: the ball
+  with founder cells of lineage 1 (trait levels `tumor.traits.*_level`); where the
+  scenario declares a subclone, each seed cell belongs to it with probability
+  `tumor.subclone.fraction` (word 1 of its tissue draw) and then carries lineage 2 and
+  the subclone's levels.  It is an avascular nodule: the ball
   replaces the vessels inside it, and vessels it cuts off lose their flow.
 * Functional cells start quiescent (G0) and ready to refill vacancies; tumour
   cells start at a uniformly random point of their cycle.
@@ -23,8 +26,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from kernels.lattice import (ADHESION, APOPTOSIS_RESISTANCE, CLOCK_FULL, EMPTY, FUNCTIONAL,
-                             LYMPH, PROLIFERATION, TUMOR, VESSEL, global_index)
+from kernels.lattice import (ADHESION, CLOCK_FULL, EMPTY, FUNCTIONAL, LYMPH, PROLIFERATION,
+                             TRAIT_NAMES, TUMOR, VESSEL, global_index)
 from kernels.philox import (choose, probability_threshold,
                             seed_key, voxel_draw)
 
@@ -34,6 +37,7 @@ from .vasculature import STREAM_CYCLE_PHASE, STREAM_TISSUE, build_vasculature
 
 FUNCTIONAL_ADHESION = 15
 FOUNDER_LINEAGE = 1
+SUBCLONE_LINEAGE = 2
 
 
 def organ_labels(scenario, shape, z0=0) -> np.ndarray:
@@ -49,7 +53,7 @@ def organ_labels(scenario, shape, z0=0) -> np.ndarray:
 
 @numba.njit(parallel=True, cache=True)
 def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, radius2,
-                    founder, z0, ny_global, nx_global, lattice_id, k0, k1):
+                    founder, subclone, subclone_thr, z0, ny_global, nx_global, lattice_id, k0, k1):
     nz, ny, nx = kind.shape
     for z in prange(nz):
         for y in range(ny):
@@ -60,21 +64,33 @@ def _populate_numba(kind, organ, traits, clock, lineage, density_thr, centre, ra
                 dx = (x + 0.5) - centre[2]
                 if dz * dz + dy * dy + dx * dx <= radius2:     # the nodule, vessels and all
                     kind[z, y, x] = TUMOR
+                    sub = voxel_draw(g, 0, STREAM_TISSUE, lattice_id, k0, k1)[1] < subclone_thr
                     for t in range(traits.shape[0]):
-                        traits[t, z, y, x] = founder[t]
-                    lineage[z, y, x] = FOUNDER_LINEAGE
+                        traits[t, z, y, x] = subclone[t] if sub else founder[t]
+                    lineage[z, y, x] = SUBCLONE_LINEAGE if sub else FOUNDER_LINEAGE
                 elif organ[z, y, x] > 0 and kind[z, y, x] == EMPTY:   # not a vessel
                     word = voxel_draw(g, 0, STREAM_TISSUE, lattice_id, k0, k1)[0]
                     if word < density_thr[organ[z, y, x]]:
                         kind[z, y, x] = FUNCTIONAL
                         traits[PROLIFERATION, z, y, x] = NEUTRAL_LEVEL
                         traits[ADHESION, z, y, x] = FUNCTIONAL_ADHESION
-                        traits[APOPTOSIS_RESISTANCE, z, y, x] = 0
+                        for t in range(ADHESION + 1, traits.shape[0]):
+                            traits[t, z, y, x] = 0
                 if kind[z, y, x] == FUNCTIONAL:
                     clock[z, y, x] = CLOCK_FULL      # quiescent (G0), ready to renew
                 elif kind[z, y, x] == TUMOR:
                     word = voxel_draw(g, 0, STREAM_CYCLE_PHASE, lattice_id, k0, k1)[0]
                     clock[z, y, x] = choose(word, CLOCK_FULL)
+
+
+def founder_levels(scenario) -> tuple[np.ndarray, np.ndarray]:
+    """Trait levels (uint8, TRAIT_NAMES order) of the founder and of its subclone (each
+    subclone level the founder's where the scenario gives none)."""
+    tr, sub = scenario.values["tumor.traits"], scenario.values["tumor.subclone"]
+    founder = [tr[f"{name}_level"] for name in TRAIT_NAMES]
+    subclone = [f if sub[f"{name}_level"] is None else sub[f"{name}_level"]
+                for f, name in zip(founder, TRAIT_NAMES)]
+    return np.array(founder, dtype=np.uint8), np.array(subclone, dtype=np.uint8)
 
 
 def build_tissue(scenario, z0=0, nz=None):
@@ -95,13 +111,12 @@ def build_tissue(scenario, z0=0, nz=None):
     radius2 = (scenario["tumor.seed_radius_um"] / h) ** 2 if scenario.seeded else -1.0
     density_thr = np.array([0] + [probability_threshold(o["functional_density"])
                                   for o in scenario.organs], dtype=np.uint32)
-    tr = scenario.values["tumor.traits"]
-    founder = np.array([tr["proliferation_level"], tr["adhesion_level"],
-                        tr["apoptosis_resistance_level"]], dtype=np.uint8)
+    founder, subclone = founder_levels(scenario)
+    subclone_thr = np.uint32(probability_threshold(scenario["tumor.subclone.fraction"]))
     k0, k1 = seed_key(scenario["scenario.seed"])
     _populate_numba(lat.kind, lat.organ, lat.traits, lat.clock, lat.lineage, density_thr,
                     np.array(centre, dtype=np.float64) / h,
-                    radius2, founder, z0,
+                    radius2, founder, subclone, subclone_thr, z0,
                     global_shape[1], global_shape[2], lattice_id, k0, k1)
     lat.oxygen[...] = np.float32(scenario["oxygen.initial_mmHg"])
     lat.oxygen[lat.kind == VESSEL] = np.float32(scenario["oxygen.vessel_mmHg"])

@@ -70,11 +70,11 @@ OL_ENTRY settle_division_claims(const u8 *kind, const u8 *intent, u8 *claim, u32
 // Copy the parent's trait levels; a mutating daughter moves each level down when its
 // word is below down_thr, up when below down_thr + up_thr (clipped to 0..15).
 OL_HD void inherit_traits(u8 *traits, i64 i, i64 parent, i64 nvox, bool mutate, const Draw &draws,
-                          const u32 *down_thr, const u32 *up_thr) {
+                          const Draw &more, const u32 *down_thr, const u32 *up_thr) {
     for (int t = 0; t < N_TRAITS; ++t) {
         int level = traits[t * nvox + parent];
         if (mutate) {
-            const u32 w = draws.w[t];
+            const u32 w = t < 4 ? draws.w[t] : more.w[t - 4];   // streams mutation, mutation_more
             if (w < down_thr[t]) {
                 level = level > 0 ? level - 1 : 0;
             } else if ((u64)w < (u64)down_thr[t] + up_thr[t]) {
@@ -116,7 +116,8 @@ OL_HD void place_daughter_voxel(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u
     const u8 pk = kind[parent];
     const bool tumour = pk == TUMOR;
     const Draw draws = voxel_draw(global_index(s, z, y, x), step, STREAM_MUTATION, s);
-    inherit_traits(traits, i, parent, s.nvox, tumour, draws, down_thr, up_thr);
+    const Draw more = voxel_draw(global_index(s, z, y, x), step, STREAM_MUTATION_MORE, s);
+    inherit_traits(traits, i, parent, s.nvox, tumour, draws, more, down_thr, up_thr);
     kind[i] = pk;
     lineage[i] = lineage[parent];
     clock[i] = 0;

@@ -22,7 +22,8 @@ Three passes, each a pure per-voxel gather (propose → resolve → apply):
 
 3. `place_daughters` — a winning target becomes the parent's daughter (same
    kind and lineage, clock 0; a tumour daughter's traits each move one level up
-   or down with the scenario's mutation probability), the parent restarts its
+   or down with the scenario's mutation probability: traits 0–3 read words 0–3 of
+   stream `mutation`, traits 4–6 words 0–2 of stream `mutation_more`), the parent restarts its
    cycle.  A functional cell claimed by a tumour daughter is displaced (see
    `displacement`): if it found room it has already moved aside, otherwise it
    dies of compression.  A functional cell that is itself displaced this step
@@ -83,9 +84,12 @@ DIVISION = Process(
     },
     events=("birth_tumor", "birth_functional", "compression_functional"),
                    streams={"division": 2,      # word 0: daughter site, word 1: claim priority
-                            "mutation": 4})     # words 0..2: one per heritable trait
+                            "mutation": 4,      # words 0..3: traits 0..3
+                            "mutation_more": 18})   # words 0..2: traits 4..6
 BIRTH_TUMOR, BIRTH_FUNCTIONAL, COMPRESSION_FUNCTIONAL = range(3)
 STREAM_DIVISION, STREAM_MUTATION = DIVISION.streams["division"], DIVISION.streams["mutation"]
+STREAM_MUTATION_MORE = DIVISION.streams["mutation_more"]
+WORDS_PER_DRAW = 4
 
 
 @DIVISION.rules_from
@@ -190,13 +194,15 @@ def _settle_division_claims(kind, intent, claim, step, tiles, n_tiles,
 
 
 @numba.njit(inline="always", cache=True)
-def inherit_traits(traits, z, y, x, pz, py, px, mutate, draws, down_thr, up_thr):
+def inherit_traits(traits, z, y, x, pz, py, px, mutate, draws, more, down_thr, up_thr):
     """Copy the parent's trait levels; if `mutate`, each level steps down when its
-    word is below down_thr, up when below down_thr + up_thr (clipped to 0..15)."""
+    word is below down_thr, up when below down_thr + up_thr (clipped to 0..15).
+    Trait t < 4 reads word t of `draws` (stream mutation), t ≥ 4 word t − 4 of `more`
+    (stream mutation_more)."""
     for t in range(N_TRAITS):
         level = np.int64(traits[t, pz, py, px])
         if mutate:
-            w = draws[t]
+            w = draws[t] if t < WORDS_PER_DRAW else more[t - WORDS_PER_DRAW]
             if w < down_thr[t]:
                 level = max(level - 1, 0)
             elif w < down_thr[t] + up_thr[t]:
@@ -233,7 +239,9 @@ def place_daughter(kind, traits, clock, hypoxia, lineage, vacancy, intent, claim
     tumour = pk == TUMOR
     g = global_index(z, y, x, z0, ny_global, nx_global)
     draws = voxel_draw(g, step, STREAM_MUTATION, lattice_id, k0, k1)
-    inherit_traits(traits, z, y, x, pz, py, px, tumour, draws, mutation_down_thr, mutation_up_thr)
+    more = voxel_draw(g, step, STREAM_MUTATION_MORE, lattice_id, k0, k1)
+    inherit_traits(traits, z, y, x, pz, py, px, tumour, draws, more, mutation_down_thr,
+                   mutation_up_thr)
     kind[z, y, x] = pk
     lineage[z, y, x] = lineage[pz, py, px]
     clock[z, y, x] = 0

@@ -25,7 +25,11 @@ constexpr u8 OWN_ORGAN = 1;
 constexpr int PROLIFERATION = 0;
 constexpr int ADHESION = 1;
 constexpr int APOPTOSIS_RESISTANCE = 2;
-constexpr int N_TRAITS = 3;
+constexpr int CHEMO_RESISTANCE = 3;
+constexpr int ANTIGEN = 4;
+constexpr int CHECKPOINT = 5;
+constexpr int RECEPTOR = 6;
+constexpr int N_TRAITS = 7;
 constexpr int TRAIT_LEVELS = 16;
 
 constexpr int CLOCK_FULL = 65535;

@@ -46,16 +46,21 @@ OWN_ORGAN = 1
 PROLIFERATION = 0
 ADHESION = 1
 APOPTOSIS_RESISTANCE = 2
-N_TRAITS = 3
-TRAIT_NAMES = ("proliferation", "adhesion", "apoptosis_resistance")
+CHEMO_RESISTANCE = 3      # lowers the kill of cytotoxic chemotherapy
+ANTIGEN = 4               # antigen presentation (MHC-I): what T cells recognise; loss = escape
+CHECKPOINT = 5            # checkpoint ligand (PD-L1-like): inhibits the T cell that engages it
+RECEPTOR = 6              # dependence on a hormone / growth-signal receptor (ER, HER2-like)
+N_TRAITS = 7
+TRAIT_NAMES = ("proliferation", "adhesion", "apoptosis_resistance", "chemo_resistance",
+               "antigen", "checkpoint", "receptor")
 TRAIT_LEVELS = 16
 
 # The arrays every cell carries, whatever the process (each process declares its own).
 LATTICE = Process("lattice", arrays={
     "kind": Array(np.uint8, "voxel kind (kernels/lattice.py; the run file stores the codes)"),
     "organ": Array(np.uint8, "organ label (0 = none)"),
-    "traits": Array(np.uint8, "heritable levels 0–15: proliferation, adhesion, apoptosis "
-                              "resistance", planes=N_TRAITS),
+    "traits": Array(np.uint8, "heritable levels 0–15, one plane per trait of TRAIT_NAMES",
+                     planes=N_TRAITS),
     "lineage": Array(np.uint16, "clone id (debris keeps it until it lyses)"),
 })
 

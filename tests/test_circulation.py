@@ -13,6 +13,7 @@ from engine.circulation import (ARRESTED, ARRESTED_ELSEWHERE, BLOOD, BLOOD_FLOW,
                                 counts_dtype)
 from engine.errors import ScenarioError
 from engine.scenario import SCHEMA, parse_scenario
+from kernels.lattice import N_TRAITS
 from kernels.philox import philox4x32_numpy, probability_threshold, seed_key
 from conftest import small_scenario_text
 
@@ -28,13 +29,13 @@ def departures(n_single=0, clusters=(), route=BLOOD, z0=0):
     sizes = [1] * n_single + list(clusters)
     n = sum(sizes)
     d = np.zeros(n, [("z", np.int32), ("y", np.int32), ("x", np.int32), ("route", np.uint8),
-                     ("vessel", np.uint8), ("lineage", np.uint16), ("traits", np.uint8, (3,)),
+                     ("vessel", np.uint8), ("lineage", np.uint16), ("traits", np.uint8, (N_TRAITS,)),
                      ("cluster", np.int32), ("cluster_size", np.int32)])
     i = np.arange(n)
     d["z"], d["y"], d["x"] = z0 + i // 10000, (i // 100) % 100, i % 100
     d["route"] = route
     d["lineage"] = i % 7
-    d["traits"] = np.stack([i % 16, (i + 3) % 16, (i + 5) % 16], axis=1)
+    d["traits"] = np.stack([(i + 2 * t) % 16 for t in range(N_TRAITS)], axis=1)
     d["cluster"] = np.repeat(np.arange(len(sizes)), sizes)
     d["cluster_size"] = np.repeat(sizes, sizes)
     return d

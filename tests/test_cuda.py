@@ -99,7 +99,9 @@ def random_lattice(shape, seed, z0=0):
     lat.kind[...] = rng.choice([EMPTY, FUNCTIONAL, TUMOR, 3, VESSEL, SPROUT, TIP], size=shape,
                                p=[0.28, 0.33, 0.23, 0.05, 0.05, 0.03, 0.03])
     lat.organ[...] = rng.integers(0, 3, size=shape)
-    lat.traits[...] = rng.integers(0, 16, size=lat.traits.shape)
+    lat.traits[:3] = rng.integers(0, 16, size=(3, *shape))        # the first three traits'
+    lat.traits[3:] = np.random.default_rng(seed + 10**6).integers(  # draws as they always were
+        0, 16, size=(lat.traits.shape[0] - 3, *shape))
     lat.clock[...] = np.where(rng.random(shape) < 0.4, CLOCK_FULL,
                               rng.integers(0, CLOCK_FULL, size=shape))
     lat.vacancy[...] = (lat.kind == EMPTY) & (rng.random(shape) < 0.5)

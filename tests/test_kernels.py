@@ -10,7 +10,7 @@ from engine.state import allocate
 from kernels.division import place_daughters
 from kernels.fate import decide_fate
 from kernels.migration import MIGRATION
-from kernels.lattice import (ADHESION, CLOCK_FULL, EMPTY, FUNCTIONAL, NECROTIC, TUMOR,
+from kernels.lattice import (ADHESION, N_TRAITS, CLOCK_FULL, EMPTY, FUNCTIONAL, NECROTIC, TUMOR,
                              VESSEL)
 from kernels.philox import probability_threshold
 
@@ -186,8 +186,8 @@ def test_displaced_functional_cell_without_room_dies_of_compression(rules):
 
 def test_mutation_moves_each_trait_at_most_one_level(rules):
     half = probability_threshold(0.25)
-    r = rules.replace(mutation_down_thr=np.full(3, half, np.uint32),
-                      mutation_up_thr=np.full(3, half, np.uint32))
+    r = rules.replace(mutation_down_thr=np.full(N_TRAITS, half, np.uint32),
+                      mutation_up_thr=np.full(N_TRAITS, half, np.uint32))
     lat = lattice((16, 16, 16))
     lat.kind[::2, ::2, ::2] = TUMOR
     lat.clock[::2, ::2, ::2] = CLOCK_FULL

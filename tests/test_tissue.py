@@ -90,3 +90,21 @@ def test_feeding_arterioles_are_wider_than_capillaries():
     assert arteriole_voxels(build_tissue(s).kind == VESSEL).sum() > 50
     s.values["vessels"]["feeding_radius_um"] = 0.0
     assert arteriole_voxels(build_tissue(s).kind == VESSEL).sum() == 0
+
+
+def test_a_subclone_is_scattered_through_the_seed_with_its_own_levels_and_clone_id():
+    from conftest import small_scenario_text, with_values
+    from engine.tissue import FOUNDER_LINEAGE, SUBCLONE_LINEAGE
+    from kernels.lattice import CHEMO_RESISTANCE, TRAIT_NAMES
+    text = with_values(small_scenario_text(edge=40, seed_radius_um=160.0), fraction="0.3")
+    text = text.replace("chemo_resistance_level      = 0", "chemo_resistance_level = 12")
+    lat = build_tissue(parse_scenario(text))
+    seed = lat.kind == TUMOR
+    sub = seed & (lat.lineage == SUBCLONE_LINEAGE)
+    share = sub.sum() / seed.sum()
+    assert seed.sum() > 500 and abs(share - 0.3) < 4 * (0.3 * 0.7 / seed.sum()) ** 0.5
+    assert set(np.unique(lat.lineage[seed])) == {FOUNDER_LINEAGE, SUBCLONE_LINEAGE}
+    assert (lat.traits[CHEMO_RESISTANCE][sub] == 12).all()
+    assert (lat.traits[CHEMO_RESISTANCE][seed & ~sub] == 0).all()
+    others = [t for t in range(len(TRAIT_NAMES)) if t != CHEMO_RESISTANCE]
+    assert (lat.traits[others][:, sub] == lat.traits[others][:, seed & ~sub][:, :1]).all()
