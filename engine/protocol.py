@@ -252,9 +252,8 @@ def decide(scenario, step: int, measures: dict[str, float], running: set[str]) -
         if not rule.holds(measures):
             continue
         a = rule.action
-        edits = {"start": [("start", a.therapies[0])], "stop": [("stop", a.therapies[0])],
-                 "reduce": [("reduce", a.therapies[0])],
-                 "switch": [("stop", a.therapies[0]), ("start", a.therapies[1])]}[a.verb]
+        edits = ([("stop", a.therapies[0]), ("start", a.therapies[1])] if a.verb == "switch"
+                 else [(a.verb, a.therapies[0])])
         for verb, name in edits:
             if verb == "start" and name in running or verb == "stop" and name not in running:
                 continue

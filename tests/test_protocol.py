@@ -86,6 +86,12 @@ def test_rules_fire_in_file_order_and_actions_that_change_nothing_are_dropped():
     assert checkup_steps(s) == (24, 24)
     assert [is_checkup(s, t) for t in (23, 24, 36, 48)] == [False, True, False, True]
     assert str(rules_of(s)[0]) == "when days >= 2: switch rt bev"
+    one = protocol_scenario(THERAPIES + RULES.replace('"switch rt bev"', '"reduce rt 0.5"')
+                            + '\n[[rule]]\nwhen = "days > 5"\nthen = "start bev"\n'
+                            + '\n[[rule]]\nwhen = "days > 6"\nthen = "stop rt"\n')
+    assert decide(one, 168, measures | {"days": 7.0}, running={"rt"}) == [
+        Decision(168, 0, "reduce", "rt", 0.5), Decision(168, 1, "start", "bev"),
+        Decision(168, 2, "stop", "rt")]
 
 
 @pytest.mark.parametrize("rule, key, words", [
