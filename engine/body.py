@@ -47,6 +47,7 @@ from kernels.philox import choose
 from .circulation import CIRCULATION, ORGAN_MASS_G, Circulation, Site, record_draw
 from .circulation import counts_dtype as circulation_counts_dtype
 from .colonies import CENSUS_COLUMNS, SIZE_DTYPE, ColonyRegistry
+from .protocol import Clinic, with_decisions
 from .simulation import Simulation
 from .therapy import deliveries
 
@@ -108,6 +109,7 @@ class Body:
         self.sizes = np.zeros(0, dtype=SIZE_DTYPE)
         self.schedule = deliveries(scenario)             # every delivery the therapies give
         self.delivered = self.given_at(0)                # the therapy record of the step
+        self.clinic = Clinic(scenario, self.rows)        # check-ups of an adaptive protocol
         self.body_row = self._body_row(0)
 
     def given_at(self, step: int) -> np.ndarray:
@@ -139,9 +141,22 @@ class Body:
         self.circulation.audit()
         self.rows = [sim.census() for sim in self.lattices]
         self.sizes = np.concatenate([self.measure(sim) for sim in self.lattices])
+        decisions = self.clinic.after_step(self)
+        if decisions:
+            self.reschedule(with_decisions(self.scenario, self.scenario.decisions
+                                           + tuple(decisions)))
         self.delivered = self.given_at(step)
         self.body_row = self._body_row(shed)
         return self.rows
+
+    def reschedule(self, scenario) -> None:
+        """Adopt the scenario of a changed schedule (a protocol's decisions): every
+        lattice's rules are rebuilt from it, from the next step on."""
+        self.scenario = scenario
+        self.schedule = deliveries(scenario)
+        self.primary.reschedule(scenario)
+        for i, sim in enumerate(self.sites):
+            sim.reschedule(scenario.site(i))
 
     # -- 3. extravasation -------------------------------------------------------------
 

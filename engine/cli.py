@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run a scenario and write RUN.h5 (+ RUN.xdmf)")
+    run.add_argument("--protocol", metavar="PROTOCOL", help=PROTOCOL_HELP)
     run.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
                      help="scenario file or built-in name (default: quickstart)")
     length = run.add_mutually_exclusive_group()
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a scenario; print resolved parameters and memory")
     check.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
+    check.add_argument("--protocol", metavar="PROTOCOL", help=PROTOCOL_HELP)
 
     bench = sub.add_parser("bench", help="voxel-updates per second of each pass and of a whole step")
     bench.add_argument("--size", type=int, default=128, help="cubic lattice edge in voxels")
@@ -89,16 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PROTOCOL_HELP = ("therapies and rules in place of the scenario's: untreated, a shipped "
+                 "protocol (scenarios/protocols/) or a protocol file")
+
+
+def scenario_of(args):
+    """The scenario named on the command line, with its --protocol if one is given."""
+    from .protocol import scenario_with_protocol
+    from .scenario import load_scenario
+    if getattr(args, "protocol", None):
+        return scenario_with_protocol(args.scenario, args.protocol)
+    return load_scenario(args.scenario)
+
+
 def cmd_run(args) -> int:
     from kernels.process import MAX_STEPS
 
     from .output import RunLock
     from .run import disk_estimate, free_bytes, run, steps_for
-    from .scenario import load_scenario
     from .state import human_bytes
     if args.days is not None and not (math.isfinite(args.days) and args.days > 0):
         raise UserError(f"--days {args.days}: the duration must be a positive number of days")
-    scenario = load_scenario(args.scenario)
+    scenario = scenario_of(args)
     step_h = scenario["time.step_h"]
     if args.days is not None and args.days * 24.0 < step_h * (1 - 1e-9):
         raise UserError(f"--days {args.days:g}: shorter than one step of {step_h:g} h "
@@ -230,11 +244,11 @@ def largest_cube(bytes_available: int, bytes_per_voxel: int | None = None) -> in
 
 def cmd_check(args) -> int:
     from .run import available_host_bytes, steps_for
-    from .scenario import load_scenario
+    from .protocol import protocol_lines
     from .therapy import schedule_lines
     from .state import (BYTES_PER_VOXEL, STATE_BYTES_PER_VOXEL, WORK_BYTES_PER_VOXEL,
                         host_bytes_per_voxel, human_bytes, run_bytes)
-    scenario = load_scenario(args.scenario)
+    scenario = scenario_of(args)
     shape = scenario.shape
     need = run_bytes(shape)
     steps = steps_for(scenario)
@@ -250,7 +264,7 @@ def cmd_check(args) -> int:
     print(f"run: {steps} steps of {scenario['time.step_h']:g} h, {snapshots} snapshots")
     if scenario.therapies:
         print("therapy schedule (as it will run):")
-        print("\n".join(schedule_lines(scenario, steps)))
+        print("\n".join(schedule_lines(scenario, steps) + protocol_lines(scenario)))
     print(f"memory: {BYTES_PER_VOXEL} bytes/voxel ({STATE_BYTES_PER_VOXEL} state + "
           f"{WORK_BYTES_PER_VOXEL} work) = {human_bytes(need['device_bytes'])} on the compute "
           f"device, {human_bytes(need['host_bytes'])} host staging per snapshot")

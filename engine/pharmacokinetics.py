@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .therapy import THERAPY_KINDS, delivery_steps
+from .therapy import deliveries
 
 # drug therapy kind -> the scenario table holding its pharmacokinetic parameters
 DRUG_TABLES: dict[str, str] = {"anti_angiogenic": "antiangiogenic"}
@@ -105,18 +105,15 @@ def drug_of(scenario, kind: str) -> Drug:
 
 
 def plasma_schedule(scenario, kind: str) -> PlasmaSchedule:
-    """The boluses of every therapy of `kind`: a drug reaches every lattice of the body
-    through the plasma, so every lattice sees the same concentration."""
+    """The boluses of every delivery of `kind` in the schedule (`engine.therapy.deliveries`,
+    protocol decisions included): a drug reaches every lattice of the body through the
+    plasma, so every lattice sees the same concentration."""
     drug = drug_of(scenario, kind)
-    step_h = float(scenario["time.step_h"])
-    key = THERAPY_KINDS[kind][0]
-    boluses = []
-    for therapy in scenario.therapies:
-        if therapy["kind"] != kind:
-            continue
-        amount = float(therapy[key]) * drug.body_mass_kg / drug.volume_L
-        boluses += [(step, amount) for step in delivery_steps(therapy, step_h)]
-    return PlasmaSchedule(drug, step_h, tuple(sorted(boluses)))
+    record = deliveries(scenario)
+    given = record[record["kind"] == kind.encode()]
+    boluses = [(int(row["step"]), float(row["dose"]) * drug.body_mass_kg / drug.volume_L)
+               for row in given]
+    return PlasmaSchedule(drug, float(scenario["time.step_h"]), tuple(sorted(boluses)))
 
 
 def exposure(scenario, kind: str, step: int) -> float:

@@ -21,11 +21,12 @@ from .errors import DoesNotFit, Interrupted, OutputFailed, UserError, shown
 from .output import LatticeInfo, RunLock, RunWriter, write_summary
 from .runformat import (BLOCK_FRACTION_ATTR, BODY, CODES_ATTR, COLONIES, COLONY_SIZES, CTCS,
                         KIND, LATTICE_ID_ATTR, PRIMARY, ROLE_ATTR, SITE, SITE_CLASS_ATTR,
-                        SITE_ORGAN_ATTR, THERAPY, UNITS_ATTR, counts_path, kind_codes_attr,
-                        plain_rows)
+                        SITE_ORGAN_ATTR, THERAPY, CHECKUPS, DECISIONS, UNITS_ATTR, counts_path,
+                        kind_codes_attr, plain_rows)
 from .body import Body, circulation_totals, site_class
 from .colonies import CLASSES, COLONY_DTYPE, SIZE_DTYPE
 from .simulation import counts_dtype
+from .protocol import DECISION_DTYPE, checkup_dtype
 from .therapy import RECORD_DTYPE as THERAPY_RECORD
 from .state import SNAPSHOT_FIELDS, host_bytes_per_voxel, human_bytes, run_bytes
 
@@ -103,7 +104,8 @@ def body_tables(body) -> dict[str, np.dtype]:
     """The run file's tables beyond the primary's counts (engine.runformat)."""
     tables = {counts_path(site.name, SITE): site.dtype for site in body.sites}
     tables.update({BODY: body.dtype, COLONY_SIZES: SIZE_DTYPE, COLONIES: COLONY_DTYPE,
-                   CTCS: body.circulation.records.dtype, THERAPY: THERAPY_RECORD})
+                   CTCS: body.circulation.records.dtype, THERAPY: THERAPY_RECORD,
+                   CHECKUPS: checkup_dtype(), DECISIONS: DECISION_DTYPE})
     return tables
 
 
@@ -125,6 +127,15 @@ def body_summary(body) -> dict:
 def therapy_summary(body) -> list[dict]:
     """The therapy record of the run: every delivery given, in time order."""
     return plain_rows(body.schedule[body.schedule["step"] <= body.step_index])
+
+
+def protocol_summary(body) -> dict:
+    """The adaptive protocol's name and every decision it took."""
+    return {"name": body.scenario.protocol["name"],
+            "modelled_on": body.scenario.protocol["modelled_on"],
+            "decisions": [{"step": d.step, "rule": d.rule, "action": d.verb,
+                           "therapy": d.therapy, "factor": d.factor}
+                          for d in body.scenario.decisions]}
 
 
 def steps_for(scenario) -> int:
@@ -296,6 +307,8 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         writer.append_rows(BODY, body.body_row)
         writer.append_rows(COLONY_SIZES, body.sizes)
         writer.append_rows(THERAPY, body.delivered)
+        writer.append_rows(CHECKUPS, body.clinic.checkups)
+        writer.append_rows(DECISIONS, body.clinic.decided)
 
     with writer:
         with writing(writer, out, "the first snapshot"):
@@ -348,6 +361,8 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         summary["body"] = body_summary(body)
     if scenario.therapies:
         summary["therapy"] = therapy_summary(body)
+    if scenario.rules:
+        summary["protocol"] = protocol_summary(body)
     if summary_path is not None:
         try:
             write_summary(summary_path, summary)

@@ -81,6 +81,8 @@ COLONIES = "colonies"                           # the colony registry
 COLONY_SIZES = "colony_sizes"                   # colony sizes over time
 CTCS = "ctcs"                                   # circulating and disseminated cell records
 THERAPY = "therapy"                             # the therapy record: every delivery given
+CHECKUPS = "checkups"                           # what each check-up of a protocol measured
+DECISIONS = "decisions"                         # what the protocol's rules decided
 UNITS_ATTR = "units"                            # on each snapshot field (optional)
 CODES_ATTR = "codes"                            # on the kind field
 

@@ -35,6 +35,8 @@ from .circulation import SITE_ORGANS   # (and the [circulation] table joins SCHE
 from .errors import ScenarioError, printable
 from kernels.lattice import TRAIT_NAMES
 
+from .protocol import (MAX_RULES, PROTOCOL_SCHEMA, PROTOCOL_TABLES, RULE_SCHEMA,
+                       check_protocol)
 from .therapy import MAX_THERAPIES, THERAPY_SCHEMA, check_therapies
 
 _pos, _nonneg = positive, nonnegative
@@ -152,7 +154,8 @@ SITE_SCHEMA: dict[str, Param] = {
     **{key: p for key, p in ORGAN_SCHEMA.items() if key not in ("name", "z_um")},
 }
 MAX_SITES = 32                  # lattice ids 1..32 (Philox counters hold up to 255)
-ARRAYS_OF_TABLES = ("organs", "sites", "therapy")
+ARRAYS_OF_TABLES = ("organs", "sites", "therapy", "rule")
+TABLES_OUTSIDE_SCHEMA = (*ARRAYS_OF_TABLES, "protocol")
 PRIMARY_LATTICE = "primary"
 
 
@@ -166,10 +169,21 @@ class Scenario:
     organs: list[dict[str, Any]]
     sites: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     therapies: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    protocol: dict[str, Any] = dataclasses.field(default_factory=dict)   # [protocol] values
+    rules: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # [[rule]] entries
+    decisions: tuple = ()           # schedule edits taken at check-ups (engine.protocol)
+    # where the therapy, protocol and rule tables were read (a protocol file, or the scenario)
+    protocol_path: str | None = None
+    protocol_text: str | None = None
     # which lattice of the body this scenario builds (engine.body derives the sites')
     lattice_name: str = "primary"
     lattice_id: int = 0
     seeded: bool = True             # the primary holds the tumour seed; sites start healthy
+
+    def fail_in_protocol(self, key: str, message: str):
+        """The one-line error of a therapy, protocol or rule key, naming the file (and line)
+        it was read from."""
+        _fail(self.protocol_path or self.path, self.protocol_text or self.text, key, message)
 
     def __getitem__(self, dotted: str):
         table, _, key = dotted.rpartition(".")
@@ -218,10 +232,17 @@ class Scenario:
         for site in self.sites:
             lines.append("\n[[sites]]")
             lines.extend(f"{key} = {_toml_value(site[key])}" for key in SITE_SCHEMA)
+        if self.rules:
+            lines.append("\n[protocol]")
+            lines.extend(f"{key} = {_toml_value(value)}" for key, value in self.protocol.items()
+                         if value is not None)
         for therapy in self.therapies:
             lines.append("\n[[therapy]]")
             lines.extend(f"{key} = {_toml_value(therapy[key])}" for key in THERAPY_SCHEMA
                          if therapy[key] is not None)
+        for rule in self.rules:
+            lines.append("\n[[rule]]")
+            lines.extend(f"{key} = {_toml_value(rule[key])}" for key in RULE_SCHEMA)
         return "\n".join(lines) + "\n"
 
     def describe(self) -> list[str]:
@@ -236,10 +257,15 @@ class Scenario:
         for i, site in enumerate(self.sites):
             for key, p in SITE_SCHEMA.items():
                 rows.append((f"sites[{i}].{key}", site[key], p))
+        if self.rules:
+            rows += [(f"protocol.{key}", value, PROTOCOL_SCHEMA[key])
+                     for key, value in self.protocol.items() if value is not None]
         for i, therapy in enumerate(self.therapies):
             for key, p in THERAPY_SCHEMA.items():
                 if therapy[key] is not None:
                     rows.append((f"therapy[{i}].{key}", therapy[key], p))
+        for i, rule in enumerate(self.rules):
+            rows += [(f"rule[{i}].{key}", rule[key], p) for key, p in RULE_SCHEMA.items()]
         width = max(len(name) for name, _, _ in rows)
         out = []
         for name, value, p in rows:
@@ -337,8 +363,20 @@ def load_scenario(name_or_path: str) -> Scenario:
     return parse_scenario(text, path)
 
 
-def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
+def parse_scenario(text: str, path: str = "<scenario>", protocol=None) -> Scenario:
+    """The validated scenario of TOML `text`; `protocol` = (text, path) of a protocol file
+    whose [protocol], [[therapy]] and [[rule]] tables replace the scenario's (errors in
+    them name that file)."""
     raw = _parse_toml(text, path)
+    ppath, ptext = path, text
+    if protocol is not None:
+        ptext, ppath = protocol
+        praw = _parse_toml(ptext, ppath) if ptext else {}
+        for name in praw:
+            if name not in PROTOCOL_TABLES:
+                _fail(ppath, ptext, name, f"'{_key_shown(name)}' cannot be in a protocol file "
+                                          "(it holds [protocol], [[therapy]] and [[rule]] tables)")
+        raw = {k: v for k, v in raw.items() if k not in PROTOCOL_TABLES} | praw
     values: dict[str, dict[str, Any]] = {}
     nested = {}
     for t in SCHEMA:
@@ -346,9 +384,9 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             parent, child = t.split(".")
             nested.setdefault(parent, set()).add(child)
     for name in raw:
-        if name not in SCHEMA and name not in ARRAYS_OF_TABLES:
+        if name not in SCHEMA and name not in TABLES_OUTSIDE_SCHEMA:
             _fail(path, text, name, f"unknown table or key '{_key_shown(name)}'",
-                  _suggest(name, [*SCHEMA, *ARRAYS_OF_TABLES]))
+                  _suggest(name, [*SCHEMA, *TABLES_OUTSIDE_SCHEMA]))
     for table, params in SCHEMA.items():
         head, _, sub = table.partition(".")
         given = raw.get(head, {})
@@ -366,9 +404,15 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     organs = [_validate_table(path, text, f"organs[{i}]", o, ORGAN_SCHEMA)
               for i, o in enumerate(organs_raw)]
     sites = _array_of_tables(path, text, raw, "sites", SITE_SCHEMA, MAX_SITES)
-    therapies = _array_of_tables(path, text, raw, "therapy", THERAPY_SCHEMA, MAX_THERAPIES)
+    therapies = _array_of_tables(ppath, ptext, raw, "therapy", THERAPY_SCHEMA, MAX_THERAPIES)
+    rules = _array_of_tables(ppath, ptext, raw, "rule", RULE_SCHEMA, MAX_RULES)
+    given = raw.get("protocol", {})
+    if not isinstance(given, dict):
+        _fail(ppath, ptext, "protocol", "'protocol' must be a table")
+    protocol_values = _validate_table(ppath, ptext, "protocol", given, PROTOCOL_SCHEMA)
     scenario = Scenario(path=path, text=text, values=values, organs=organs, sites=sites,
-                        therapies=therapies)
+                        therapies=therapies, protocol=protocol_values, rules=rules,
+                        protocol_path=ppath, protocol_text=ptext)
     _cross_check(scenario)
     return scenario
 
@@ -484,9 +528,12 @@ def _cross_check(s: Scenario):
     _check_steps(s)
     _check_oxygen_ramp(s)
     _check_seed_centre(s)
-    check_therapies(s, lambda key, message: _fail(s.path, s.text, key, message))
+    check_therapies(s, s.fail_in_protocol)
+    check_protocol(s, s.fail_in_protocol)
     for process in PROCESSES.values():
         for key, message in (process.check(s) if process.check else []):
+            if key.startswith(("therapy", "rule", "protocol")):
+                s.fail_in_protocol(key, message)
             _fail(s.path, s.text, key, message)
     _check_organs(s)
     _check_vessels(s)

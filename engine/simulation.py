@@ -63,6 +63,11 @@ class Simulation:
         self.initial = None
         self.initial = self.census()
 
+    def reschedule(self, scenario) -> None:
+        """Rules rebuilt from a scenario whose therapy schedule changed (the same lattice)."""
+        self.scenario = scenario
+        self.rules = build_rules(scenario)
+
     @property
     def time_h(self) -> float:
         return self.step_index * self.rules.step_h

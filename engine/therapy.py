@@ -54,6 +54,12 @@ THERAPY_SCHEMA: dict[str, Param] = {
     "dose_mg_per_kg": Param("float", None, lo=0.0, hi=30.0, lo_open=True, unit="mg/kg per dose",
                             source="anti_angiogenic: bevacizumab 5–15 mg/kg every 2–3 weeks "
                                    "(label); bound: twice the highest labelled dose"),
+    "held": Param("bool", False, source="true: given only when a protocol rule starts it "
+                                        "(engine.protocol)"),
+    "max_cumulative": Param("float", None, lo=0.0, hi=1e6, lo_open=True,
+                            unit="the dose's unit, summed over the run",
+                            source="tolerability limit: a delivery that would exceed it is not "
+                                   "given (e.g. doxorubicin 450-550 mg/m² lifetime, label)"),
     "region": Param("str", "lattice", choices=REGIONS,
                     source="the target volume: the whole lattice, a sphere or a box"),
     "center_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x); default: lattice centre",
@@ -98,6 +104,18 @@ def check_therapies(scenario, fail) -> None:
                 fail(at, f"{at}.box_from_um and box_to_um are needed for a box region")
             if not all(a < b for a, b in zip(*corners)):
                 fail(f"{at}.box_to_um", f"{at}.box_to_um must exceed box_from_um on every axis")
+    step_h = scenario["time.step_h"]
+    dosed: dict[tuple[str, int], str] = {}
+    for i, therapy in enumerate(scenario.therapies):
+        if therapy["kind"] in LOCAL_KINDS or therapy["held"]:
+            continue
+        for step in delivery_steps(therapy, step_h):
+            other = dosed.setdefault((therapy["kind"], step), therapy["name"])
+            if other != therapy["name"]:
+                fail(f"therapy[{i}].start_h",
+                     f"therapy[{i}] \"{therapy['name']}\" doses {therapy['kind']} at step {step}, "
+                     f"as \"{other}\" does: overlapping schedules of one drug (merge them, or "
+                     "let a rule switch between them)")
     names = [t["name"] for t in scenario.therapies]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -116,18 +134,57 @@ RECORD_DTYPE = np.dtype([("step", np.int64), ("time_h", np.float64), ("therapy",
 DOSE_UNITS = {"dose_Gy": "Gy", "dose_mg_per_kg": "mg/kg"}
 
 
+def dose_key(therapy: dict) -> str:
+    """The key of a therapy's dose (its kind's first required key)."""
+    return THERAPY_KINDS[therapy["kind"]][0]
+
+
+def _course(therapy: dict, offset: int, factor: float, step_h: float) -> list[tuple]:
+    """The deliveries of one course of `therapy` starting `offset` steps into the run."""
+    dose = therapy[dose_key(therapy)] * factor
+    return [(offset + step, (offset + step) * step_h, therapy["name"], therapy["kind"],
+             where(therapy), k + 1, therapy["count"], dose, DOSE_UNITS[dose_key(therapy)])
+            for k, step in enumerate(delivery_steps(therapy, step_h))]
+
+
 def deliveries(scenario) -> np.ndarray:
     """Every delivery of the schedule, in time order (at one step, in file order): the
-    therapy record a run writes for the deliveries it reaches."""
+    courses of the therapies that are not held, edited by the protocol's decisions so far
+    (`Scenario.decisions`, engine.protocol: start, stop, reduce — each from the step after
+    its check-up on), and cut at each therapy's `max_cumulative` dose.  The therapy
+    record a run writes is this schedule up to the step it reached."""
     step_h = scenario["time.step_h"]
-    rows = []
-    for therapy in scenario.therapies:
-        key = THERAPY_KINDS[therapy["kind"]][0]
-        rows += [(step, step * step_h, therapy["name"], therapy["kind"], where(therapy),
-                  k + 1, therapy["count"], therapy[key], DOSE_UNITS[key])
-                 for k, step in enumerate(delivery_steps(therapy, step_h))]
+    by_name = {t["name"]: t for t in scenario.therapies}
+    rows = [row for t in scenario.therapies if not t["held"] for row in _course(t, 0, 1.0, step_h)]
+    factor = dict.fromkeys(by_name, 1.0)
+    for d in scenario.decisions:
+        if d.verb == "start":
+            rows += _course(by_name[d.therapy], d.step, factor[d.therapy], step_h)
+        elif d.verb == "stop":
+            rows = [r for r in rows if r[2] != d.therapy or r[0] <= d.step]
+        else:                                           # reduce
+            factor[d.therapy] *= d.factor
+            rows = [r[:7] + (r[7] * d.factor if r[2] == d.therapy and r[0] > d.step else r[7],)
+                    + r[8:] for r in rows]
     record = np.array(rows, dtype=RECORD_DTYPE)
-    return record[np.argsort(record["step"], kind="stable")]
+    record = record[np.argsort(record["step"], kind="stable")]
+    return record[within_limits(record, by_name)]
+
+
+def within_limits(record: np.ndarray, by_name: dict) -> np.ndarray:
+    """Mask of the deliveries given: each therapy's until the one that would take its
+    cumulative dose beyond `max_cumulative` (that one and every later one dropped)."""
+    keep = np.ones(len(record), dtype=bool)
+    total, stopped = {}, set()
+    for i, row in enumerate(record):
+        name = row["therapy"].decode()
+        limit = by_name[name]["max_cumulative"]
+        if name in stopped or (limit is not None and total.get(name, 0.0) + row["dose"] > limit * (1 + 1e-12)):
+            keep[i] = False
+            stopped.add(name)
+            continue
+        total[name] = total.get(name, 0.0) + float(row["dose"])
+    return keep
 
 
 def deliveries_at(scenario, step: int) -> np.ndarray:
@@ -137,12 +194,14 @@ def deliveries_at(scenario, step: int) -> np.ndarray:
 
 
 def schedule_lines(scenario, steps: int) -> list[str]:
-    """The schedule as it will run, one line per delivery, in time order."""
+    """The schedule as it will run, one line per delivery, in time order, then a line
+    for each therapy its dose limit cuts short."""
     by_name = {therapy["name"]: therapy for therapy in scenario.therapies}
+    record = deliveries(scenario)
     lines = []
-    for row in deliveries(scenario):
+    for row in record:
         therapy = by_name[row["therapy"].decode()]
-        key = THERAPY_KINDS[therapy["kind"]][0]
+        key = dose_key(therapy)
         target = ("systemic: every lattice" if therapy["kind"] not in LOCAL_KINDS
                   else f"sphere r = {therapy['radius_um']:g} µm" if therapy["region"] == "sphere"
                   else therapy["region"])
@@ -151,4 +210,9 @@ def schedule_lines(scenario, steps: int) -> list[str]:
                      f"{therapy['name']} {row['delivery']}/{row['count']}  "
                      f"{therapy['kind']} on {where(therapy)} ({target}), "
                      f"{key} = {row['dose']:g}{given}")
+    for t in scenario.therapies:
+        given = int((record["therapy"] == t["name"].encode()).sum())
+        if t["max_cumulative"] is not None and not t["held"] and given < t["count"]:
+            lines.append(f"  {t['name']}: {given} of {t['count']} deliveries: the next would exceed "
+                         f"max_cumulative = {t['max_cumulative']:g} {DOSE_UNITS[dose_key(t)]}")
     return lines

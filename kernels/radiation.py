@@ -60,11 +60,13 @@ lattice) and, for a sphere, the centre and squared radius in voxel units (float3
 voxel is inside if ((gz + ½ − cz)² + (y + ½ − cy)²) + (x + ½ − cx)² ≤ r², summed in that
 order in float32.
 
-The schedule (`radiation_rules`): the scenario's `[[therapy]]` entries (`engine.therapy`)
-of kind "radiotherapy" whose `lattice` is this scenario's `lattice_name`; fraction i
-(< `count`) of an entry is delivered at step `engine.therapy.delivery_steps`
-(floor((start_h + i·interval_h)/step_h + ½), at least step 1).  Two fractions at one step of a lattice are refused
-(`@RADIATION.checks`).
+The schedule (`radiation_rules`): the deliveries of kind "radiotherapy" on this
+scenario's `lattice_name` in the schedule `engine.therapy.deliveries` (fraction i of an
+entry at step floor((start_h + i·interval_h)/step_h + ½), at least step 1, as edited by
+any protocol decisions), each with its entry's region and its own dose (a rule may
+reduce it).  Two fractions at one step of a lattice in the static schedule are refused
+(`@RADIATION.checks`); should a rule start a second course onto a running one, the
+first delivery of that step in time order is given (approx.: the record lists both).
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from engine.therapy import REGIONS, delivery_steps
+from engine.therapy import REGIONS, deliveries, delivery_steps
 
 from .lattice import DORMANT, FUNCTIONAL, NECROTIC, TUMOR, clear_cell, global_index
 from .philox import probability_threshold, voxel_draw
@@ -157,12 +159,6 @@ def cell_type_parameters(scenario) -> list[tuple[float, float]]:
     return rows
 
 
-def radiotherapy_entries(scenario) -> list[tuple[int, dict]]:
-    """(index in scenario.therapies, entry) of the radiotherapy entries for this lattice."""
-    return [(i, t) for i, t in enumerate(scenario.therapies)
-            if t["kind"] == "radiotherapy" and t["lattice"] == scenario.lattice_name]
-
-
 def _region(entry: dict, scenario) -> tuple:
     """(box, sphere, centre, r2) of an entry's region, in global voxel units."""
     shape, h = scenario.shape, float(scenario["lattice.voxel_um"])
@@ -195,16 +191,17 @@ def radiation_rules(scenario) -> dict:
     radiation_fractions (step → Fraction), radiation_kill_thr (uint32 [dose index, row,
     pO2 bin]; one row of zeros when no fraction is scheduled), radiation_rows,
     radiation_bins (int) and radiation_bins_per_mmHg (float32, 1 / bin width)."""
-    step_h = scenario["time.step_h"]
-    entries = radiotherapy_entries(scenario)
-    doses = sorted({float(t["dose_Gy"]) for _, t in entries})
+    by_name = {t["name"]: t for t in scenario.therapies}
+    record = deliveries(scenario)
+    given = record[(record["kind"] == b"radiotherapy")
+                   & (record["lattice"] == scenario.lattice_name.encode())]
+    doses = sorted({float(row["dose"]) for row in given})
     fractions = {}
-    for _, t in entries:
-        box, sphere, centre, r2 = _region(t, scenario)
-        dose = float(t["dose_Gy"])
-        for step in delivery_steps(t, step_h):
-            fractions.setdefault(step, Fraction(
-                dose, doses.index(dose), box, sphere, centre, r2))   # a clash: refused by the check
+    for row in given:           # time order; a clash: refused by the check (static schedule)
+        box, sphere, centre, r2 = _region(by_name[row["therapy"].decode()], scenario)
+        dose = float(row["dose"])
+        fractions.setdefault(int(row["step"]), Fraction(
+            dose, doses.index(dose), box, sphere, centre, r2))
     oer, half = scenario["radiotherapy.oer"], scenario["radiotherapy.oer_half_mmHg"]
     rows = cell_type_parameters(scenario)
     p = np.arange(N_O2_BINS, dtype=np.float64) * O2_BIN_MMHG

@@ -35,7 +35,7 @@ NAMES = itertools.count()
 def therapy(dose_Gy, start_h=1.0, count=1, interval_h=24.0, region="lattice", **more):
     entry = dict(name=f"rt{next(NAMES)}", kind="radiotherapy", start_h=start_h, count=count, interval_h=interval_h,
                  dose_Gy=dose_Gy, region=region, center_um=None, radius_um=0.0,
-                 box_from_um=[0.0, 0.0, 0.0], box_to_um=[0.0, 0.0, 0.0], lattice="primary")
+                 box_from_um=[0.0, 0.0, 0.0], box_to_um=[0.0, 0.0, 0.0], lattice="primary", held=False, max_cumulative=None)
     entry.update(more)
     return entry
 
@@ -269,7 +269,7 @@ def test_fraction_steps_from_start_count_and_interval():
                            **{"time.step_h": 0.5})
     assert half_hour.fraction_steps == {2, 5}
     # a fraction for another lattice (a site) or another therapy is not this lattice's
-    other = rules_with([therapy(2.0, lattice="bone_marrow"), dict(therapy(2.0), kind="chemo")])
+    other = rules_with([therapy(2.0, lattice="bone_marrow"), dict(therapy(2.0), kind="anti_angiogenic", dose_mg_per_kg=5.0)])
     assert other.fraction_steps == frozenset() and other.radiation_fractions == {}
     assert not other.radiation_kill_thr.any()
 

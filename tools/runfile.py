@@ -62,7 +62,8 @@ import numpy as np
 from h5py import h5f, h5p
 
 from engine.errors import RunFileError, UserError
-from engine.runformat import (hdf5_library, BODY, COLONIES, COLONY_SIZES, COUNTS, CTCS, THERAPY,
+from engine.runformat import (hdf5_library, BODY, CHECKUPS, COLONIES, COLONY_SIZES, COUNTS, CTCS,
+                              DECISIONS, THERAPY,
                               DEFAULT_KIND_CODES, FORMAT, FORMAT_ATTR, KIND, LATTICE_ATTRS,
                               LATTICE_ID_ATTR, LATTICES, ORGAN, PRIMARY, ROLE_ATTR, RUNNING,
                               SITE, SITE_CLASS_ATTR, SITE_ORGAN_ATTR, SNAPSHOT_STEP,
@@ -75,7 +76,8 @@ from engine.runformat import (hdf5_library, BODY, COLONIES, COLONY_SIZES, COUNTS
 METADATA_READ_ATTEMPTS = 20
 # The body tables (engine.runformat), each with the columns a reader requires.
 BODY_TABLES = {BODY: ("step",), COLONIES: ("id",), COLONY_SIZES: ("step", "colony"), CTCS: (),
-               THERAPY: ("step", "therapy", "kind")}
+               THERAPY: ("step", "therapy", "kind"), CHECKUPS: ("step", "time_h"),
+               DECISIONS: ("step", "action", "therapy")}
 # What h5py and numpy raise on a damaged file; anything else is a bug.
 READ_ERRORS = (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError, OverflowError)
 MESSAGE_CHARS = 300         # longest reason quoted from a library's message
@@ -497,6 +499,14 @@ class RunFile:
     def therapy(self) -> np.ndarray | None:
         """/therapy, one row per therapy delivery given (the therapy record), or None."""
         return self._table(THERAPY)
+
+    def checkups(self) -> np.ndarray | None:
+        """/checkups, one row per check-up of an adaptive protocol (what it measured), or None."""
+        return self._table(CHECKUPS)
+
+    def decisions(self) -> np.ndarray | None:
+        """/decisions, one row per schedule edit a protocol's rule made, or None."""
+        return self._table(DECISIONS)
 
     def close(self) -> None:
         self._f.close()
