@@ -11,8 +11,10 @@ import pytest
 
 from engine.colonies import COLONY_DTYPE, SIZE_DTYPE
 from engine.output import LatticeInfo, RunWriter
-from engine.runformat import (COLONIES, COLONY_SIZES, LATTICE_ID_ATTR, PRIMARY, ROLE_ATTR, SITE,
-                              SITE_CLASS_ATTR, SITE_ORGAN_ATTR, THERAPY, counts_path)
+from engine.protocol import DECISION_DTYPE
+from engine.runformat import (COLONIES, COLONY_SIZES, DECISIONS, LATTICE_ID_ATTR, PRIMARY,
+                              ROLE_ATTR, SITE, SITE_CLASS_ATTR, SITE_ORGAN_ATTR, THERAPY,
+                              counts_path)
 from engine.therapy import RECORD_DTYPE
 from tools import outcomes, report_html
 from tools.outcomes import RECIST, harm_columns, kaplan_meier, median_time, read_outcomes
@@ -43,7 +45,8 @@ def table(columns, n):
     return np.zeros(n, dtype=[(c, np.float64 if c == "time_h" else np.int64) for c in columns])
 
 
-def write_run(path, primary, site=None, colonies=(), sizes=(), therapy=(), step_h=2.0):
+def write_run(path, primary, site=None, colonies=(), sizes=(), therapy=(), step_h=2.0,
+              decisions=()):
     """A run file with counts `primary` (a table of BASE_COLUMNS), optionally a site lattice
     with counts `site`, colony registry rows, colony size rows and therapy rows."""
     organ = np.ones(SHAPE, dtype=np.uint8)
@@ -51,7 +54,8 @@ def write_run(path, primary, site=None, colonies=(), sizes=(), therapy=(), step_
     lattices = [LatticeInfo(name="primary", shape=SHAPE, voxel_um=VOXEL_UM, organ=organ,
                             organ_names=("none",) + ORGANS,
                             attrs={ROLE_ATTR: PRIMARY, LATTICE_ID_ATTR: 0})]
-    tables = {COLONIES: COLONY_DTYPE, COLONY_SIZES: SIZE_DTYPE, THERAPY: RECORD_DTYPE}
+    tables = {COLONIES: COLONY_DTYPE, COLONY_SIZES: SIZE_DTYPE, THERAPY: RECORD_DTYPE,
+              DECISIONS: DECISION_DTYPE}
     if site is not None:
         lattices.append(LatticeInfo(name="lung_block", shape=SHAPE, voxel_um=VOXEL_UM,
                                     organ=np.ones(SHAPE, dtype=np.uint8),
@@ -69,6 +73,7 @@ def write_run(path, primary, site=None, colonies=(), sizes=(), therapy=(), step_
             w.append_rows(counts_path("lung_block", SITE), site[i])
     w.append_rows(COLONY_SIZES, np.array(list(sizes), dtype=SIZE_DTYPE))
     w.append_rows(THERAPY, np.array(list(therapy), dtype=RECORD_DTYPE))
+    w.append_rows(DECISIONS, np.array(list(decisions), dtype=DECISION_DTYPE))
     w.write_table(COLONIES, np.array(list(colonies), dtype=COLONY_DTYPE))
     kind = np.zeros((1,) + SHAPE, dtype=np.uint8)[0]
     w.write_snapshot(int(primary["step"][-1]), float(primary["time_h"][-1]),
@@ -224,7 +229,11 @@ def test_therapy_record_totals(tmp_path):
     rows = [(3, 6.0, b"rt", b"radiotherapy", b"primary", k + 1, 3, 2.0, b"Gy")
             for k in range(3)]
     rows.append((4, 8.0, b"bev", b"anti_angiogenic", b"body", 1, 1, 10.0, b"mg/kg"))
-    o = read_outcomes(write_run(tmp_path / "tx.h5", primary_counts([0.5] * 6), therapy=rows))
+    edits = [(4, 8.0, 0, b"reduce", b"rt", 0.5), (5, 10.0, 1, b"stop", b"bev", 1.0)]
+    o = read_outcomes(write_run(tmp_path / "tx.h5", primary_counts([0.5] * 6), therapy=rows,
+                                decisions=edits))
+    assert [(d["step"], d["action"], d["therapy"]) for d in o.summary()["decisions"]] == \
+           [(4, "reduce", "rt"), (5, "stop", "bev")]
     assert len(o.therapy) == 4 and o.therapy[0]["therapy"] == "rt"
     assert o.therapy_given() == {
         "rt": {"kind": "radiotherapy", "deliveries": 3, "total_dose": 6.0, "dose_unit": "Gy"},
@@ -247,7 +256,7 @@ def test_report_has_an_outcomes_section_with_the_disclaimer(tmp_path):
     t = primary_counts([1.0, 0.8, 0.6, 0.5, 0.55, 0.59, 0.61, 0.7])
     t["irradiated_functional_killed"] = [0, 30, 0, 0, 0, 0, 0, 0]
     t["functional_breast"] = [1000, 970, 970, 970, 970, 970, 970, 970]
-    path = write_run(tmp_path / "r.h5", t)
+    path = write_run(tmp_path / "r.h5", t, decisions=[(4, 8.0, 0, b"reduce", b"rt", 0.5)])
     summary = report_html.write_report(path, tmp_path / "report")
     page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     section = page[page.index('<section id="outcomes">'):]
@@ -259,6 +268,7 @@ def test_report_has_an_outcomes_section_with_the_disclaimer(tmp_path):
     assert "at 12 h (0.5 days, step 6): growth" in section
     assert "breast 0.9700" in section and "irradiated_functional_killed 30" in section
     assert 'id="outcomes"><img' in section
+    assert "day 0.333: reduce rt × 0.5" in section
     assert summary["outcomes"]["progression"]["step"] == 6
     assert summary["outcomes"]["functional_preserved"]["breast"] == pytest.approx(0.97)
     assert (tmp_path / "report" / "outcomes.png").is_file()

@@ -101,6 +101,7 @@ def arm_summary(reps) -> dict:
                                 for s in summaries),
             "total_dose": stats(s["therapy_given"].get(t, {}).get("total_dose", 0.0)
                                 for s in summaries)} for t in therapies},
+        "decisions": stats(len(s["decisions"]) for s in summaries),
         "runs": summaries,
     }
 
@@ -121,11 +122,12 @@ def _ttp(a: dict) -> str:
 
 
 def _therapy_text(a: dict) -> str:
-    if not a["therapy_given"]:
-        return "none"
-    return "; ".join(f"{name} ({g['kind']}): {_range(g['deliveries'], '.0f')} deliveries, "
+    text = "; ".join(f"{name} ({g['kind']}): {_range(g['deliveries'], '.0f')} deliveries, "
                      f"{_range(g['total_dose'], '.3g')} {g['dose_unit']}"
-                     for name, g in a["therapy_given"].items())
+                     for name, g in a["therapy_given"].items()) or "none"
+    if a["decisions"]["max"]:
+        text += f"; protocol decisions: {_range(a['decisions'], '.0f')}"
+    return text
 
 
 def arm_table(arms: dict) -> str:

@@ -46,7 +46,8 @@ what a treatment did to the tumour and to the healthy tissue.
   never progresses is censored at its last row.
 
 * **The therapy record** (``/therapy``): every delivery given, and per therapy the
-  deliveries and the total dose.
+  deliveries and the total dose; with an adaptive protocol also the decisions its rules
+  took at check-ups (``/decisions``: start, stop, reduce, switch).
 
 Tables are read by column name; a column a file lacks is left out, never guessed.
 """
@@ -172,6 +173,7 @@ class Outcomes:
     colonies: list[dict]             # the registry, as stored
     colonies_alive: dict[str, np.ndarray]    # class -> live colonies per row
     therapy: list[dict]
+    decisions: list[dict] = field(default_factory=list)     # a protocol's schedule edits
     rule: RecistRule = field(default_factory=RecistRule)
 
     @property
@@ -242,6 +244,7 @@ class Outcomes:
             "harm_cells_total": last(self.harm_total),
             "metastases": self.metastases(),
             "therapy_given": self.therapy_given(),
+            "decisions": self.decisions,
         }
 
     def functional_preserved(self) -> dict[str, float | None]:
@@ -405,13 +408,16 @@ def run_outcomes(run, rule: RecistRule = RECIST) -> Outcomes:
                 alive.setdefault(c, np.zeros(len(steps)))[i] += 1
     record = run.therapy()
     therapy = plain_rows(record) if record is not None and len(record) else []
+    edits = run.decisions()
+    decisions = plain_rows(edits) if edits is not None and len(edits) else []
     seed = run.attrs.get("seed")
     return Outcomes(run=str(run.path), status=run.status,
                     seed=int(seed) if isinstance(seed, (int, float)) else None,
                     time_h=time_h, steps=steps, lattices=lattices,
                     primary_diameter_mm=diameter, sum_diameters_mm=sums, nadir_mm=nadir,
                     target_colonies=targets, new_lesions=new, progression=prog,
-                    colonies=colonies, colonies_alive=alive, therapy=therapy, rule=rule)
+                    colonies=colonies, colonies_alive=alive, therapy=therapy,
+                    decisions=decisions, rule=rule)
 
 
 def read_outcomes(path, rule: RecistRule = RECIST) -> Outcomes:

@@ -232,6 +232,10 @@ def outcomes_section(o: dict, images: dict[str, bytes]) -> list[str]:
         ("Functional tissue preserved", organs),
         ("Normal-tissue harm (functional cells killed by therapy)", harm),
         ("Therapy given", given),
+        ("Protocol decisions at check-ups",
+         "; ".join(f"day {d['time_h'] / 24.0:.3g}: {d['action']} {d['therapy']}"
+                   + (f" × {d['factor']:g}" if d.get("factor") not in (None, 0, 1) else "")
+                   for d in o["decisions"]) or "none"),
     ]
     table = "\n".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
     parts = ['<section id="outcomes">', "<h2>Outcomes</h2>",
