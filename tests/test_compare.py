@@ -23,8 +23,8 @@ EDGE = 16
 RADIOTHERAPY = """
 [protocol]
 name = "rt_test"
-modelled_on = "two 2 Gy fractions to the whole lattice (a test protocol)"
-checkup_interval_h = 24.0
+modelled_on = "a test: 2 Gy fractions to the whole lattice, switched to bevacizumab once the tumour shrinks"
+checkup_interval_h = 6.0
 
 [[therapy]]
 name = "rt"
@@ -33,6 +33,18 @@ start_h = 4.0
 count = 2
 interval_h = 8.0
 dose_Gy = 2.0
+
+[[therapy]]
+name = "bev"
+kind = "anti_angiogenic"
+start_h = 1.0
+count = 1
+dose_mg_per_kg = 10.0
+held = true
+
+[[rule]]
+when = "burden_vs_baseline < 0.9"
+then = "switch rt bev"
 """
 
 
@@ -117,7 +129,14 @@ def test_the_report_shows_the_arms_side_by_side(compared):
                {k: v for k, v in b.items() if k != "run"}
     assert arms["control"]["harm_cells_total"]["max"] == 0
     assert arms["rt"]["harm_cells_total"]["min"] > 0
-    assert arms["rt"]["therapy_given"]["rt"]["deliveries"]["median"] == 2
+    # adaptive: the first fraction shrinks the tumour below 0.9 of its baseline, so the
+    # check-up at 6 h switches from radiotherapy to the held anti-angiogenic drug
+    for run in arms["rt"]["runs"]:
+        first = [(d["time_h"], d["action"], d["therapy"]) for d in run["decisions"][:2]]
+        assert first == [(6.0, "stop", "rt"), (6.0, "start", "bev")]
+    assert arms["rt"]["therapy_given"]["rt"]["deliveries"] == {"median": 1, "min": 1, "max": 1}
+    assert arms["rt"]["therapy_given"]["bev"]["deliveries"]["min"] >= 1
+    assert arms["rt"]["decisions"]["min"] >= 2 and arms["control"]["decisions"]["max"] == 0
     assert arms["rt"]["burden_cells_final"]["median"] < arms["control"]["burden_cells_final"]["median"]
     assert arms["control"]["replicates"] == 2
     assert len(arms["rt"]["progression_free"]["time_h"]) >= 1
