@@ -298,12 +298,12 @@ def cmd_bench(args) -> int:
 
 def cmd_compare(args) -> int:
     from .compare import cmd_compare as compare
-    return compare(args)
+    return compare(args, stop=stop_requested)
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "bench": cmd_bench, "repair": cmd_repair,
             "compare": cmd_compare}
-STOPPABLE = ("run", "repair")   # commands that end at a safe point on a stop signal
+STOPPABLE = ("run", "repair", "compare")   # commands that end at a safe point on a stop signal
 
 _stops: list[int] = []          # stop signals received, in order
 

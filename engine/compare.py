@@ -14,7 +14,9 @@ runs do not oversubscribe the cores; run r of arm A writes ``DIR/A/rep<r>.h5``. 
 every run has finished, the comparison report (:mod:`tools.compare_report`) is
 written from the run files alone: ``DIR/compare.html``, ``compare.json`` and its PNGs.
 
-Progress goes to stderr, one line per run started and finished.  A run that fails
+Progress goes to stderr, one line per run started and finished.  SIGINT (Ctrl-C),
+SIGTERM or SIGUSR1 stop the comparison the same way (exit 128 + the signal), the runs
+being told to stop at their next step.  A run that fails
 (or whose process dies) stops the comparison: the other runs are stopped (their files
 say ``interrupted``), no report is written, any earlier report in DIR has been removed
 before the runs began, and the error is one line naming the arm and replicate (exit 1).
@@ -35,12 +37,13 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from .errors import UserError, printable, shown
+from .errors import Interrupted, UserError, printable, shown
 
 ARM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 MAX_ARMS = 16
 MAX_REPLICATES = 1000
 STOP_GRACE_S = 30.0             # a stopped run's time to close its file before it is killed
+POLL_S = 0.5                    # how often the parent looks for a stop signal
 
 
 class RunFailed(UserError):
@@ -210,8 +213,9 @@ def _child(job: Job, conn) -> None:
 class Runner:
     """The runs of a comparison, each in a spawned process, at most `jobs` at a time."""
 
-    def __init__(self, jobs: list[Job], processes: int, log=sys.stderr):
+    def __init__(self, jobs: list[Job], processes: int, log=sys.stderr, stop=lambda: None):
         self.jobs = list(jobs)
+        self.stop = stop                # () -> a stop signal received, or None
         self.processes = max(1, min(processes, len(self.jobs)))
         self.threads = max(1, cpu_count() // self.processes)
         self.log = log
@@ -231,7 +235,13 @@ class Runner:
                 while pending and len(self.running) < self.processes:
                     self._start(ctx, pending.pop(0))
                 ready = wait([s for s in self.running] +
-                             [conn for _, conn, _, _ in self.running.values()])
+                             [conn for _, conn, _, _ in self.running.values()], timeout=POLL_S)
+                if (signum := self.stop()) is not None:
+                    name = signal.Signals(signum).name
+                    raise Interrupted(signum, f"stopped by {name} with {len(self.results)} of "
+                                              f"{len(self.jobs)} runs finished; the runs still "
+                                              f"going were stopped (their files say "
+                                              f"interrupted) and no report was written")
                 for sentinel in list(self.running):
                     proc, conn, job, t0 = self.running[sentinel]
                     if sentinel not in ready and conn not in ready:
@@ -298,7 +308,7 @@ def one_line(text: str) -> str:
     return printable(" ".join(str(text).split()))
 
 
-def cmd_compare(args) -> int:
+def cmd_compare(args, stop=lambda: None) -> int:
     jobs, info = plan(args)
     out = Path(info["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -306,7 +316,7 @@ def cmd_compare(args) -> int:
     for name in REPORT_OUTPUTS:                 # no earlier report passes for this one
         (out / name).unlink(missing_ok=True)
     processes = args.jobs or cpu_count()
-    runner = Runner(jobs, processes)
+    runner = Runner(jobs, processes, stop=stop)
     runner.say(f"{info['scenario']}: {len(info['arms'])} arms x {info['replicates']} "
                f"replicates = {len(jobs)} runs of {info['days']:g} days, {runner.processes} "
                f"at a time (NUMBA_NUM_THREADS={runner.threads} each), seeds "

@@ -3,6 +3,7 @@ report, and its errors (bad input: one line naming the argument, exit 2; a faile
 one line naming the arm and replicate, exit 1, no report)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -58,11 +59,15 @@ def inputs(tmp_path_factory):
     return scenario, protocol
 
 
-def compare(*args, cwd=None):
+def command(*args):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("NUMBA_NUM_THREADS", None)
-    return subprocess.run([sys.executable, "-m", "engine", "compare", *map(str, args)],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return [sys.executable, "-m", "engine", "compare", *map(str, args)], env
+
+
+def compare(*args):
+    argv, env = command(*args)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +170,37 @@ def test_a_failed_run_names_its_arm_and_replicate_and_leaves_no_report(inputs, t
     assert "in use by oncolattice process" in error
     assert "Traceback" not in done.stderr
     assert not (out / "compare.html").exists() and not (out / "compare.json").exists()
+
+
+def test_sigterm_stops_every_run_and_writes_no_report(inputs, tmp_path):
+    scenario, _ = inputs
+    out = tmp_path / "cmp"
+    argv, env = command(scenario, "--arm", "a=untreated", "--arm", "b=untreated",
+                        "--replicates", 1, "--days", 60, "--jobs", 2, "--out", out)
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        while sum("started" in line for line in lines) < 2:
+            lines.append(proc.stderr.readline())
+            assert lines[-1], "".join(lines)
+        deadline = time.monotonic() + 120
+        while not all((out / arm / "rep0.h5").exists() for arm in "ab"):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(1.0)                         # both runs are stepping
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143
+    assert rest.strip().splitlines()[-1].startswith(
+        "oncolattice: interrupted: stopped by SIGTERM with 0 of 2 runs finished"), rest
+    for arm in "ab":
+        with RunFile(out / arm / "rep0.h5") as run:
+            assert run.status == "interrupted"
+    assert not (out / "compare.html").exists()
 
 
 @pytest.mark.parametrize("args, names", [
