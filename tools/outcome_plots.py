@@ -252,7 +252,7 @@ def plot_compare_metastases(arms: dict):
     ax.set_ylabel("colonies at the end of the run")
     ax.set_title("Metastases by class")
     _style(ax)
-    ax.legend(frameon=False, fontsize=8, ncol=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     return fig
 
 

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.errors import RunFileError
 from engine.runformat import plain_rows
 
 BURDEN_KINDS = ("tumor", "dormant")         # cells of the tumour burden
@@ -382,7 +383,8 @@ def run_outcomes(run, rule: RecistRule = RECIST) -> Outcomes:
     order = [run.primary] + [m for m in run.sites()]
     lattices = [o for o in (_lattice_outcome(run, m, steps) for m in order) if o is not None]
     if not lattices or lattices[0].name != run.primary.name:
-        raise ValueError(f"{run.path}: the primary lattice has no counts to compute outcomes")
+        raise RunFileError(f"{run.path}: no counts rows of the primary lattice yet; no "
+                           f"outcomes to compute")
     primary = lattices[0]
     diameter = ball_diameter_mm(primary.cells + primary.tumour_debris, primary.voxel_um)
     colonies = _colony_rows(run)
