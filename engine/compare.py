@@ -87,8 +87,11 @@ def parse_arms(values: list[str] | None) -> dict[str, str]:
         if not ARM_NAME.fullmatch(name):
             raise UserError(f"--arm {given}: the arm name must be a letter followed by up "
                             f"to 63 letters, digits, '_' or '-' (it names the arm's folder)")
-        if name in arms:
-            raise UserError(f"--arm {given}: arm name {name!r} is given twice")
+        twin = next((a for a in arms if a.lower() == name.lower()), None)
+        if twin is not None:
+            raise UserError(f"--arm {given}: arm name {name!r} is given twice"
+                            + (f" (as {twin!r}: arms are folders, told apart by more than "
+                               f"case)" if twin != name else ""))
         arms[name] = protocol.strip()
     return arms
 
@@ -132,13 +135,16 @@ def plan(args) -> tuple[list[Job], dict]:
     step_h = first["time.step_h"]
     if duration is not None and duration < step_h * (1 - 1e-9):
         raise UserError(f"--days {args.days:g}: shorter than one step of {step_h:g} h")
-    for name, s in scenarios.items():
+    for s in scenarios.values():
         try:
-            s.with_overrides(seed=base_seed + args.replicates - 1, duration_h=duration)
+            s.with_overrides(duration_h=duration)
         except UserError as exc:
-            flag = "--days" if duration is not None and "duration" in str(exc) else "--replicates"
-            value = args.days if flag == "--days" else args.replicates
-            raise UserError(f"{flag} {value:g}: {exc}") from None
+            raise UserError(f"--days {args.days:g}: {exc}") from None
+        try:
+            s.with_overrides(seed=base_seed + args.replicates - 1)
+        except UserError as exc:
+            raise UserError(f"--replicates {args.replicates}: the last replicate's seed "
+                            f"{base_seed + args.replicates - 1}: {exc}") from None
     from .cli import default_stem
     out = args.out or Path(f"compare_{default_stem(first['scenario.name'])}")
     check_out(out, list(arms), args.replicates, overwrite=args.overwrite)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import small_scenario_text
+from conftest import small_scenario_text, with_values
 from engine.cli import main
 from engine.output import RunLock
 from tools.compare_report import FIGURES
@@ -210,6 +210,8 @@ def test_sigterm_stops_every_run_and_writes_no_report(inputs, tmp_path):
     (["--arm", "1a=untreated"], "--arm 1a=untreated: the arm name must be"),
     (["--arm", "a/b=untreated"], "--arm a/b=untreated: the arm name must be"),
     (["--arm", "a=untreated", "--arm", "a=untreated"], "--arm a=untreated: arm name 'a' is given twice"),
+    (["--arm", "a=untreated", "--arm", "A=untreated"], "--arm A=untreated: arm name 'A' is given twice"),
+    (["--arm", "a=untreated", "--replicates", "4294967296"], "--replicates 4294967296: must"),
     (["--arm", "a=no_such_protocol_xyz"], "--arm a=no_such_protocol_xyz: "),
     (["--arm", "a=untreated", "--replicates", "0"], "--replicates 0: must be between 1"),
     (["--arm", "a=untreated", "--jobs", "0"], "--jobs 0: must be at least 1"),
@@ -226,6 +228,16 @@ def test_bad_input_is_one_line_naming_the_argument(inputs, tmp_path, capsys, arg
     assert len(err.splitlines()) == 1, err
     assert err.startswith(f"oncolattice: error: {names}"), err
     assert not (tmp_path / "cmp").exists()          # nothing written
+
+
+def test_seeds_past_the_largest_are_an_error_naming_replicates(tmp_path, capsys):
+    scenario = tmp_path / "late.toml"
+    scenario.write_text(with_values(small_scenario_text(EDGE), seed=2 ** 64 - 2))
+    assert main(["compare", str(scenario), "--arm", "a=untreated", "--replicates", "3",
+                 "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"oncolattice: error: --replicates 3: the last replicate's seed "
+                          f"{2 ** 64}: "), err
 
 
 def test_existing_runs_are_kept_without_overwrite(inputs, tmp_path, capsys):
