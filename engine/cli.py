@@ -1,4 +1,4 @@
-"""The `oncolattice` command: run, check, bench, view, render, report.
+"""The `oncolattice` command: run, check, bench, compare, view, render, report.
 
 Errors a user can fix are printed as one line on stderr with a non-zero exit
 status (2 for bad input); a traceback is shown only with ONCOLATTICE_DEBUG=1.
@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", default="auto", choices=BACKENDS)
     bench.add_argument("--steps", type=int, default=10, help="timed steps (after warm-up)")
     bench.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+
+    from .compare import add_arguments as compare_arguments
+    compare_help = ("run therapy arms on the same seeds (paired replicates), each run in its "
+                    "own process, and write a comparison report (compare.html)")
+    compare_arguments(sub.add_parser("compare", help=compare_help, description=compare_help))
 
     for name, module in TOOL_COMMANDS.items():
         tool = importlib.import_module(module)
@@ -291,8 +296,14 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "bench": cmd_bench, "repair": cmd_repair}
-STOPPABLE = ("run", "repair")   # commands that end at a safe point on a stop signal
+def cmd_compare(args) -> int:
+    from .compare import cmd_compare as compare
+    return compare(args, stop=stop_requested)
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "bench": cmd_bench, "repair": cmd_repair,
+            "compare": cmd_compare}
+STOPPABLE = ("run", "repair", "compare")   # commands that end at a safe point on a stop signal
 
 _stops: list[int] = []          # stop signals received, in order
 

@@ -371,7 +371,8 @@ def test_html_is_self_contained_and_says_what_it_must(written):
     assert "<link" not in page and "<script" not in page and "@import" not in page
     assert "url(" not in page
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == len(report_plots.FIGURES)
+    assert len(sources) == len(report_plots.FIGURES) + 1        # and the outcomes figure
+    assert 'id="outcomes"' in page
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
@@ -435,12 +436,12 @@ def test_report_without_snapshots_plots_the_counts(tmp_path):
     summary = report_html.write_report(path, out)
     assert summary["snapshots"] == 0 and summary["status"] == "interrupted"
     assert not (out / "slices.png").exists()
-    for name in ("counts", "functional", "tumour", "vessels"):
+    for name in ("counts", "functional", "tumour", "vessels", "outcomes"):
         assert (out / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "No snapshot has been written yet" in page
     assert '<span class="status interrupted">interrupted</span>' in page
-    assert len(re.findall(r'src="data:image/png', page)) == 4
+    assert len(re.findall(r'src="data:image/png', page)) == 5
 
 
 def test_report_on_a_run_with_nothing_yet_is_a_clear_error(tmp_path):

@@ -20,8 +20,15 @@ from engine.runformat import atomic_path, plain_rows
 from tools.report_plots import (CAPTIONS, FIGURES, METASTASIS_FIGURES, build_body_figures,
                                 build_figures, kind_label, png_bytes)
 from tools.report_series import load_body, load_series, summarise, summarise_body
+from tools.outcome_plots import CAPTIONS as OUTCOME_CAPTIONS, plot_outcomes
+from tools.outcomes import run_outcomes
 
 DISCLAIMER = "research tool, not clinical advice"
+# every section that shows treatment outcomes carries this (the README's wording)
+TREATMENT_DISCLAIMER = (
+    f"oncolattice is a {DISCLAIMER}. Simulated treatment outcomes are not a promise of cure "
+    "or a prediction for any patient; whether and which therapy is appropriate must always "
+    "be decided individually by a physician.")
 
 
 # -- the page ----------------------------------------------------------------------
@@ -108,7 +115,8 @@ def _kinds_section(summary: dict) -> list[str]:
 def _figure_html(name: str, png: bytes) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (f'<figure id="{name}"><img alt="{name} plot" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>")
+            f"<figcaption>{html.escape(CAPTIONS.get(name) or OUTCOME_CAPTIONS[name])}"
+            f"</figcaption></figure>")
 
 
 def _registry_rows(colonies: list[dict]) -> list[str]:
@@ -184,16 +192,66 @@ def therapy_section(record: list[dict]) -> list[str]:
             f"<td>{r['delivery']}/{r['count']}</td><td>{r['dose']:g} {e(r['dose_unit'])}</td></tr>"
             for r in record]
     return ['<section id="therapy">', "<h2>Therapy record</h2>",
-            f"<p>Every delivery the run gave ({len(record)}). Simulated treatment effects are "
-            f"not a promise of cure or a prediction for any patient: oncolattice is a "
-            f"{DISCLAIMER}; whether and which therapy is appropriate must always be decided "
-            f"individually by a physician.</p>",
+            f"<p>Every delivery the run gave ({len(record)}).</p>",
+            f'<p class="disclaimer">{e(TREATMENT_DISCLAIMER)}</p>',
             f"<table>\n{head}\n" + "\n".join(rows) + "\n</table>", "</section>"]
+
+
+def outcomes_section(o: dict, images: dict[str, bytes]) -> list[str]:
+    """The Outcomes section (`o`: summary.json's ``outcomes`` block, from
+    :meth:`tools.outcomes.Outcomes.summary`), with the research-tool disclaimer."""
+    e = html.escape
+    p = o["progression"]
+    if p["progressed"]:
+        progression = (f"at {_fmt(p['time_h'], '.4g')} h ({_fmt(p['time_h'] / 24.0, '.3g')} "
+                       f"days, step {p['step']}): {p['reason']}")
+    else:
+        progression = f"none (censored at {_fmt(p['censored_h'], '.4g')} h)"
+    organs = ", ".join(f"{k.replace('_', ' ')} {_fmt(v, '.4f')}"
+                       for k, v in o["functional_preserved"].items()) or "–"
+    harm = "; ".join(f"{name}: {col} {_fmt(v, ',.0f')}"
+                     for name, lat in o["lattices"].items()
+                     for col, v in lat["harm_cells"].items()) or "no harm column in this run"
+    mets = ", ".join(f"{c} {m['founded']} founded / {m['alive']} alive / {m['measurable']} "
+                     f"measurable" for c, m in o["metastases"].items())
+    given = "; ".join(f"{name} ({g['kind']}): {g['deliveries']} deliveries, "
+                      f"{g['total_dose']:g} {g['dose_unit']} in all"
+                      for name, g in o["therapy_given"].items()) or "none"
+    facts = [
+        ("Tumour burden, initial → final (cells, body)",
+         f"{_fmt(o['burden_cells_initial'], ',.0f')} → {_fmt(o['burden_cells_final'], ',.0f')}"),
+        ("Tumour burden volume, final", _fmt(o["burden_volume_mm3_final"], ".4g", " mm³")),
+        ("Primary lesion diameter, initial → final",
+         f"{_fmt(o['primary_diameter_mm_initial'], '.4g')} → "
+         f"{_fmt(o['primary_diameter_mm_final'], '.4g', ' mm')}"),
+        ("Sum of target diameters: nadir / final",
+         f"{_fmt(o['nadir_mm'], '.4g')} / {_fmt(o['sum_diameters_mm_final'], '.4g', ' mm')}"),
+        ("Progression (RECIST-like)", progression),
+        ("New lesions", str(len(o["new_lesions"]))),
+        ("Metastases by class", mets),
+        ("Functional tissue preserved", organs),
+        ("Normal-tissue harm (functional cells killed by therapy)", harm),
+        ("Therapy given", given),
+        ("Protocol decisions at check-ups",
+         "; ".join(f"day {d['time_h'] / 24.0:.3g}: {d['action']} {d['therapy']}"
+                   + (f" × {d['factor']:g}" if d.get("factor") not in (None, 0, 1) else "")
+                   for d in o["decisions"]) or "none"),
+    ]
+    table = "\n".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
+    parts = ['<section id="outcomes">', "<h2>Outcomes</h2>",
+             f'<p class="disclaimer">{e(TREATMENT_DISCLAIMER)}</p>',
+             f"<p>Computed from the run file (tools/outcomes.py). Progression rule: "
+             f"{e(o['recist_rule'])}.</p>",
+             f"<table>\n{table}\n</table>"]
+    if "outcomes" in images:
+        parts.append(_figure_html("outcomes", images["outcomes"]))
+    parts.append("</section>")
+    return parts
 
 
 def render_html(summary: dict, scenario_toml: str, images: dict[str, bytes],
                 notes: list[str], metastasis: list[str] | None = None,
-                therapy: list[str] | None = None) -> str:
+                therapy: list[str] | None = None, outcomes: list[str] | None = None) -> str:
     """The self-contained page: inline CSS, PNGs as data URIs, no external resources."""
     e = html.escape
     status = summary["status"]
@@ -264,6 +322,7 @@ def render_html(summary: dict, scenario_toml: str, images: dict[str, bytes],
     parts += _kinds_section(summary)
     parts += ["<h2>Plots</h2>"]
     parts += [_figure_html(name, images[name]) for name in FIGURES if name in images]
+    parts += outcomes or []
     parts += therapy or []
     parts += metastasis or []
     parts += [
@@ -314,6 +373,10 @@ def write_report(run_path, out, *, lattice: str | None = None) -> dict:
         if body is not None:
             figures.update(build_body_figures(body))
             summary["metastasis"] = summarise_body(body)
+        if len(run.counts()):
+            outcomes = run_outcomes(run)
+            figures["outcomes"] = plot_outcomes(outcomes)
+            summary["outcomes"] = outcomes.summary()
         has_body, n_lattices = run.has_body, len(run.lattices)
         delivered = run.therapy()
     if delivered is not None and len(delivered):
@@ -348,8 +411,9 @@ def write_report(run_path, out, *, lattice: str | None = None) -> dict:
     metastasis = (metastasis_section(summary["metastasis"], body.colonies, images)
                   if body is not None else None)
     therapy = therapy_section(summary["therapy"]) if "therapy" in summary else None
+    outcomes = outcomes_section(summary["outcomes"], images) if "outcomes" in summary else None
     page = render_html(summary, scenario_toml, images, notes, metastasis,
-                       therapy).encode("utf-8")
+                       therapy, outcomes).encode("utf-8")
     out = _prepare_out(out)
     for name, data in images.items():
         _write_atomic(out / f"{name}.png", data)
