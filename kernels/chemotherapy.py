@@ -167,8 +167,8 @@ CHEMOTHERAPY = Process(
                    "(kill left out ≤ k E t½/ln 2 per dose); bound: half-maximal effect"),
         "tolerance_mg_per_L": positive(1e-5, "mg/L", "largest correction of the last sweep "
                                                      "(0.02 % of EC50)", hi=10.0),
-        "max_sweeps": Param("int", 500, lo=1, hi=10**6, unit="sweeps per step"),
-        "sor_omega": Param("float", 1.5, lo=0.0, hi=2.0, lo_open=True, hi_open=True,
+        "max_sweeps": Param("int", 300, lo=1, hi=10**6, unit="sweeps per step"),
+        "sor_omega": Param("float", 1.6, lo=0.0, hi=2.0, lo_open=True, hi_open=True,
                            unit="-", source="red-black SOR factor"),
     }},
     events=("chemo_killed_tumor", "chemo_killed_functional"),
