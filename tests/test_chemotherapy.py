@@ -272,12 +272,12 @@ def test_the_drug_falls_with_distance_from_a_perfused_vessel_as_the_discrete_sol
     drug = Drug(half_life_h=1.59, volume_L=48.1, body_mass_kg=0.0, ec50_mg_per_L=0.0427,
                 infusion_h=0.0, body_surface_m2=1.8)
     rules = base.replace(chemo_plasma=PlasmaSchedule(drug, 1.0, ((4, 2.0),)),
-                         chemo_tolerance=1e-7, chemo_max_sweeps=20000)
+                         chemo_tolerance=1e-6, chemo_max_sweeps=20000)
     lat = block((4, 4, 30), drug=0.0)
     lat.kind[:, :, 0] = VESSEL
     lat.perfused[:, :, 0] = 1
     sweeps, residual = relax_drug(lat, rules, 4)
-    assert residual <= 1e-7 and sweeps > 1
+    assert residual <= 1e-6 and 1 < sweeps < 20000
     profile = lat.drug[1, 2].astype(np.float64)
     assert profile[0] == np.float32(2.0)
     assert np.all(np.diff(profile) < 0)
@@ -286,7 +286,8 @@ def test_the_drug_falls_with_distance_from_a_perfused_vessel_as_the_discrete_sol
     m = 29
     x = np.arange(30)
     exact = 2.0 * (rho ** x + rho ** (2 * m + 1 - x)) / (1.0 + rho ** (2 * m + 1))
-    assert np.allclose(profile, exact, rtol=1e-4, atol=1e-5)      # solver tolerance, float32
+    assert np.allclose(profile, exact, rtol=1e-4, atol=5e-5)      # the stopping rule, float32
+    assert np.allclose(profile[:8], exact[:8], rtol=1e-4, atol=0)
     ell = 20.0 / -math.log(rho)                        # penetration length, µm
     assert 60.0 < ell < 80.0
     assert profile[5] < 0.3 * profile[0]               # 100 µm into the tumour
