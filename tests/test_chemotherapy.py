@@ -417,3 +417,17 @@ def test_a_chemotherapy_parameter_out_of_range_is_one_line_naming_it(key, value)
     with pytest.raises(ScenarioError) as err:
         scenario(**{key: value})
     assert f"chemotherapy.{key}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_census_accounts_for_every_cell_the_drug_kills(resistant_subclone_runs):
+    """Tumour: births − deaths − departures − chemotherapy kills is the change; functional
+    cells: births − deaths − chemotherapy kills."""
+    rows = np.array(resistant_subclone_runs["treated"][1])
+    tumour = (rows["birth_tumor"] - rows["apoptosis_tumor"] - rows["necrosis_tumor"]
+              - rows["intravasated_blood"] - rows["intravasated_lymph"] - rows["chemo_killed_tumor"])
+    assert np.array_equal(np.diff(rows["tumor"]), tumour[1:])
+    functional = (rows["birth_functional"] - rows["apoptosis_functional"]
+                  - rows["necrosis_functional"] - rows["compression_functional"]
+                  - rows["functional_cleared_by_sprout"] - rows["chemo_killed_functional"])
+    assert np.array_equal(np.diff(rows["functional"]), functional[1:])
+    assert rows["chemo_killed_tumor"][1:].sum() > 0 and rows["chemo_killed_functional"][1:].sum() > 0
