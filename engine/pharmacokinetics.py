@@ -26,8 +26,8 @@ mass in kg for mg/kg doses, the body surface area in m² for mg/m² doses):
 C(t) = Σ_{t_k ≤ t} C_k(t − t_k) (mg/L), the doses superposed (linear kinetics).  C is
 sampled at the step's time t = s · Δt: a bolus given at step s acts from step s on (C(t_k)
 is its full peak); an infusion starting at step s has C = 0 at step s and rises over the
-following steps.  Repeated equal doses D every τ hours accumulate towards the steady state
-whose peak and trough are
+following steps.  Repeated equal boluses D every τ hours accumulate towards the steady
+state whose peak and trough are
 
     C_peak,ss = (D m / V) / (1 − 2^(−τ/t½)),     C_trough,ss = C_peak,ss · 2^(−τ/t½)
 
@@ -38,9 +38,11 @@ Sheiner 1981, Clin Pharmacokinet 6:429):
     E = C / (C + EC50),      E in [0, 1);  E = 0 exactly where C = 0.
 
 Every quantity is a float64 computed on the host; kernels only ever see thresholds
-derived from E (DESIGN.md §4: no exp in kernels).  The one-compartment model ignores the
-distribution phase (for bevacizumab a few days, against a terminal half-life of about 20
-days) and target-mediated clearance; both are documented approximations.
+derived from E, or (chemotherapy) C rounded to float32 as the drug field's value on
+perfused vessels (DESIGN.md §4: no exp in kernels).  The one-compartment model ignores
+the distribution phase (for bevacizumab a few days, against a terminal half-life of about
+20 days; paclitaxel's fit keeps its peak and area, not its slow terminal tail) and
+target-mediated clearance; both are documented approximations.
 
 The drug's parameters live in the scenario table its process declares (`DRUG_TABLES`:
 the anti-angiogenic kind's in `[antiangiogenic]`, kernels/antiangiogenic.py; the
