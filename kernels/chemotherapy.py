@@ -57,11 +57,11 @@ the sensitive, cycling fraction; Norton & Simon: kill proportional to the growth
    largest advance any cell can make in a step; the host tabulates in float64, for every
    bin i, the uint32 threshold of P_i = 1 − exp(−i · ΔH), ΔH = k Δt / (a_nom · s) the
    hazard of one bin (a_nom the nominal advance), N = CHEMO_BINS = 65536.  Binning error:
-   the hazard is rounded down to a bin edge, by less than ΔH (quickstart: ΔH = 1.5e-6 per
+   the hazard is rounded down to a bin edge, by less than ΔH (quickstart: ΔH = 1.4e-6 per
    step, against 0.07 for a tumour cell at full effect), so P is low by less than ΔH: a
    relative error below 1/q, 0.002 % for a nominally cycling tumour cell at full effect,
    0.09 % for a breast cell and 0.4 % for a muscle cell at full effect, growing as 1/E
-   at low concentrations; a hazard below one bin (a kill chance below 1.5e-6 per step)
+   at low concentrations; a hazard below one bin (a kill chance below 1.4e-6 per step)
    is 0.
 
 Parameters (`[chemotherapy]`; paclitaxel):
