@@ -431,3 +431,15 @@ def test_the_census_accounts_for_every_cell_the_drug_kills(resistant_subclone_ru
                   - rows["functional_cleared_by_sprout"] - rows["chemo_killed_functional"])
     assert np.array_equal(np.diff(rows["functional"]), functional[1:])
     assert rows["chemo_killed_tumor"][1:].sum() > 0 and rows["chemo_killed_functional"][1:].sum() > 0
+
+
+def test_every_lattice_of_a_body_sees_the_same_plasma():
+    """A drug names no lattice: the sites' rules carry the primary's plasma schedule."""
+    body = parse_scenario(load_scenario("breast_metastasis").text + PACLITAXEL, "body.toml")
+    primary = build_rules(body)
+    for i, site in enumerate(body.sites):
+        rules = build_rules(body.site(i))
+        assert rules.chemo_plasma.boluses == primary.chemo_plasma.boluses
+        for step in (2, 3, 5, 20, 507):
+            assert plasma_at(rules, step) == plasma_at(primary, step)
+            assert chemo_active(rules, step) == chemo_active(primary, step)
