@@ -63,7 +63,8 @@ from .therapy import THERAPY_KINDS, delivery_steps
 DRUG_TABLES: dict[str, str] = {"anti_angiogenic": "antiangiogenic",
                                "chemotherapy": "chemotherapy"}
 # dose key -> the body size (a Drug field and its table's key) that turns a dose into mg
-DOSE_BODY: dict[str, str] = {"dose_mg_per_kg": "body_mass_kg", "dose_mg_per_m2": "body_surface_m2"}
+DOSE_BODY: dict[str, str] = {"dose_mg_per_kg": "body_mass_kg",
+                             "dose_mg_per_m2": "body_surface_m2"}
 LN2 = math.log(2.0)
 
 
@@ -100,8 +101,9 @@ class Drug:
 @dataclass(frozen=True)
 class PlasmaSchedule:
     """The doses of one drug: (step, plasma rise A_k = D_k m / V in mg/L), in step
-    order (each a bolus or the start of an infusion, as the drug says), with the drug and the step length; `concentration(step)` and
-    `effect(step)` at any step, in float64."""
+    order (each a bolus or the start of an infusion, as the drug says), with the drug
+    and the step length; `concentration(step)` and `effect(step)` at any step, in
+    float64."""
 
     drug: Drug
     step_h: float
@@ -131,7 +133,7 @@ def emax_effect(concentration_mg_per_L: float, ec50_mg_per_L: float) -> float:
 
 
 def steady_state_peak_trough(dose_mg_per_kg: float, interval_h: float, drug: Drug) -> tuple[float, float]:
-    """(C_peak,ss, C_trough,ss) of equal boluses every `interval_h` (mg/L) (a dose in mg/kg)."""
+    """(C_peak,ss, C_trough,ss) of equal boluses (mg/kg) every `interval_h` (mg/L)."""
     rise = dose_mg_per_kg * drug.body_mass_kg / drug.volume_L
     keep = 2.0 ** (-interval_h / drug.half_life_h)
     peak = rise / (1.0 - keep)

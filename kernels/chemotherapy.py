@@ -281,7 +281,8 @@ def _kill_cycling_cells(kind, organ, traits, clock, hypoxia, lineage, motile, va
                 q = hazard * chemo_scale
                 b = chemo_bins - 1 if q >= top else np.int64(q)
                 g = global_index(z, y, x, z0, ny_global, nx_global)
-                if voxel_draw(g, step, STREAM_CHEMO_KILL, lattice_id, k0, k1)[0] < chemo_kill_thr[b]:
+                word = voxel_draw(g, step, STREAM_CHEMO_KILL, lattice_id, k0, k1)[0]
+                if word < chemo_kill_thr[b]:
                     kind[z, y, x] = EMPTY
                     clear_cell(z, y, x, traits, clock, hypoxia, lineage, motile)
                     if k == TUMOR:
