@@ -1,7 +1,6 @@
 """Chemotherapy (kernels/chemotherapy.py): plasma pharmacokinetics with an infusion
 (engine/pharmacokinetics.py), the drug field from perfused vessels, the kill of cycling
 cells (log-kill, Norton–Simon, resistance), its CUDA twin, and the schedule's checks."""
-import copy
 import dataclasses
 import math
 
