@@ -1,17 +1,33 @@
-"""Plasma pharmacokinetics of the drug therapies: one compartment, intravenous boluses.
+"""Plasma pharmacokinetics of the drug therapies: one compartment, intravenous boluses
+or constant-rate infusions.
 
-A drug therapy (`[[therapy]]` of a drug kind, `engine.therapy`) gives doses D_k (mg/kg
-body mass) at the delivery steps s_k of the schedule (`engine.therapy.delivery_steps`),
-i.e. at times t_k = s_k · Δt.  Each dose is an intravenous bolus that mixes at once into
-a central (plasma) volume V and is eliminated by first-order kinetics with the terminal
-half-life t½ (the one-compartment model with linear elimination; Rowland & Tozer,
-Clinical Pharmacokinetics, ch. 3; Gibaldi & Perrier, Pharmacokinetics):
+A drug therapy (`[[therapy]]` of a drug kind, `engine.therapy`) gives doses D_k (mg per
+kg body mass, or mg per m² body surface area: the kind's dose key) at the delivery steps
+s_k of the schedule (`engine.therapy.delivery_steps`), i.e. at times t_k = s_k · Δt.
+Each dose mixes into a central (plasma) volume V and is eliminated by first-order
+kinetics with the half-life t½, k = ln 2 / t½ (the one-compartment model with linear
+elimination; Rowland & Tozer, Clinical Pharmacokinetics, ch. 3; Gibaldi & Perrier,
+Pharmacokinetics).  With A_k = D_k · m / V the plasma rise of the whole dose (m the body
+mass in kg for mg/kg doses, the body surface area in m² for mg/m² doses):
 
-    C(t) = Σ_{t_k ≤ t}  (D_k · m / V) · exp(−ln 2 · (t − t_k) / t½)        (mg/L)
+* a bolus (infusion_h = 0) mixes at once:
 
-with m the body mass (kg).  A dose given at step s acts from step s on (C(t_k) is its
-full peak).  Repeated equal doses D every τ hours accumulate towards the steady state
-whose peak and trough are
+      C_k(τ) = A_k · exp(−k τ),                 τ = t − t_k ≥ 0;
+
+* an infusion of duration T = infusion_h > 0 enters at the constant rate D_k m / T from
+  t_k to t_k + T (zero-order input), so (Rowland & Tozer, ch. "Constant-rate regimens")
+
+      C_k(τ) = (A_k / (k T)) · (1 − exp(−k τ)),                  0 ≤ τ ≤ T,
+      C_k(τ) = (A_k / (k T)) · (1 − exp(−k T)) · exp(−k (τ − T)),  τ > T,
+
+  which tends to the bolus as T → 0; its peak is at the end of the infusion, and its
+  area ∫C dt = A_k / k = D_k m / CL (CL = k V) is the bolus's.
+
+C(t) = Σ_{t_k ≤ t} C_k(t − t_k) (mg/L), the doses superposed (linear kinetics).  C is
+sampled at the step's time t = s · Δt: a bolus given at step s acts from step s on (C(t_k)
+is its full peak); an infusion starting at step s has C = 0 at step s and rises over the
+following steps.  Repeated equal boluses D every τ hours accumulate towards the steady
+state whose peak and trough are
 
     C_peak,ss = (D m / V) / (1 − 2^(−τ/t½)),     C_trough,ss = C_peak,ss · 2^(−τ/t½)
 
@@ -22,13 +38,17 @@ Sheiner 1981, Clin Pharmacokinet 6:429):
     E = C / (C + EC50),      E in [0, 1);  E = 0 exactly where C = 0.
 
 Every quantity is a float64 computed on the host; kernels only ever see thresholds
-derived from E (DESIGN.md §4: no exp in kernels).  The one-compartment model ignores the
-distribution phase (for bevacizumab a few days, against a terminal half-life of about 20
-days) and target-mediated clearance; both are documented approximations.
+derived from E, or (chemotherapy) C rounded to float32 as the drug field's value on
+perfused vessels (DESIGN.md §4: no exp in kernels).  The one-compartment model ignores
+the distribution phase (for bevacizumab a few days, against a terminal half-life of about
+20 days; paclitaxel's fit keeps its peak and area, not its slow terminal tail) and
+target-mediated clearance; both are documented approximations.
 
 The drug's parameters live in the scenario table its process declares (`DRUG_TABLES`:
-the anti-angiogenic kind's in `[antiangiogenic]`, kernels/antiangiogenic.py):
-`half_life_h`, `volume_L`, `body_mass_kg` and `ec50_mg_per_L`.
+the anti-angiogenic kind's in `[antiangiogenic]`, kernels/antiangiogenic.py; the
+chemotherapy kind's in `[chemotherapy]`, kernels/chemotherapy.py): `half_life_h`,
+`volume_L`, `ec50_mg_per_L`, the body size its dose key needs (`body_mass_kg` for
+mg/kg, `body_surface_m2` for mg/m²) and, for an infused drug, `infusion_h`.
 """
 from __future__ import annotations
 
@@ -37,10 +57,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .therapy import deliveries
+from .therapy import THERAPY_KINDS, deliveries
 
 # drug therapy kind -> the scenario table holding its pharmacokinetic parameters
-DRUG_TABLES: dict[str, str] = {"anti_angiogenic": "antiangiogenic"}
+DRUG_TABLES: dict[str, str] = {"anti_angiogenic": "antiangiogenic",
+                               "chemotherapy": "chemotherapy"}
+# dose key -> the body size (a Drug field and its table's key) that turns a dose into mg
+DOSE_BODY: dict[str, str] = {"dose_mg_per_kg": "body_mass_kg",
+                             "dose_mg_per_m2": "body_surface_m2"}
 LN2 = math.log(2.0)
 
 
@@ -48,17 +72,38 @@ LN2 = math.log(2.0)
 class Drug:
     """The pharmacokinetic and effect parameters of one drug."""
 
-    half_life_h: float          # terminal elimination half-life t½
+    half_life_h: float          # elimination half-life t½
     volume_L: float             # central volume of distribution V
     body_mass_kg: float         # m: turns a dose in mg/kg into mg
     ec50_mg_per_L: float        # plasma concentration of half-maximal effect
+    infusion_h: float = 0.0     # T: duration of a constant-rate infusion (0: bolus)
+    body_surface_m2: float = 0.0    # turns a dose in mg/m² into mg
+
+    def plasma_rise(self, dose: float, key: str) -> float:
+        """A = D · (body size of the dose key) / V: the plasma rise of a whole dose (mg/L)."""
+        return float(dose) * getattr(self, DOSE_BODY[key]) / self.volume_L
+
+    def concentration_after(self, amount: float, hours: float) -> float:
+        """C_k(τ) of one dose of plasma rise `amount` (mg/L), τ = `hours` after it starts:
+        a bolus, or a constant-rate infusion over infusion_h (float64)."""
+        if hours < 0.0:
+            return 0.0
+        k = LN2 / self.half_life_h
+        t = self.infusion_h
+        if t <= 0.0:
+            return amount * math.exp(-k * hours)
+        plateau = amount / (k * t)              # A / (k T): the level an endless infusion nears
+        if hours <= t:
+            return plateau * -math.expm1(-k * hours)
+        return plateau * -math.expm1(-k * t) * math.exp(-k * (hours - t))
 
 
 @dataclass(frozen=True)
 class PlasmaSchedule:
-    """The boluses of one drug: (step, plasma increment D_k m / V in mg/L),
-    in step order, with the drug and the step length; `concentration(step)` and
-    `effect(step)` at any step, in float64."""
+    """The doses of one drug: (step, plasma rise A_k = D_k m / V in mg/L), in step
+    order (each a bolus or the start of an infusion, as the drug says), with the drug
+    and the step length; `concentration(step)` and `effect(step)` at any step, in
+    float64."""
 
     drug: Drug
     step_h: float
@@ -69,7 +114,7 @@ class PlasmaSchedule:
         c = 0.0
         for at, amount in self.boluses:
             if at <= step:
-                c += amount * math.exp(-LN2 * (step - at) * self.step_h / self.drug.half_life_h)
+                c += self.drug.concentration_after(amount, (step - at) * self.step_h)
         return c
 
     def effect(self, step: int) -> float:
@@ -88,7 +133,7 @@ def emax_effect(concentration_mg_per_L: float, ec50_mg_per_L: float) -> float:
 
 
 def steady_state_peak_trough(dose_mg_per_kg: float, interval_h: float, drug: Drug) -> tuple[float, float]:
-    """(C_peak,ss, C_trough,ss) of equal boluses every `interval_h` (mg/L)."""
+    """(C_peak,ss, C_trough,ss) of equal boluses (mg/kg) every `interval_h` (mg/L)."""
     rise = dose_mg_per_kg * drug.body_mass_kg / drug.volume_L
     keep = 2.0 ** (-interval_h / drug.half_life_h)
     peak = rise / (1.0 - keep)
@@ -98,10 +143,12 @@ def steady_state_peak_trough(dose_mg_per_kg: float, interval_h: float, drug: Dru
 def drug_of(scenario, kind: str) -> Drug:
     """The parameters of drug `kind` from its scenario table."""
     table = DRUG_TABLES[kind]
-    return Drug(half_life_h=float(scenario[f"{table}.half_life_h"]),
-                volume_L=float(scenario[f"{table}.volume_L"]),
-                body_mass_kg=float(scenario[f"{table}.body_mass_kg"]),
-                ec50_mg_per_L=float(scenario[f"{table}.ec50_mg_per_L"]))
+    values = scenario.values[table]
+    body = DOSE_BODY[THERAPY_KINDS[kind][0]]
+    sizes = {"body_mass_kg": 0.0, "body_surface_m2": 0.0, body: float(values[body])}
+    return Drug(half_life_h=float(values["half_life_h"]), volume_L=float(values["volume_L"]),
+                ec50_mg_per_L=float(values["ec50_mg_per_L"]),
+                infusion_h=float(values.get("infusion_h", 0.0)), **sizes)
 
 
 def plasma_schedule(scenario, kind: str) -> PlasmaSchedule:
@@ -109,10 +156,10 @@ def plasma_schedule(scenario, kind: str) -> PlasmaSchedule:
     protocol decisions included): a drug reaches every lattice of the body through the
     plasma, so every lattice sees the same concentration."""
     drug = drug_of(scenario, kind)
+    key = THERAPY_KINDS[kind][0]
     record = deliveries(scenario)
     given = record[record["kind"] == kind.encode()]
-    boluses = [(int(row["step"]), float(row["dose"]) * drug.body_mass_kg / drug.volume_L)
-               for row in given]
+    boluses = [(int(row["step"]), drug.plasma_rise(float(row["dose"]), key)) for row in given]
     return PlasmaSchedule(drug, float(scenario["time.step_h"]), tuple(sorted(boluses)))
 
 

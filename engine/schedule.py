@@ -11,6 +11,7 @@ from typing import Callable
 
 from kernels.antiangiogenic import exposure_at, prune_immature_vessels
 from kernels.angiogenesis import grow_sprouts, lumenise, propose_sprouting
+from kernels.chemotherapy import chemo_active, kill_cycling_cells, relax_drug
 from kernels.displacement import choose_escape, move_displaced, settle_escape_claims
 from kernels.division import place_daughters, propose_division, settle_division_claims
 from kernels.dormancy import wake_dormant
@@ -49,6 +50,10 @@ ANTIANGIOGENIC_EXPOSURE = Condition(
     "anti-angiogenic exposure E > 0 this step",
     lambda sim: exposure_at(sim.rules, sim.step_index) > 0.0)
 
+CHEMO_ACTIVE = Condition(
+    "chemotherapy plasma effect E ≥ chemotherapy.min_effect this step",
+    lambda sim: chemo_active(sim.rules, sim.step_index))
+
 FRACTION_DUE = Condition(
     "a radiotherapy fraction is due this step",
     lambda sim: sim.step_index in sim.rules.fraction_steps)
@@ -60,8 +65,10 @@ TISSUE_CHANGED = Condition(
 STEP = (
     Stage(relax_oxygen, TISSUE_CHANGED),
     Stage(relax_vegf, TISSUE_CHANGED),
+    Stage(relax_drug, CHEMO_ACTIVE),  # this step's plasma level; after oxygen: none needed
     Stage(decide_fate),
     Stage(irradiate, FRACTION_DUE),  # after fate: this step's pO2; dormant cells too
+    Stage(kill_cycling_cells, CHEMO_ACTIVE),  # this step's clock advance, before division
     Stage(wake_dormant),         # after fate: dormant cells die only by their own rate
     Stage(lyse_debris),
     Stage(lose_adhesion),        # after fate: only survivors detach; this step's pO2

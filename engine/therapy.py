@@ -4,7 +4,8 @@ Each entry names a therapy, its kind, the lattice it treats (the primary or a si
 the body), when it starts, how many deliveries (fractions, cycles, doses) it gives and
 how far apart, and the dose and target its kind needs.  The mechanism of each kind is
 a process under `kernels/` (radiotherapy: `kernels/radiation.py`; anti-angiogenic
-therapy: `kernels/antiangiogenic.py`, its plasma levels from `engine.pharmacokinetics`), which reads the
+therapy: `kernels/antiangiogenic.py`; chemotherapy: `kernels/chemotherapy.py`; the drugs'
+plasma levels from `engine.pharmacokinetics`), which reads the
 schedule from `Scenario.therapies`; this module holds the schedule's schema, checks
 and the schedule as it will run (`oncolattice check` prints it).
 
@@ -24,6 +25,7 @@ from kernels.process import REQUIRED, Param
 THERAPY_KINDS: dict[str, tuple[str, ...]] = {
     "radiotherapy": ("dose_Gy",),
     "anti_angiogenic": ("dose_mg_per_kg",),
+    "chemotherapy": ("dose_mg_per_m2",),
 }
 # kinds aimed at a target on one lattice; every other kind is a drug that reaches every
 # lattice of the body through the plasma (engine.pharmacokinetics)
@@ -60,6 +62,10 @@ THERAPY_SCHEMA: dict[str, Param] = {
                             unit="the dose's unit, summed over the run",
                             source="tolerability limit: a delivery that would exceed it is not "
                                    "given (e.g. doxorubicin 450-550 mg/m² lifetime, label)"),
+    "dose_mg_per_m2": Param("float", None, lo=0.0, hi=350.0, lo_open=True, unit="mg/m² per dose",
+                            source="chemotherapy (paclitaxel): 175 mg/m² over 3 h every 3 "
+                                   "weeks, 135 mg/m² (label), 80 mg/m² weekly; bound: twice "
+                                   "the highest labelled dose"),
     "region": Param("str", "lattice", choices=REGIONS,
                     source="the target volume: the whole lattice, a sphere or a box"),
     "center_um": Param("vec3", None, lo=0.0, unit="µm (z, y, x); default: lattice centre",
@@ -131,7 +137,7 @@ def where(therapy: dict) -> str:
 RECORD_DTYPE = np.dtype([("step", np.int64), ("time_h", np.float64), ("therapy", "S64"),
                          ("kind", "S16"), ("lattice", "S64"), ("delivery", np.int32),
                          ("count", np.int32), ("dose", np.float64), ("dose_unit", "S16")])
-DOSE_UNITS = {"dose_Gy": "Gy", "dose_mg_per_kg": "mg/kg"}
+DOSE_UNITS = {"dose_Gy": "Gy", "dose_mg_per_kg": "mg/kg", "dose_mg_per_m2": "mg/m2"}
 
 
 def dose_key(therapy: dict) -> str:

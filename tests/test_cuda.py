@@ -6,6 +6,7 @@ Each comparison runs on two CUDA backends:
 * `cupy` — the same sources compiled by NVRTC and run on a GPU (marker `gpu`,
   skipped with the reason where no GPU is usable).
 """
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from conftest import on
 
 import kernels.lattice as lattice_py
 import kernels.philox as philox_py
+from engine.pharmacokinetics import PlasmaSchedule, drug_of
 from engine.rules import build_rules
 from engine.scenario import load_scenario, parse_scenario
 from engine.schedule import EVENT_NAMES, FIELD_PASSES, PASSES
@@ -184,9 +186,16 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     # and branching probabilities of about 1/2; a fifth of the immature vessels are pruned
     blockade = dict(antiangiogenic_exposure=np.full(step + 1, 0.5), sprout_rate_per_h=1.4,
                     branch_rate_per_h=1.4, prune_per_h=0.45)
+    # chemotherapy active this step (a bolus of 0.5 mg/L 5 h before), the kill made likely:
+    # thresholds rising from 1/32 with the hazard bin
+    chemo = dict(chemo_plasma=PlasmaSchedule(dataclasses.replace(
+                     drug_of(load_scenario("quickstart"), "chemotherapy"), infusion_h=0.0),
+                     1.0, ((step - 5, 0.5),)),
+                 chemo_kill_thr=np.minimum(np.arange(len(rules.chemo_kill_thr), dtype=np.uint64)
+                                           * 2**15 + 2**27, 2**32 - 1).astype(np.uint32))
     r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, regression_steps=3,
                       lysis_thr=np.uint32(2**31), **eager, **motility, **invasion, **dormancy,
-                      **radiation, **blockade)
+                      **radiation, **blockade, **chemo)
     solved = random_lattice(shape, seed, z0=seed)
     solved_twin = on(backend, solved)
     assert relax_oxygen(solved, r, step) == relax_oxygen(solved_twin, r, step)
@@ -219,6 +228,7 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     assert events["irradiated_tumor_killed"] > 0 and events["irradiated_functional_killed"] > 0
     assert events["irradiated_dormant_killed"] > 0
     assert events["vessel_pruned"] > 0
+    assert events["chemo_killed_tumor"] > 0 and events["chemo_killed_functional"] > 0
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)
