@@ -91,6 +91,8 @@ QUANTITIES: dict[str, Quantity] = {
                                                 "initial count"),
     "toxicity": Quantity("fraction", "functional cells killed by therapy so far (events named "
                                      "*functional_killed*) / initial functional cells of the body"),
+    "new_toxicity": Quantity("fraction", "toxicity added since the previous check-up (the "
+                                         "harm of the last cycle)"),
     "days": Quantity("d", "time since the start of the run"),
 }
 GIVEN_PREFIX = "given."     # given.NAME: deliveries of therapy NAME so far (prior therapy)
@@ -366,6 +368,7 @@ class Clinic:
         self.metastases_seen = 0
         self.initial_functional = max(sum(int(r["functional"]) for r in rows), 1)
         self.harm = 0
+        self.harm_seen = 0
         self.checkups = np.zeros(0, dtype=checkup_dtype())
         self.decided = np.zeros(0, dtype=DECISION_DTYPE)
 
@@ -381,6 +384,7 @@ class Clinic:
                "ctcs": float(contents["in_blood"] + contents["in_lymph"]),
                "functional_fraction": float(body.rows[0]["functional_fraction"]),
                "toxicity": self.harm / self.initial_functional,
+               "new_toxicity": (self.harm - self.harm_seen) / self.initial_functional,
                "days": body.time_h / 24.0}
         given = body.schedule[body.schedule["step"] <= body.step_index]
         for t in body.scenario.therapies:
@@ -401,6 +405,7 @@ class Clinic:
         decisions = decide(scenario, step, measures, running)
         self.last_burden = int(measures["burden_cells"])
         self.metastases_seen = int(measures["metastases"])
+        self.harm_seen = self.harm
         step_h = scenario["time.step_h"]
         self.checkups = checkup_row(step, step_h, measures).reshape(1)
         self.decided = decision_rows(decisions, step_h)

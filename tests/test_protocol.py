@@ -134,10 +134,14 @@ def test_a_protocol_file_replaces_the_scenarios_therapies_and_its_errors_name_th
         scenario_with_protocol(str(base), "no_such_protocol")
 
 
-def test_every_shipped_protocol_reads_on_the_scenarios_it_names():
-    for name in shipped_protocols():
+def test_every_shipped_protocol_reads_says_what_it_is_modelled_on_and_carries_the_caveat():
+    names = shipped_protocols()
+    assert {"breast_weekly_paclitaxel", "breast_adaptive_paclitaxel_bevacizumab"} <= set(names)
+    for name in names:
         s = scenario_with_protocol("breast_metastasis", name)
-        assert s.therapies and s.protocol["modelled_on"], name
+        assert s.therapies and s.protocol["modelled_on"] and s.protocol["name"] == name, name
+        assert "not clinical advice" in s.protocol_text, name
+        assert deliveries(s).size, name
 
 
 def test_a_run_measures_at_check_ups_decides_and_records_it(tmp_path):
