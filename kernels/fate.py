@@ -11,7 +11,9 @@ it neither necroses nor dies by apoptosis here; `kernels/dormancy.py` has its fa
   P = 1 − exp(−k_apo · Δt · m(level)), where k_apo is the baseline rate of its
   cell type and m the apoptosis-resistance multiplier of its trait level (tumour
   cells evade apoptosis).  The host turns P into a uint32 threshold per
-  (cell type, level); the cell dies when its Philox word is below it.  The voxel
+  (cell type, level); the cell dies when its Philox word is below it.  Under apoptosis
+  reactivation at exposure E the tumour's multiplier is 1 − r·level·(1 − E), its row of
+  thresholds handed over per step (`kernels/apoptosis_reactivation.py`).  The voxel
   becomes empty; the space a functional cell leaves is marked as a vacancy
   (`vacancy` = 1) that neighbouring functional cells of its organ refill.
 """

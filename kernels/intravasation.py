@@ -27,7 +27,9 @@ Unperfused blood vessels, stalks and tips (no lumen, no flow) offer no way in.
    draw of stream `intravasate` (counter: global index, step, lattice id).  Its route
    is blood if V holds blood vessels only, lymph if lymph only, and if both are
    adjacent, blood when word 1 < 2³² · k_b / (k_b + k_l) (k_b: the highest blood rate
-   in V; `blood_route_thr`, uint64 so that certainty is exact).
+   in V; `blood_route_thr`, uint64 so that certainty is exact).  Under anti-metastatic
+   exposure E the entry rates are × (1 − E) (`intravasation_thr` handed over per step,
+   `kernels/antimetastatic.py`; the route shares are unchanged).
    *Collective entry*: a motile tumour cell that does not enter on its own draw is
    carried along when a face neighbour of the same lineage (clone) that is itself a
    motile tumour cell enters on its own draw: it takes the route of the first such

@@ -16,7 +16,9 @@ it adheres again.
    level 15 never detaches.  A motile cell adheres again with
    P = 1 − exp(−k_re Δt), k_re = `migration.readhesion_per_h`.  The host tabulates
    both as uint32 thresholds (detachment per [normoxic/hypoxic, adhesion level]);
-   the cell compares word 0 of its Philox draw of stream `detach`.
+   the cell compares word 0 of its Philox draw of stream `detach`.  Under anti-metastatic
+   exposure E the detachment rates are × (1 − E) (thresholds handed over per step,
+   `kernels/antimetastatic.py`).
 
    Local invasion: a motile cell that crosses the gap into the neighbouring organ and
    settles there founds a local metastasis.  A motile cell that re-adheres in a voxel
