@@ -402,3 +402,22 @@ def test_treated_passes_are_bit_identical_on_the_cuda_twins(backend, seed):
     for event in ("apoptosis_tumor", "detached", "intravasated_lymph"):
         assert count(reference, event) > 0, event
     assert (reference.intent != 0).any()
+
+
+def test_a_per_step_table_goes_to_the_device_through_upload_and_outputs_do_not():
+    """On a CUDA backend a host table handed over for a `const` pointer (the per-step
+    overrides above) is uploaded for the launch; a buffer the kernel writes (tile flags)
+    is passed as it is (no GPU needed: a stand-in upload records what it is given)."""
+    from kernels.division import _propose_division
+    rules = build_rules(load_scenario("quickstart"))
+    lat = cycling_lattice()
+    uploaded = []
+
+    def upload(a):
+        uploaded.append(a)
+        return a
+    factor, flags = receptor_factors(0.5), np.zeros((1, 2, 2), np.uint8)
+    args = _propose_division.bind(lat, rules, 1, {"receptor_factor": factor, "tile_flags": flags},
+                                  lambda t: t, upload)
+    assert len(uploaded) == 1 and uploaded[0] is factor
+    assert any(a is flags for a in args) and any(a is factor for a in args)
