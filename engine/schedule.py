@@ -24,6 +24,12 @@ from kernels.perfusion import spread_perfusion
 from kernels.radiation import irradiate
 from kernels.regression import regress_vessels
 from kernels.vegf import relax_vegf
+# drug processes without passes of their own: they hand per-step overrides to the passes
+# they act through (division, fate, migration, intravasation); imported so that their
+# scenario tables and rule constants are declared
+import kernels.antimetastatic  # noqa: F401,E402
+import kernels.apoptosis_reactivation  # noqa: F401,E402
+import kernels.receptor_blockade  # noqa: F401,E402
 
 
 @dataclass(frozen=True)

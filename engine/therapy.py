@@ -4,8 +4,11 @@ Each entry names a therapy, its kind, the lattice it treats (the primary or a si
 the body), when it starts, how many deliveries (fractions, cycles, doses) it gives and
 how far apart, and the dose and target its kind needs.  The mechanism of each kind is
 a process under `kernels/` (radiotherapy: `kernels/radiation.py`; anti-angiogenic
-therapy: `kernels/antiangiogenic.py`; chemotherapy: `kernels/chemotherapy.py`; the drugs'
-plasma levels from `engine.pharmacokinetics`), which reads the
+therapy: `kernels/antiangiogenic.py`; chemotherapy: `kernels/chemotherapy.py`; hormone
+therapy and growth-signal inhibition: `kernels/receptor_blockade.py`; apoptosis
+reactivation: `kernels/apoptosis_reactivation.py`; anti-metastatic therapy:
+`kernels/antimetastatic.py`; the drugs' plasma levels from `engine.pharmacokinetics`),
+which reads the
 schedule from `Scenario.therapies`; this module holds the schedule's schema, checks
 and the schedule as it will run (`oncolattice check` prints it).
 
@@ -26,6 +29,26 @@ THERAPY_KINDS: dict[str, tuple[str, ...]] = {
     "radiotherapy": ("dose_Gy",),
     "anti_angiogenic": ("dose_mg_per_kg",),
     "chemotherapy": ("dose_mg_per_m2",),
+    "hormone_therapy": ("dose_mg",),
+    "growth_signal_inhibitor": ("dose_mg_per_kg",),
+    "apoptosis_reactivator": ("dose_mg",),
+    "anti_metastatic": ("dose_mg",),
+}
+# kind -> (the largest dose of one delivery, in its dose unit; the source of that bound):
+# each kind's own range within the schema's range of its dose key
+DOSE_LIMITS: dict[str, tuple[float, str]] = {
+    "chemotherapy": (350.0, "paclitaxel 175 mg/m2 over 3 h every 3 weeks, 135 mg/m2, 80 "
+                            "mg/m2 weekly (label); twice the highest labelled dose"),
+    "anti_angiogenic": (30.0, "bevacizumab 5-15 mg/kg every 2-3 weeks (label); twice the "
+                              "highest labelled dose"),
+    "hormone_therapy": (80.0, "tamoxifen 20-40 mg daily (label); twice the highest labelled "
+                              "daily dose"),
+    "growth_signal_inhibitor": (16.0, "trastuzumab 8 mg/kg loading, then 6 mg/kg every 3 weeks "
+                                      "or 2 mg/kg weekly (label); twice the loading dose"),
+    "apoptosis_reactivator": (800.0, "venetoclax 400 mg daily, ramp-up from 20 mg, 600 mg in "
+                                     "some regimens (label); twice the labelled daily dose"),
+    "anti_metastatic": (2000.0, "(approx.) no approved migrastatic drug: the range of oral "
+                                "small-molecule daily doses"),
 }
 # kinds aimed at a target on one lattice; every other kind is a drug that reaches every
 # lattice of the body through the plasma (engine.pharmacokinetics)
@@ -55,7 +78,14 @@ THERAPY_SCHEMA: dict[str, Param] = {
                             "20–30 Gy in single-fraction radiosurgery; bound: that"),
     "dose_mg_per_kg": Param("float", None, lo=0.0, hi=30.0, lo_open=True, unit="mg/kg per dose",
                             source="anti_angiogenic: bevacizumab 5–15 mg/kg every 2–3 weeks "
-                                   "(label); bound: twice the highest labelled dose"),
+                                   "(label); growth_signal_inhibitor: trastuzumab 2–8 mg/kg "
+                                   "(label); bound: twice the highest labelled dose; each "
+                                   "kind's own bound: DOSE_LIMITS"),
+    "dose_mg": Param("float", None, lo=0.0, hi=2000.0, lo_open=True, unit="mg per dose",
+                     source="oral daily doses: hormone_therapy tamoxifen 20 mg, "
+                            "apoptosis_reactivator venetoclax 400 mg (labels), anti_metastatic "
+                            "(approx.); bound: the largest kind's; each kind's own bound: "
+                            "DOSE_LIMITS"),
     "held": Param("bool", False, source="true: given only when a protocol rule starts it "
                                         "(engine.protocol)"),
     "max_cumulative": Param("float", None, lo=0.0, hi=1e6, lo_open=True,
@@ -94,6 +124,16 @@ def check_therapies(scenario, fail) -> None:
         for key in THERAPY_KINDS[therapy["kind"]]:
             if therapy[key] is None:
                 fail(at, f"{at}.{key} is missing: a {therapy['kind']} therapy needs it")
+        key = dose_key(therapy)
+        for other in DOSE_UNITS:
+            if other != key and therapy.get(other) is not None:
+                fail(f"{at}.{other}", f"{at}.{other}: a {therapy['kind']} therapy is dosed in "
+                                      f"{key} ({DOSE_UNITS[key]}), not {other}")
+        limit, why = DOSE_LIMITS.get(therapy["kind"], (None, ""))
+        if limit is not None and therapy[key] > limit:
+            fail(f"{at}.{key}", f"{at}.{key} = {therapy[key]:g} {DOSE_UNITS[key]} is above "
+                                f"{limit:g} {DOSE_UNITS[key]}, the most a {therapy['kind']} "
+                                f"dose may be ({why})")
         if therapy["kind"] not in LOCAL_KINDS and (therapy["lattice"] != "primary"
                                                    or therapy["region"] != "lattice"):
             fail(at, f"{at}: kind \"{therapy['kind']}\" is a drug that reaches every lattice of "
@@ -135,9 +175,10 @@ def where(therapy: dict) -> str:
 
 
 RECORD_DTYPE = np.dtype([("step", np.int64), ("time_h", np.float64), ("therapy", "S64"),
-                         ("kind", "S16"), ("lattice", "S64"), ("delivery", np.int32),
+                         ("kind", "S32"), ("lattice", "S64"), ("delivery", np.int32),
                          ("count", np.int32), ("dose", np.float64), ("dose_unit", "S16")])
-DOSE_UNITS = {"dose_Gy": "Gy", "dose_mg_per_kg": "mg/kg", "dose_mg_per_m2": "mg/m2"}
+DOSE_UNITS = {"dose_Gy": "Gy", "dose_mg_per_kg": "mg/kg", "dose_mg_per_m2": "mg/m2",
+              "dose_mg": "mg"}
 
 
 def dose_key(therapy: dict) -> str:

@@ -56,7 +56,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from engine.pharmacokinetics import plasma_schedule
+from engine.pharmacokinetics import exposure_rules, step_exposure
 
 from .lattice import EMPTY, SPROUT, TIP, VESSEL, global_index
 from .philox import probability_threshold, rate_threshold, step_probability, voxel_draw
@@ -93,29 +93,14 @@ VESSEL_PRUNED = 0
 STREAM_PRUNE = ANTIANGIOGENIC.streams["prune"]
 
 
-TABLE_HALF_LIVES = 10      # the table of E reaches this many half-lives past the last dose
-
-
-def table_steps(scenario, plasma) -> int:
-    """Steps the table of E covers: the run's steps, but no further than
-    TABLE_HALF_LIVES half-lives after the last dose (a long run does not buy a long table;
-    later steps are computed on the fly); 1 without any dose."""
-    if not plasma.boluses:
-        return 1
-    run = max(1, int(round(scenario["time.duration_h"] / scenario["time.step_h"])))
-    tail = math.ceil(TABLE_HALF_LIVES * plasma.drug.half_life_h / scenario["time.step_h"])
-    return min(run, plasma.boluses[-1][0] + tail) + 1
-
-
 @ANTIANGIOGENIC.rules_from
 def antiangiogenic_rules(scenario) -> dict:
     """antiangiogenic_exposure (E at steps 0 .. the run's steps, float64),
-    antiangiogenic_plasma (the PlasmaSchedule, for later steps), prune_per_h (float64)
-    and the angiogenesis rates blocking scales: sprout_rate_per_h, branch_rate_per_h."""
-    plasma = plasma_schedule(scenario, KIND)
+    antiangiogenic_plasma (the PlasmaSchedule, for later steps; both from
+    `engine.pharmacokinetics.exposure_rules`), prune_per_h (float64) and the angiogenesis
+    rates blocking scales: sprout_rate_per_h, branch_rate_per_h."""
     a = scenario.values["angiogenesis"]
-    return {"antiangiogenic_exposure": plasma.effects(table_steps(scenario, plasma) - 1),
-            "antiangiogenic_plasma": plasma,
+    return {**exposure_rules(scenario, KIND),
             "prune_per_h": float(scenario["antiangiogenic.prune_per_h"]),
             "sprout_rate_per_h": float(a["sprout_rate_per_h"]),
             "branch_rate_per_h": float(a["branch_rate_per_h"])}
@@ -123,11 +108,7 @@ def antiangiogenic_rules(scenario) -> dict:
 
 def exposure_at(rules, step: int) -> float:
     """E at `step`: the precomputed table, or past its end the plasma schedule."""
-    table = rules.antiangiogenic_exposure
-    step = int(step)
-    if 0 <= step < len(table):
-        return float(table[step])
-    return rules.antiangiogenic_plasma.effect(step)
+    return step_exposure(rules, KIND, step)
 
 
 def blocked_angiogenesis(rules, step: int) -> dict:

@@ -19,14 +19,16 @@ OL_HD int advance_cycle(u16 clock, float rate, float oxygen, float threshold, fl
 
 OL_HD void propose_division_voxel(const u8 *kind, const u8 *organ, const u8 *traits, u16 *clock,
                                   const u8 *motile, const u8 *vacancy, const float *oxygen, u8 *intent, const float *cycle_rate,
-                                  float o2_threshold, float o2_inv_span, u32 step, u8 *tile_flags,
+                                  const float *receptor_factor, float o2_threshold, float o2_inv_span, u32 step, u8 *tile_flags,
                                   const Slab &s, int z, int y, int x) {
     const i64 i = at(s, z, y, x);
     intent[i] = 0;
     const u8 k = kind[i];
     if (!is_live(k) || motile[i] != 0) return;     // no cell, or a motile one (go or grow)
     const u8 o = organ[i];
-    const float rate = cycle_rate[table_row(k, o) * TRAIT_LEVELS + traits[PROLIFERATION * s.nvox + i]];
+    float rate = cycle_rate[table_row(k, o) * TRAIT_LEVELS + traits[PROLIFERATION * s.nvox + i]];
+    if (k == TUMOR)                                // receptor blockade: * 1.0f untreated
+        rate = rate * receptor_factor[traits[RECEPTOR * s.nvox + i]];
     const int c = advance_cycle(clock[i], rate, oxygen[i], o2_threshold, o2_inv_span);
     clock[i] = (u16)c;
     if (c < CLOCK_FULL) return;
@@ -46,12 +48,12 @@ OL_HD void propose_division_voxel(const u8 *kind, const u8 *organ, const u8 *tra
 
 OL_ENTRY propose_division(const u8 *kind, const u8 *organ, const u8 *traits, u16 *clock,
                           const u8 *motile, const u8 *vacancy, const float *oxygen, u8 *intent, const float *cycle_rate,
-                          float o2_prolif_threshold, float o2_prolif_inv_span, u32 step,
+                          const float *receptor_factor, float o2_prolif_threshold, float o2_prolif_inv_span, u32 step,
                           u8 *tile_flags, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     propose_division_voxel(kind, organ, traits, clock, motile, vacancy, oxygen, intent, cycle_rate,
-                           o2_prolif_threshold, o2_prolif_inv_span, step, tile_flags, s, z, y, x);
+                           receptor_factor, o2_prolif_threshold, o2_prolif_inv_span, step, tile_flags, s, z, y, x);
     OL_END_FOR_EACH_VOXEL
 }
 

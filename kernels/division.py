@@ -8,7 +8,10 @@ Three passes, each a pure per-voxel gather (propose → resolve → apply):
        f(pO2) = clamp((pO2 − p_threshold) / (p_saturation − p_threshold), 0, 1),
 
    (the host tabulates 65536 Δt / T_cycle per type and level in float32; the
-   product is truncated to an integer).  A cell whose clock is full picks one
+   product is truncated to an integer).  A tumour cell's rate is further multiplied
+   by `receptor_factor[level]` of its RECEPTOR trait level (float32): exactly 1.0
+   without therapy, 1 − E · level/15 under hormone therapy or growth-signal inhibition
+   at exposure E (`kernels/receptor_blockade.py`, handed over per step).  A cell whose clock is full picks one
    face neighbour uniformly among those that can take a daughter: for a tumour
    cell an empty voxel or a functional cell (which it will displace); for a
    functional cell a vacancy of its own organ (homeostatic renewal: normal
@@ -37,8 +40,8 @@ from numba import prange
 
 from .claims import pick_direction, strongest_claimant
 from .lattice import (CLOCK_FULL, CLOCK_UNITS_PER_CYCLE, EMPTY, ESCAPE_SHIFT, FUNCTIONAL, LOW3,
-                      N_TRAITS, PROLIFERATION, TRAIT_LEVELS, TUMOR, global_index, is_live,
-                      neighbour, opposite, table_row)
+                      N_TRAITS, PROLIFERATION, RECEPTOR, TRAIT_LEVELS, TUMOR, global_index,
+                      is_live, neighbour, opposite, table_row)
 from .philox import probability_threshold, voxel_draw
 from .process import Array, Param, Process, float32_of, nonnegative
 from .tiles import active_tiles, layer_tiles, mark_tiles_near, tile_box, tiles_along
@@ -95,8 +98,10 @@ WORDS_PER_DRAW = 4
 @DIVISION.rules_from
 def division_rules(scenario) -> dict:
     """cycle_rate (float32 [row, proliferation level]: clock units per step at full
-    oxygen; row 0 tumour, 1.. organs), the oxygen ramp of the cycle, and the mutation
-    thresholds (a trait steps down or up with half the mutation probability each)."""
+    oxygen; row 0 tumour, 1.. organs), receptor_factor (float32 [receptor level]: the
+    tumour's cycle-rate factor, all exactly 1 without receptor blockade), the oxygen ramp
+    of the cycle, and the mutation thresholds (a trait steps down or up with half the
+    mutation probability each)."""
     dt, traits = scenario["time.step_h"], scenario.values["tumor.traits"]
     gain = traits["proliferation_gain_per_level"]
     multiplier = np.maximum(1.0 + gain * (np.arange(TRAIT_LEVELS) - NEUTRAL_LEVEL), 0.0)
@@ -107,6 +112,7 @@ def division_rules(scenario) -> dict:
     hi = scenario["cells.o2_proliferation_saturation_mmHg"]
     half = probability_threshold(traits["mutation_probability"] / 2.0)
     return {"cycle_rate": float32_of(np.array(rows)),
+            "receptor_factor": np.ones(TRAIT_LEVELS, dtype=np.float32),
             "o2_prolif_threshold": float32_of(lo),
             "o2_prolif_inv_span": float32_of(1.0 / (hi - lo)),
             "mutation_down_thr": np.full(N_TRAITS, half, dtype=np.uint32),
@@ -133,7 +139,7 @@ def advance_cycle(clock, rate, oxygen, o2_threshold, o2_inv_span):
 @DIVISION.entry("propose_division")
 @numba.njit(parallel=True, cache=True)
 def _propose_division(kind, organ, traits, clock, motile, vacancy, oxygen, intent, cycle_rate,
-                      o2_prolif_threshold,
+                      receptor_factor, o2_prolif_threshold,
                       o2_prolif_inv_span, step, tile_flags,
                       nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
@@ -145,6 +151,8 @@ def _propose_division(kind, organ, traits, clock, motile, vacancy, oxygen, inten
                     continue                    # no cell, or a motile one (go or grow)
                 o = organ[z, y, x]
                 rate = cycle_rate[table_row(k, o), traits[PROLIFERATION, z, y, x]]
+                if k == TUMOR:                  # receptor blockade: × 1.0f untreated
+                    rate = rate * receptor_factor[traits[RECEPTOR, z, y, x]]
                 c = advance_cycle(clock[z, y, x], rate, oxygen[z, y, x], o2_prolif_threshold,
                                   o2_prolif_inv_span)
                 clock[z, y, x] = c
@@ -268,12 +276,15 @@ def _place_daughters(kind, traits, clock, hypoxia, lineage, vacancy, intent, cla
                                        lattice_id, k0, k1)
 
 
-@kernel(reads=("kind", "organ", "traits.proliferation", "clock", "motile", "oxygen"),
+@kernel(reads=("kind", "organ", "traits.proliferation", "traits.receptor", "clock", "motile",
+               "oxygen"),
         writes=("clock", "intent"), process=DIVISION)
 def propose_division(lattice, rules, step):
-    """Advance every adherent cell's cycle; ready cells choose a daughter site (motile cells do not divide)."""
+    """Advance every adherent cell's cycle (a tumour cell's rate × (1 − E·receptor/15) under receptor blockade E); ready cells choose a daughter site (motile cells do not divide)."""
+    from .receptor_blockade import receptor_blockade     # E = 0: no overrides
     tiles = active_tiles(lattice)
-    _propose_division(lattice, rules, step, tile_flags=tiles.flags)
+    _propose_division(lattice, rules, step, tile_flags=tiles.flags,
+                      **receptor_blockade(rules, step))
     tiles.refresh()
 
 

@@ -11,7 +11,9 @@ it neither necroses nor dies by apoptosis here; `kernels/dormancy.py` has its fa
   P = 1 − exp(−k_apo · Δt · m(level)), where k_apo is the baseline rate of its
   cell type and m the apoptosis-resistance multiplier of its trait level (tumour
   cells evade apoptosis).  The host turns P into a uint32 threshold per
-  (cell type, level); the cell dies when its Philox word is below it.  The voxel
+  (cell type, level); the cell dies when its Philox word is below it.  Under apoptosis
+  reactivation at exposure E the tumour's multiplier is 1 − r·level·(1 − E), its row of
+  thresholds handed over per step (`kernels/apoptosis_reactivation.py`).  The voxel
   becomes empty; the space a functional cell leaves is marked as a vacancy
   (`vacancy` = 1) that neighbouring functional cells of its organ refill.
 """
@@ -56,13 +58,19 @@ APOPTOSIS_TUMOR, APOPTOSIS_FUNCTIONAL, NECROSIS_TUMOR, NECROSIS_FUNCTIONAL = ran
 STREAM_APOPTOSIS = FATE.streams["apoptosis"]
 
 
+def resistance_multiplier(r: float, reactivation: float = 0.0) -> np.ndarray:
+    """m(level) = max(1 − r · level · (1 − E), 0) for levels 0..15 (float64): the tumour's
+    apoptosis multiplier, with resistance lowered by apoptosis reactivation at exposure E
+    (`kernels/apoptosis_reactivation.py`; E = 0 gives 1 − r · level exactly)."""
+    return np.maximum(1.0 - r * np.arange(TRAIT_LEVELS) * (1.0 - reactivation), 0.0)
+
+
 @FATE.rules_from
 def fate_rules(scenario) -> dict:
     """necrosis_mmHg (float32), necrosis_steps (steps of anoxia, 1..255) and
     apoptosis_thr (uint32 [row, resistance level]; row 0 tumour, 1.. organs)."""
     dt, tumor = scenario["time.step_h"], scenario.values["tumor"]
-    r = scenario["tumor.traits.apoptosis_resistance_per_level"]
-    multiplier = np.maximum(1.0 - r * np.arange(TRAIT_LEVELS), 0.0)
+    multiplier = resistance_multiplier(scenario["tumor.traits.apoptosis_resistance_per_level"])
     rates = [[tumor["apoptosis_per_h"] * m for m in multiplier]]
     rates += [[o["apoptosis_per_h"]] * TRAIT_LEVELS for o in scenario.organs]
     return {"necrosis_mmHg": float32_of(scenario["cells.necrosis_mmHg"]),
@@ -110,5 +118,6 @@ def _decide_fate(kind, organ, traits, clock, hypoxia, lineage, motile, vacancy, 
 @kernel(reads=("kind", "organ", "oxygen", "hypoxia", "traits.apoptosis_resistance"),
         writes=("kind", "hypoxia"), process=FATE)
 def decide_fate(lattice, rules, step):
-    """Hypoxic necrosis and apoptosis of every live cell for one step."""
-    _decide_fate(lattice, rules, step)
+    """Hypoxic necrosis and apoptosis of every live cell for one step (tumour resistance × (1 − E) under apoptosis reactivation E)."""
+    from .apoptosis_reactivation import reactivated_apoptosis     # E = 0: no overrides
+    _decide_fate(lattice, rules, step, **reactivated_apoptosis(rules, step))

@@ -27,7 +27,9 @@ Unperfused blood vessels, stalks and tips (no lumen, no flow) offer no way in.
    draw of stream `intravasate` (counter: global index, step, lattice id).  Its route
    is blood if V holds blood vessels only, lymph if lymph only, and if both are
    adjacent, blood when word 1 < 2³² · k_b / (k_b + k_l) (k_b: the highest blood rate
-   in V; `blood_route_thr`, uint64 so that certainty is exact).
+   in V; `blood_route_thr`, uint64 so that certainty is exact).  Under anti-metastatic
+   exposure E the entry rates are × (1 − E) (`intravasation_thr` handed over per step,
+   `kernels/antimetastatic.py`; the route shares are unchanged).
    *Collective entry*: a motile tumour cell that does not enter on its own draw is
    carried along when a face neighbour of the same lineage (clone) that is itself a
    motile tumour cell enters on its own draw: it takes the route of the first such
@@ -111,6 +113,12 @@ def vessel_set_rates(scenario) -> tuple[np.ndarray, np.ndarray]:
     return blood, lymph
 
 
+def entry_rates(scenario) -> np.ndarray:
+    """k = max(k_b, k_l) per vessel set V (1/h, float64): the rate intravasation_thr is
+    made of (anti-metastatic therapy scales it, `kernels/antimetastatic.py`)."""
+    return np.maximum(*vessel_set_rates(scenario))
+
+
 @INTRAVASATION.rules_from
 def intravasation_rules(scenario) -> dict:
     """intravasation_thr (uint32 [vessel set]: P = 1 − exp(−max(k_b, k_l) Δt)) and
@@ -119,7 +127,7 @@ def intravasation_rules(scenario) -> dict:
     blood, lymph = vessel_set_rates(scenario)
     total = blood + lymph
     share = np.divide(blood, total, out=np.zeros_like(total), where=total > 0)
-    return {"intravasation_thr": rate_threshold(np.maximum(blood, lymph), scenario["time.step_h"]),
+    return {"intravasation_thr": rate_threshold(entry_rates(scenario), scenario["time.step_h"]),
             "blood_route_thr": np.array([round(s * 2.0**32) for s in share], dtype=np.uint64)}
 
 
@@ -295,11 +303,12 @@ def shedding_per_g_per_day(departures, tumour_cells, voxel_um, step_h) -> float:
 @kernel(reads=("kind", "perfused", "sprout_age", "motile", "lineage"), writes=("departure",),
         process=INTRAVASATION)
 def intravasate(lattice, rules, step):
-    """Motile tumour cells beside a perfused blood vessel or a lymphatic enter it with P = 1 − exp(−k Δt) (k: the most permeable wall they touch), carrying clone mates along.
+    """Motile tumour cells beside a perfused blood vessel or a lymphatic enter it with P = 1 − exp(−k Δt) (k: the most permeable wall they touch; × (1 − E) under anti-metastatic exposure E), carrying clone mates along.
 
     Returns the departing cells (`Departures`, DEPARTURE_DTYPE)."""
+    from .antimetastatic import blocked_intravasation     # E = 0: no overrides
     before = entries_counted(lattice)
-    _choose_vessel_entry(lattice, rules, step)
+    _choose_vessel_entry(lattice, rules, step, **blocked_intravasation(rules, step))
     if entries_counted(lattice) == before:
         return np.zeros(0, dtype=DEPARTURE_DTYPE)
     departures = departures_of(lattice)

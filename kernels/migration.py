@@ -16,7 +16,9 @@ it adheres again.
    level 15 never detaches.  A motile cell adheres again with
    P = 1 − exp(−k_re Δt), k_re = `migration.readhesion_per_h`.  The host tabulates
    both as uint32 thresholds (detachment per [normoxic/hypoxic, adhesion level]);
-   the cell compares word 0 of its Philox draw of stream `detach`.
+   the cell compares word 0 of its Philox draw of stream `detach`.  Under anti-metastatic
+   exposure E the detachment rates are × (1 − E) (thresholds handed over per step,
+   `kernels/antimetastatic.py`).
 
    Local invasion: a motile cell that crosses the gap into the neighbouring organ and
    settles there founds a local metastasis.  A motile cell that re-adheres in a voxel
@@ -127,18 +129,25 @@ def few_enough_hops(scenario):
                   "speed or the step")]
 
 
+def detachment_rates(scenario) -> np.ndarray:
+    """k (1/h, float64 [normoxic 0 / hypoxic 1, adhesion level]) = k0 · (1 − level/15) ·
+    (1 + f_hyp if hypoxic): the rates detach_thr is made of (anti-metastatic therapy
+    scales them, `kernels/antimetastatic.py`)."""
+    m = scenario.values["migration"]
+    free = 1.0 - np.arange(TRAIT_LEVELS) / (TRAIT_LEVELS - 1.0)       # 1 − level/15
+    return np.array([m["detachment_per_h"] * free * (1.0 + m["hypoxic_emt_factor"] * hypoxic)
+                     for hypoxic in (0, 1)])
+
+
 @MIGRATION.rules_from
 def migration_rules(scenario) -> dict:
     """detach_thr (uint32 [normoxic 0 / hypoxic 1, adhesion level]), readhere_thr,
     hop_substeps n = ⌈p⌉ (at least 1), hop_thr (P of a hop per sub-step, p/n) and
     oxygen_bias (float32, 1/mmHg)."""
     dt, m = scenario["time.step_h"], scenario.values["migration"]
-    free = 1.0 - np.arange(TRAIT_LEVELS) / (TRAIT_LEVELS - 1.0)       # 1 − level/15
-    rows = [m["detachment_per_h"] * free * (1.0 + m["hypoxic_emt_factor"] * hypoxic)
-            for hypoxic in (0, 1)]
     p = hops_per_step(scenario)
     n = max(1, math.ceil(p - 1e-12))
-    return {"detach_thr": rate_threshold(np.array(rows), dt),
+    return {"detach_thr": rate_threshold(detachment_rates(scenario), dt),
             "readhere_thr": rate_threshold(m["readhesion_per_h"], dt),
             "hop_substeps": int(n),
             "hop_thr": np.uint32(probability_threshold(min(p / n, 1.0))),
@@ -294,8 +303,9 @@ def _make_hops(kind, traits, clock, hypoxia, lineage, motile, vacancy, hop_claim
 @kernel(reads=("kind", "organ", "traits.adhesion", "oxygen", "motile"), writes=(),
         process=MIGRATION)
 def lose_adhesion(lattice, rules, step):
-    """Adherent tumour cells detach at k0·(1 − adhesion/15)·(1 + f if hypoxic); motile cells re-adhere at k_re (in a neighbouring organ founding a local metastasis)."""
-    _lose_adhesion(lattice, rules, step)
+    """Adherent tumour cells detach at k0·(1 − adhesion/15)·(1 + f if hypoxic) (× (1 − E) under anti-metastatic exposure E); motile cells re-adhere at k_re (in a neighbouring organ founding a local metastasis)."""
+    from .antimetastatic import held_adhesion       # E = 0: no overrides
+    _lose_adhesion(lattice, rules, step, **held_adhesion(rules, step))
 
 
 def substep_tick(step, j, n) -> np.uint32:

@@ -272,12 +272,16 @@ class Entry:
                 f"Numba twin {py.__module__}.{py.__name__} takes ({', '.join(params)}) but "
                 f"{process.source}: {name} declares ({', '.join(expected)})")
 
-    def bind(self, lattice, rules, step, extra, table) -> tuple:
-        """The launch tuple: every declared argument found by name and checked."""
+    def bind(self, lattice, rules, step, extra, table, upload=None) -> tuple:
+        """The launch tuple: every declared argument found by name and checked.  A host
+        (NumPy) array the pass hands over for a `const` pointer (a rule table computed for
+        this step) goes through `upload`: to the device, uncached, for this launch only."""
         values = []
         for a in self.args:
             if a.name in extra:
                 v = extra[a.name]
+                if upload is not None and a.pointer and a.const and isinstance(v, np.ndarray):
+                    v = upload(v)
             elif a.name == "events":
                 v = lattice.events[lattice.event_rows(self.process)]
             elif a.name in lattice.arrays:
@@ -311,7 +315,8 @@ class Entry:
         launch = launcher(lattice.backend)
         threads, block = self.threads(lattice, extra)
         launch.launch(self.process.source, self.name, threads,
-                      self.bind(lattice, rules, step, extra, launch.table) + slab, block=block)
+                      self.bind(lattice, rules, step, extra, launch.table, launch.upload) + slab,
+                      block=block)
         return None
 
 

@@ -58,8 +58,8 @@ def closed_form(amount, t_h, half_life_h, infusion_h):
 
 def test_an_infusion_follows_the_closed_form_and_keeps_the_bolus_area():
     drug = Drug(half_life_h=2.0, volume_L=40.0, body_mass_kg=0.0, ec50_mg_per_L=0.05,
-                infusion_h=3.0, body_surface_m2=1.8)
-    amount = drug.plasma_rise(175.0, "dose_mg_per_m2")
+                infusion_h=3.0, body_surface_m2=1.8, dose_unit="mg/m2")
+    amount = drug.plasma_rise(175.0)
     assert amount == pytest.approx(175.0 * 1.8 / 40.0, rel=1e-15)
     plasma = PlasmaSchedule(drug, 0.5, ((10, amount), (30, amount)))   # steps of 0.5 h
     for step in range(0, 60):
@@ -269,7 +269,7 @@ def test_the_drug_falls_with_distance_from_a_perfused_vessel_as_the_discrete_sol
     beyond: c_x = C (ρ^x + ρ^(2M+1−x)) / (1 + ρ^(2M+1)), ρ + 1/ρ = 2 + λh²/D."""
     base = build_rules(scenario())
     drug = Drug(half_life_h=1.59, volume_L=48.1, body_mass_kg=0.0, ec50_mg_per_L=0.0427,
-                infusion_h=0.0, body_surface_m2=1.8)
+                infusion_h=0.0, body_surface_m2=1.8, dose_unit="mg/m2")
     rules = base.replace(chemo_plasma=PlasmaSchedule(drug, 1.0, ((4, 2.0),)),
                          chemo_tolerance=1e-6, chemo_max_sweeps=20000)
     lat = block((4, 4, 30), drug=0.0)

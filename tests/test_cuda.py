@@ -185,7 +185,9 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     # anti-angiogenic exposure E = 1/2 this step: the blocked rates (× 1/2) still give sprouting
     # and branching probabilities of about 1/2; a fifth of the immature vessels are pruned
     blockade = dict(antiangiogenic_exposure=np.full(step + 1, 0.5), sprout_rate_per_h=1.4,
-                    branch_rate_per_h=1.4, prune_per_h=0.45)
+                    branch_rate_per_h=1.4, prune_per_h=0.45,
+                    # receptor blockade E = 0.6: tumour cycle rates × (1 − 0.6·receptor/15)
+                    hormone_therapy_exposure=np.full(step + 1, 0.6))
     # chemotherapy active this step (a bolus of 0.5 mg/L 5 h before), the kill made likely:
     # thresholds rising from 1/32 with the hazard bin
     chemo = dict(chemo_plasma=PlasmaSchedule(dataclasses.replace(
