@@ -30,8 +30,8 @@ kernel compares Philox words with it.
        P = 1 − exp(−(k_T + k_NK) · S · f(c) · Δt),   f(c) = c / (c + K),
 
    c the chemokine at the vessel (clamped at 0).  The host tabulates P over RECRUIT_BINS
-   bins of f (bin ⌊256 f⌋, P at the bin's centre); the kernel computes f in float32
-   (one division).  Each empty voxel keeps the vessel with the highest (word 1, global
+   bins of f (bin ⌊256 f⌋, P at the bin's lower edge, so no chemokine recruits nothing);
+   the kernel computes f in float32 (one division).  Each empty voxel keeps the vessel with the highest (word 1, global
    index) aimed at it; the recruit is an NK cell when that vessel's word 3 < t(k_NK /
    (k_T + k_NK)), else a T cell.  It arrives free (no contact, no kills).
 
@@ -301,9 +301,9 @@ def engagement_rates(scenario) -> np.ndarray:
 
 
 def recruitment_probability(scenario) -> np.ndarray:
-    """P of a release per step for each bin of f(c) = c / (c + K) (bin centres)."""
+    """P of a release per step for each bin of f(c) = c / (c + K) (lower bin edges)."""
     k = (scenario["immune.t_cell.recruitment_per_h"] + scenario["immune.nk_cell.recruitment_per_h"])
-    f = (np.arange(RECRUIT_BINS) + 0.5) / RECRUIT_BINS
+    f = np.arange(RECRUIT_BINS) / RECRUIT_BINS
     return step_probability(k * scenario["immune.status"] * f, scenario["time.step_h"])
 
 
