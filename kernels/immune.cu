@@ -19,12 +19,12 @@ OL_HD int recruit_bin(float c, float half) {
 
 // 2a. A perfused vessel with empty neighbours releases a cell into one (w0, w2).
 OL_ENTRY propose_recruitment(const u8 *kind, const u8 *perfused, const float *chemokine,
-                             u8 *immune_hop, const u32 *recruit_thr,
+                             u8 *hop, const u32 *recruit_thr,
                              float chemokine_half_saturation, u32 step, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
-    immune_hop[i] = 0;
+    hop[i] = 0;
     if (kind[i] == VESSEL && perfused[i] != 0) {
         u32 mask = 0;
         for (int d = 1; d <= 6; ++d) {
@@ -35,20 +35,20 @@ OL_ENTRY propose_recruitment(const u8 *kind, const u8 *perfused, const float *ch
         if (mask != 0) {
             const Draw draw = voxel_draw(global_index(s, z, y, x), step, STREAM_IMMUNE_RECRUIT, s);
             if (draw.w[0] < recruit_thr[recruit_bin(chemokine[i], chemokine_half_saturation)])
-                immune_hop[i] = (u8)pick_direction(mask, draw.w[2]);
+                hop[i] = (u8)pick_direction(mask, draw.w[2]);
         }
     }
     OL_END_FOR_EACH_VOXEL
 }
 
 // 2b. Each empty voxel keeps the releasing vessel with the highest (w1, global index).
-OL_ENTRY settle_recruitment(const u8 *kind, const u8 *immune_hop, u8 *immune_claim, u32 step,
+OL_ENTRY settle_recruitment(const u8 *kind, const u8 *hop, u8 *hop_claim, u32 step,
                             OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
-    immune_claim[i] = kind[i] == EMPTY
-                          ? (u8)strongest_claimant(immune_hop, 0, s, z, y, x, step,
+    hop_claim[i] = kind[i] == EMPTY
+                          ? (u8)strongest_claimant(hop, 0, s, z, y, x, step,
                                                    STREAM_IMMUNE_RECRUIT)
                           : 0;
     OL_END_FOR_EACH_VOXEL
@@ -56,12 +56,12 @@ OL_ENTRY settle_recruitment(const u8 *kind, const u8 *immune_hop, u8 *immune_cla
 
 // 2c. A won voxel receives a T cell, or an NK cell when the vessel's w3 < nk_share_thr.
 OL_ENTRY place_recruits(u8 *kind, u8 *vacancy, u8 *immune_state, u8 *immune_busy,
-                        u8 *immune_kills, const u8 *immune_claim, u32 nk_share_thr, u32 step,
+                        u8 *immune_kills, const u8 *hop_claim, u32 nk_share_thr, u32 step,
                         i64 *events, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
-    const int d = immune_claim[i];
+    const int d = hop_claim[i];
     if (d != 0) {
         int vz, vy, vx;
         neighbour(s, z, y, x, d, vz, vy, vx);
@@ -85,14 +85,14 @@ OL_HD bool ends_lethal_contact(const u8 *kind, const u8 *immune_state, const u8 
 }
 
 // 3a. A tumour cell dies when a neighbour ends a lethal contact with it (first in
-// direction order is the killer, remembered in immune_claim).
+// direction order is the killer, remembered in hop_claim).
 OL_ENTRY end_contacts(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage, u8 *motile,
-                      const u8 *immune_state, const u8 *immune_busy, u8 *immune_claim,
+                      const u8 *immune_state, const u8 *immune_busy, u8 *hop_claim,
                       i64 *events, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
-    immune_claim[i] = 0;
+    hop_claim[i] = 0;
     if (kind[i] == TUMOR) {
         for (int d = 1; d <= 6; ++d) {
             int zz, yy, xx;
@@ -102,7 +102,7 @@ OL_ENTRY end_contacts(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineag
                 const u8 killer = kind[j];
                 kind[i] = EMPTY;
                 clear_cell(i, s.nvox, traits, clock, hypoxia, lineage, motile);
-                immune_claim[i] = (u8)d;
+                hop_claim[i] = (u8)d;
                 count_event(&events[(i64)(killer == NK_CELL ? KILLED_BY_NK_CELL : KILLED_BY_T_CELL) *
                                     s.nz + z], 1);
                 break;
@@ -115,7 +115,7 @@ OL_ENTRY end_contacts(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineag
 // 3b. Contacts count down (credit and exhaustion at their end, abort if the target is
 // gone); then every immune cell dies at its rate (w0 of immune_death).
 OL_ENTRY advance_contacts(u8 *kind, u8 *immune_state, u8 *immune_busy, u8 *immune_kills,
-                          const u8 *immune_claim, const u32 *immune_death_thr, int t_kill_capacity,
+                          const u8 *hop_claim, const u32 *immune_death_thr, int t_kill_capacity,
                           int nk_kill_capacity, u32 step, i64 *events, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
@@ -131,7 +131,7 @@ OL_ENTRY advance_contacts(u8 *kind, u8 *immune_state, u8 *immune_busy, u8 *immun
             const i64 t = at(s, tz, ty, tx);
             if (busy == 1) {
                 int kills = immune_kills[i];
-                if (inside && immune_claim[t] == opposite(d)) kills = kills + 1 < 255 ? kills + 1 : 255;
+                if (inside && hop_claim[t] == opposite(d)) kills = kills + 1 < 255 ? kills + 1 : 255;
                 immune_kills[i] = (u8)kills;
                 const int capacity = k == NK_CELL ? nk_kill_capacity : t_kill_capacity;
                 bool exhausted = (state & EXHAUSTED) != 0;
@@ -249,30 +249,30 @@ OL_HD int choose_immune_hop(const u8 *kind, const float *chemokine, const Slab &
 
 // 4a. A free immune cell that hops this sub-step (w0 < immune_hop_thr[type]) picks its site (w2).
 OL_ENTRY propose_immune_hop(const u8 *kind, const float *chemokine, const u8 *immune_busy,
-                            u8 *immune_hop, const u32 *immune_hop_thr, float chemotaxis, u32 tick,
+                            u8 *hop, const u32 *immune_hop_thr, float chemotaxis, u32 tick,
                             OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
-    immune_hop[i] = 0;
+    hop[i] = 0;
     const u8 k = kind[i];
     if (is_immune(k) && immune_busy[i] == 0) {
         const Draw draw = voxel_draw(global_index(s, z, y, x), tick, STREAM_IMMUNE_MOVE, s);
         if (draw.w[0] < immune_hop_thr[k == NK_CELL ? 1 : 0])
-            immune_hop[i] = (u8)choose_immune_hop(kind, chemokine, s, z, y, x, chemotaxis, draw.w[2]);
+            hop[i] = (u8)choose_immune_hop(kind, chemokine, s, z, y, x, chemotaxis, draw.w[2]);
     }
     OL_END_FOR_EACH_VOXEL
 }
 
 // 4b. Each open site keeps the mover with the highest (w1, global index).
-OL_ENTRY settle_immune_hops(const u8 *kind, const u8 *immune_hop, u8 *immune_claim, u32 tick,
+OL_ENTRY settle_immune_hops(const u8 *kind, const u8 *hop, u8 *hop_claim, u32 tick,
                             OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
     const u8 k = kind[i];
-    immune_claim[i] = (k == EMPTY || k == FUNCTIONAL)
-                          ? (u8)strongest_claimant(immune_hop, 0, s, z, y, x, tick, STREAM_IMMUNE_MOVE)
+    hop_claim[i] = (k == EMPTY || k == FUNCTIONAL)
+                          ? (u8)strongest_claimant(hop, 0, s, z, y, x, tick, STREAM_IMMUNE_MOVE)
                           : 0;
     OL_END_FOR_EACH_VOXEL
 }
@@ -287,11 +287,11 @@ template <typename T> OL_HD void swap_values(T *a, i64 i, i64 j) {
 // writes the pair).
 OL_ENTRY make_immune_hops(u8 *kind, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage, u8 *motile,
                           u8 *vacancy, u8 *immune_state, u8 *immune_busy, u8 *immune_kills,
-                          const u8 *immune_claim, i64 *events, OL_SLAB_PARAMS) {
+                          const u8 *hop_claim, i64 *events, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     OL_FOR_EACH_VOXEL(s)
     const i64 i = at(s, z, y, x);
-    const int d = immune_claim[i];
+    const int d = hop_claim[i];
     if (d != 0) {
         int zz, yy, xx;
         neighbour(s, z, y, x, d, zz, yy, xx);

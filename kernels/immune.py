@@ -41,8 +41,8 @@ kernel compares Philox words with it.
    a. `end_contacts` — a tumour cell dies (apoptosis: empty voxel, its arrays cleared)
       when a face neighbour immune cell ends a lethal contact with it this step (busy =
       1, target direction pointing here, lethal bit); the first such neighbour in
-      direction order −x, +x, −y, +y, −z, +z is the killer (`immune_claim` remembers
-      its direction): events `killed_by_t_cell` / `killed_by_nk_cell`.
+      direction order −x, +x, −y, +y, −z, +z is the killer (`hop_claim`, a work
+      array of `migration` free between passes, remembers its direction): events `killed_by_t_cell` / `killed_by_nk_cell`.
    b. `advance_contacts` — every engaged immune cell counts its contact down.  At its
       end (busy = 1) it is credited with the kill if it was the killer, and becomes
       exhausted when its kills reach its capacity or the contact was an exhausting one
@@ -114,9 +114,8 @@ def _cell_params(*, recruitment, speed, speed_source, death, engagement, engagem
                  contact, contact_source, capacity, capacity_source, extra):
     return {
         "recruitment_per_h": nonnegative(
-            recruitment, "1/h", "(approx.) release per perfused vessel voxel with an empty "
-            "neighbour at saturating chemokine, × immune.status; chosen so that the quickstart "
-            "tumour holds tens of immune cells per 1000 tumour cells" + RATE_GUARD, hi=1e3),
+            recruitment, "1/h", "(approx., a guess) release per perfused vessel voxel with an "
+            "empty neighbour at saturating chemokine, × immune.status" + RATE_GUARD, hi=1e3),
         "speed_um_per_min": Param("float", speed, lo=0.0, hi=20.0, unit="µm/min",
                                   source=speed_source + "; bound: the fastest lymphocytes"),
         "death_per_h": nonnegative(death, "1/h", "(approx.) effector lifespan in tissue of "
@@ -142,15 +141,12 @@ IMMUNE = Process(
                                         "lethal (3), exhausting (4), exhausted (5)"),
         "immune_busy": Array(np.uint8, "immune cell: steps left of its contact (0: free)"),
         "immune_kills": Array(np.uint8, "immune cell: kills so far"),
-        "immune_hop": Array(np.uint8, "work: a vessel's recruit site or an immune cell's hop",
-                            work=True),
-        "immune_claim": Array(np.uint8, "work: direction of the winning recruit source, mover "
-                                        "or killer", work=True),
     },
     params={
         "immune": {
-            "enabled": Param("bool", False, source="immune cells on the lattice and NK "
-                                                   "surveillance of arrivals; false: none"),
+            "enabled": Param("bool", False, unit="switch",
+                             source="immune cells on the lattice and NK surveillance of "
+                                    "arrivals; false: none"),
             "status": Param("float", 1.0, lo=0.0, hi=10.0, unit="-",
                             source="the patient's immune status: multiplier on recruitment "
                                    "and killing (1 competent, e.g. 0.3 immunosuppressed; "
@@ -382,13 +378,13 @@ def recruit_bin(c, half):
 
 @IMMUNE.entry("propose_recruitment")
 @numba.njit(parallel=True, cache=True)
-def _propose_recruitment(kind, perfused, chemokine, immune_hop, recruit_thr,
+def _propose_recruitment(kind, perfused, chemokine, hop, recruit_thr,
                          chemokine_half_saturation, step,
                          nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                immune_hop[z, y, x] = 0
+                hop[z, y, x] = 0
                 if kind[z, y, x] != VESSEL or perfused[z, y, x] == 0:
                     continue
                 mask = 0
@@ -402,32 +398,32 @@ def _propose_recruitment(kind, perfused, chemokine, immune_hop, recruit_thr,
                 draw = voxel_draw(g, step, STREAM_IMMUNE_RECRUIT, lattice_id, k0, k1)
                 b = recruit_bin(chemokine[z, y, x], chemokine_half_saturation)
                 if draw[0] < recruit_thr[b]:
-                    immune_hop[z, y, x] = pick_direction(mask, draw[2])
+                    hop[z, y, x] = pick_direction(mask, draw[2])
 
 
 @IMMUNE.entry("settle_recruitment")
 @numba.njit(parallel=True, cache=True)
-def _settle_recruitment(kind, immune_hop, immune_claim, step,
+def _settle_recruitment(kind, hop, hop_claim, step,
                         nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                immune_claim[z, y, x] = 0
+                hop_claim[z, y, x] = 0
                 if kind[z, y, x] == EMPTY:
-                    immune_claim[z, y, x] = strongest_claimant(
-                        immune_hop, 0, z, y, x, nz, ny, nx, step, STREAM_IMMUNE_RECRUIT, z0,
+                    hop_claim[z, y, x] = strongest_claimant(
+                        hop, 0, z, y, x, nz, ny, nx, step, STREAM_IMMUNE_RECRUIT, z0,
                         ny_global, nx_global, lattice_id, k0, k1)
 
 
 @IMMUNE.entry("place_recruits")
 @numba.njit(parallel=True, cache=True)
-def _place_recruits(kind, vacancy, immune_state, immune_busy, immune_kills, immune_claim,
+def _place_recruits(kind, vacancy, immune_state, immune_busy, immune_kills, hop_claim,
                     nk_share_thr, step, events,
                     nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                d = immune_claim[z, y, x]
+                d = hop_claim[z, y, x]
                 if d == 0:
                     continue
                 vz, vy, vx, _ = neighbour(z, y, x, d, nz, ny, nx)
@@ -442,8 +438,8 @@ def _place_recruits(kind, vacancy, immune_state, immune_busy, immune_kills, immu
                 events[RECRUITED_NK_CELL if nk else RECRUITED_T_CELL, z] += 1
 
 
-@kernel(reads=("kind", "perfused", "chemokine", "immune_hop", "immune_claim"),
-        writes=("immune_hop", "immune_claim"), process=IMMUNE)
+@kernel(reads=("kind", "perfused", "chemokine", "hop", "hop_claim"),
+        writes=("hop", "hop_claim"), process=IMMUNE)
 def recruit_immune_cells(lattice, rules, step):
     """Perfused vessels release T or NK cells into an empty neighbour with P = 1 − exp(−(k_T + k_NK)·S·c/(c + K)·Δt)."""
     _propose_recruitment(lattice, rules, step)
@@ -465,11 +461,11 @@ def ends_lethal_contact(kind, immune_state, immune_busy, zz, yy, xx, back):
 @IMMUNE.entry("end_contacts")
 @numba.njit(parallel=True, cache=True)
 def _end_contacts(kind, traits, clock, hypoxia, lineage, motile, immune_state, immune_busy,
-                  immune_claim, events, nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
+                  hop_claim, events, nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                immune_claim[z, y, x] = 0
+                hop_claim[z, y, x] = 0
                 if kind[z, y, x] != TUMOR:
                     continue
                 for d in range(1, 7):
@@ -479,14 +475,14 @@ def _end_contacts(kind, traits, clock, hypoxia, lineage, motile, immune_state, i
                         killer = kind[zz, yy, xx]
                         kind[z, y, x] = EMPTY
                         clear_cell(z, y, x, traits, clock, hypoxia, lineage, motile)
-                        immune_claim[z, y, x] = d
+                        hop_claim[z, y, x] = d
                         events[KILLED_BY_NK_CELL if killer == NK_CELL else KILLED_BY_T_CELL, z] += 1
                         break
 
 
 @IMMUNE.entry("advance_contacts")
 @numba.njit(parallel=True, cache=True)
-def _advance_contacts(kind, immune_state, immune_busy, immune_kills, immune_claim,
+def _advance_contacts(kind, immune_state, immune_busy, immune_kills, hop_claim,
                       immune_death_thr, t_kill_capacity, nk_kill_capacity, step, events,
                       nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
@@ -502,7 +498,7 @@ def _advance_contacts(kind, immune_state, immune_busy, immune_kills, immune_clai
                     tz, ty, tx, inside = neighbour(z, y, x, d, nz, ny, nx)
                     if busy == 1:
                         kills = np.int64(immune_kills[z, y, x])
-                        if inside and immune_claim[tz, ty, tx] == opposite(d):
+                        if inside and hop_claim[tz, ty, tx] == opposite(d):
                             kills = min(kills + 1, 255)
                         immune_kills[z, y, x] = kills
                         capacity = nk_kill_capacity if k == NK_CELL else t_kill_capacity
@@ -574,8 +570,8 @@ def _engage(kind, traits, immune_state, immune_busy, engage_thr, lethal_thr, exh
 
 
 @kernel(reads=("kind", "traits.antigen", "traits.checkpoint", "immune_state", "immune_busy",
-               "immune_kills", "immune_claim"),
-        writes=("immune_state", "immune_busy", "immune_claim"), process=IMMUNE)
+               "immune_kills", "hop_claim"),
+        writes=("immune_state", "immune_busy", "hop_claim"), process=IMMUNE)
 def kill_tumour_cells(lattice, rules, step):
     """Immune cells end contacts (a lethal one kills its tumour target), count them down, die at their rate, and engage adjacent tumour cells (T: antigen, NK: missing self)."""
     _end_contacts(lattice, rules, step)
@@ -625,34 +621,34 @@ def choose_immune_hop(kind, chemokine, z, y, x, nz, ny, nx, bias, word):
 
 @IMMUNE.entry("propose_immune_hop")
 @numba.njit(parallel=True, cache=True)
-def _propose_immune_hop(kind, chemokine, immune_busy, immune_hop, immune_hop_thr, chemotaxis,
+def _propose_immune_hop(kind, chemokine, immune_busy, hop, immune_hop_thr, chemotaxis,
                         tick, nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                immune_hop[z, y, x] = 0
+                hop[z, y, x] = 0
                 k = kind[z, y, x]
                 if not is_immune(k) or immune_busy[z, y, x] != 0:
                     continue
                 g = global_index(z, y, x, z0, ny_global, nx_global)
                 draw = voxel_draw(g, tick, STREAM_IMMUNE_MOVE, lattice_id, k0, k1)
                 if draw[0] < immune_hop_thr[1 if k == NK_CELL else 0]:
-                    immune_hop[z, y, x] = choose_immune_hop(kind, chemokine, z, y, x, nz, ny, nx,
+                    hop[z, y, x] = choose_immune_hop(kind, chemokine, z, y, x, nz, ny, nx,
                                                             chemotaxis, draw[2])
 
 
 @IMMUNE.entry("settle_immune_hops")
 @numba.njit(parallel=True, cache=True)
-def _settle_immune_hops(kind, immune_hop, immune_claim, tick,
+def _settle_immune_hops(kind, hop, hop_claim, tick,
                         nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                immune_claim[z, y, x] = 0
+                hop_claim[z, y, x] = 0
                 k = kind[z, y, x]
                 if k == EMPTY or k == FUNCTIONAL:
-                    immune_claim[z, y, x] = strongest_claimant(
-                        immune_hop, 0, z, y, x, nz, ny, nx, tick, STREAM_IMMUNE_MOVE, z0,
+                    hop_claim[z, y, x] = strongest_claimant(
+                        hop, 0, z, y, x, nz, ny, nx, tick, STREAM_IMMUNE_MOVE, z0,
                         ny_global, nx_global, lattice_id, k0, k1)
 
 
@@ -666,12 +662,12 @@ def swap(a, z, y, x, sz, sy, sx):
 @IMMUNE.entry("make_immune_hops")
 @numba.njit(parallel=True, cache=True)
 def _make_immune_hops(kind, traits, clock, hypoxia, lineage, motile, vacancy, immune_state,
-                      immune_busy, immune_kills, immune_claim, events,
+                      immune_busy, immune_kills, hop_claim, events,
                       nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                d = immune_claim[z, y, x]
+                d = hop_claim[z, y, x]
                 if d == 0:
                     continue
                 sz, sy, sx, _ = neighbour(z, y, x, d, nz, ny, nx)
@@ -697,8 +693,8 @@ def substep_tick(step, j, n) -> np.uint32:
     return np.uint32((int(step) * n + j) % 2**32)
 
 
-@kernel(reads=("kind", "chemokine", "immune_busy", "immune_hop", "immune_claim"),
-        writes=("immune_hop", "immune_claim"), process=IMMUNE)
+@kernel(reads=("kind", "chemokine", "immune_busy", "hop", "hop_claim"),
+        writes=("hop", "hop_claim"), process=IMMUNE)
 def move_immune_cells(lattice, rules, step):
     """Free immune cells hop v·Δt/h times per step into matrix or past organ cells, weighted 1 + χ·(chemokine rise)."""
     n = rules.immune_hop_substeps
