@@ -428,3 +428,39 @@ def test_a_run_with_immunity_is_identical_through_the_host_harness():
         assert a.step().tobytes() == b.step().tobytes()
     assert_same_state(a.lattice, b.lattice, "immune run")
     assert int(a.step()["t_cell"]) > 0
+
+
+def test_the_run_summary_reports_immune_status_and_totals(tmp_path):
+    import h5py
+    from engine.run import run
+    text = immune_text(edge=24, status=0.7).replace("recruitment_per_h = 0.02 ",
+                                                    "recruitment_per_h = 0.5 ", 1)
+    out = tmp_path / "immune.h5"
+    summary = run(parse_scenario(text, "immune.toml"), backend="numba", steps=12, out=out,
+                  snapshot_every=6, summary_path=tmp_path / "s.json", progress=False)
+    immune = summary["immune"]
+    assert immune["enabled"] is True and immune["status"] == 0.7
+    with h5py.File(out, "r") as f:
+        counts = f["counts"][...]
+    for event in IMMUNE.events:
+        assert immune[event] == int(counts[event].sum()), event
+    assert immune["recruited_t_cell"] > 0
+    assert immune["t_cell"] == int(counts["t_cell"][-1]) == summary["counts"]["t_cell"]
+    assert immune["killed_by_nk_on_arrival"] == 0                 # no sites in this scenario
+
+
+def test_killed_tumour_cells_and_immune_cells_are_accounted_every_step():
+    """Tumour: births − deaths (immune kills included) − departures = change; immune cells:
+    recruited − died = change."""
+    from test_accounting import HYPOXIC
+    text = HYPOXIC.replace(IMMUNE_OFF, "enabled = true #").replace(
+        "recruitment_per_h = 0.02 ", "recruitment_per_h = 1.0 ", 1)
+    sim = Simulation(parse_scenario(text, "hypoxic_immune.toml"))
+    h = np.array([sim.initial] + [sim.step() for _ in range(20)])
+    killed = h["killed_by_t_cell"] + h["killed_by_nk_cell"]
+    assert killed.sum() > 0 and h["immune_died"].sum() > 0
+    left = h["intravasated_blood"] + h["intravasated_lymph"]
+    assert np.array_equal(np.diff(h["tumor"]), (h["birth_tumor"] - h["apoptosis_tumor"]
+                                                 - h["necrosis_tumor"] - left - killed)[1:])
+    recruited = h["recruited_t_cell"] + h["recruited_nk_cell"]
+    assert np.array_equal(np.diff(h["t_cell"] + h["nk_cell"]), (recruited - h["immune_died"])[1:])
