@@ -248,8 +248,16 @@ def hops_per_step(scenario, cell) -> float:
 
 @IMMUNE.checks
 def few_enough_hops(scenario):
-    """A step holds at most MAX_IMMUNE_SUBSTEPS hop sub-steps."""
+    """A step holds at most MAX_IMMUNE_SUBSTEPS hop sub-steps, and a contact at most 255
+    steps (`immune_busy` is one byte)."""
     out = []
+    for cell in CELLS:
+        key = f"immune.{cell}.contact_h"
+        steps = scenario[key] / scenario["time.step_h"]
+        if steps > 255:
+            out.append((key, f"{key} = {scenario[key]:g} h is {steps:.4g} steps of time.step_h = "
+                             f"{scenario['time.step_h']:g} h; at most 255: shorten the contact "
+                             "or lengthen the step"))
     for cell in CELLS:
         p = hops_per_step(scenario, cell)
         if p > MAX_IMMUNE_SUBSTEPS:

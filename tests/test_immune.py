@@ -464,3 +464,14 @@ def test_killed_tumour_cells_and_immune_cells_are_accounted_every_step():
                                                  - h["necrosis_tumor"] - left - killed)[1:])
     recruited = h["recruited_t_cell"] + h["recruited_nk_cell"]
     assert np.array_equal(np.diff(h["t_cell"] + h["nk_cell"]), (recruited - h["immune_died"])[1:])
+
+
+def test_a_contact_longer_than_255_steps_is_refused_with_one_line(tmp_path):
+    from engine.errors import ScenarioError
+    from engine.scenario import load_scenario as load
+    text = immune_text().replace("contact_h = 6.0 ", "contact_h = 200.0 ", 1).replace(
+        "step_h = 1.0 ", "step_h = 0.5 ", 1)
+    path = tmp_path / "long.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ScenarioError, match="immune.t_cell.contact_h = 200 h is 400 steps"):
+        load(str(path))
