@@ -210,25 +210,26 @@ OL_ENTRY engage(const u8 *kind, const u8 *traits, u8 *immune_state, u8 *immune_b
     OL_END_FOR_EACH_VOXEL
 }
 
-// 0 where an immune cell may not go, else 1 + bias * max(0, c(site) - c(here)).
-OL_HD float immune_hop_weight(const u8 *kind, const float *chemokine, const Slab &s, int z, int y,
-                              int x, int d, float bias) {
+// 0 where an immune cell may not go (only empty matrix, or an organ cell of the organ it
+// is in), else 1 + bias * max(0, c(site) - c(here)).
+OL_HD float immune_hop_weight(const u8 *kind, const u8 *organ, const float *chemokine,
+                              const Slab &s, int z, int y, int x, int d, float bias) {
     int zz, yy, xx;
     if (!neighbour(s, z, y, x, d, zz, yy, xx)) return 0.0f;
     const i64 j = at(s, zz, yy, xx);
-    if (kind[j] != EMPTY && kind[j] != FUNCTIONAL) return 0.0f;
+    if (kind[j] != EMPTY && (kind[j] != FUNCTIONAL || organ[j] != organ[at(s, z, y, x)])) return 0.0f;
     float rise = chemokine[j] - chemokine[at(s, z, y, x)];
     rise = rise > 0.0f ? rise : 0.0f;
     return 1.0f + bias * rise;
 }
 
 // Direction 1..6 with probability weight / sum (as choose_hop in migration.cu).
-OL_HD int choose_immune_hop(const u8 *kind, const float *chemokine, const Slab &s, int z, int y,
-                            int x, float bias, u32 word) {
+OL_HD int choose_immune_hop(const u8 *kind, const u8 *organ, const float *chemokine, const Slab &s,
+                            int z, int y, int x, float bias, u32 word) {
     float total = 0.0f;
     int last = 0;
     for (int d = 1; d <= 6; ++d) {
-        const float w = immune_hop_weight(kind, chemokine, s, z, y, x, d, bias);
+        const float w = immune_hop_weight(kind, organ, chemokine, s, z, y, x, d, bias);
         if (w > 0.0f) {
             total = total + w;
             last = d;
@@ -238,7 +239,7 @@ OL_HD int choose_immune_hop(const u8 *kind, const float *chemokine, const Slab &
     const float u = (float)(word >> 8) * 5.9604644775390625e-08f * total;
     float acc = 0.0f;
     for (int d = 1; d <= 6; ++d) {
-        const float w = immune_hop_weight(kind, chemokine, s, z, y, x, d, bias);
+        const float w = immune_hop_weight(kind, organ, chemokine, s, z, y, x, d, bias);
         if (w > 0.0f) {
             acc = acc + w;
             if (u < acc) return d;
@@ -248,7 +249,8 @@ OL_HD int choose_immune_hop(const u8 *kind, const float *chemokine, const Slab &
 }
 
 // 4a. A free immune cell that hops this sub-step (w0 < immune_hop_thr[type]) picks its site (w2).
-OL_ENTRY propose_immune_hop(const u8 *kind, const float *chemokine, const u8 *immune_busy,
+OL_ENTRY propose_immune_hop(const u8 *kind, const u8 *organ, const float *chemokine,
+                            const u8 *immune_busy,
                             u8 *hop, const u32 *immune_hop_thr, float chemotaxis, u32 tick,
                             OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
@@ -259,7 +261,7 @@ OL_ENTRY propose_immune_hop(const u8 *kind, const float *chemokine, const u8 *im
     if (is_immune(k) && immune_busy[i] == 0) {
         const Draw draw = voxel_draw(global_index(s, z, y, x), tick, STREAM_IMMUNE_MOVE, s);
         if (draw.w[0] < immune_hop_thr[k == NK_CELL ? 1 : 0])
-            hop[i] = (u8)choose_immune_hop(kind, chemokine, s, z, y, x, chemotaxis, draw.w[2]);
+            hop[i] = (u8)choose_immune_hop(kind, organ, chemokine, s, z, y, x, chemotaxis, draw.w[2]);
     }
     OL_END_FOR_EACH_VOXEL
 }

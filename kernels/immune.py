@@ -73,8 +73,8 @@ kernel compares Philox words with it.
    times per step in ⌈p_max⌉ sub-steps (a T cell at 5 µm/min: 15 hops of 20 µm per
    1 h step; a lattice walk of 15 uncorrelated 20 µm hops an hour has the motility
    coefficient h² p / (6 Δt) ≈ 17 µm²/min of a cell moving at 5 µm/min with a
-   persistence time of about 2 min, v² P / 3), into empty matrix or past organ cells
-   (which swap places with them), weighted 1 + χ · max(0, c(site) − c(here)): a walk
+   persistence time of about 2 min, v² P / 3), into empty matrix or past organ cells of
+   the organ it is in (which swap places with them; none leaves its organ), weighted 1 + χ · max(0, c(site) − c(here)): a walk
    biased up the chemokine gradient.  Everything an immune cell carries (contact state,
    kills) moves with it.
 
@@ -590,13 +590,15 @@ def kill_tumour_cells(lattice, rules, step):
 # -- 4. migration -------------------------------------------------------------------------
 
 @numba.njit(inline="always", cache=True)
-def immune_hop_weight(kind, chemokine, z, y, x, d, nz, ny, nx, bias):
-    """0 where an immune cell may not go, else 1 + bias · max(0, c(site) − c(here))."""
+def immune_hop_weight(kind, organ, chemokine, z, y, x, d, nz, ny, nx, bias):
+    """0 where an immune cell may not go (only empty matrix, or an organ cell of the
+    organ it is in, so no organ cell leaves its organ), else
+    1 + bias · max(0, c(site) − c(here))."""
     zz, yy, xx, inside = neighbour(z, y, x, d, nz, ny, nx)
     if not inside:
         return np.float32(0.0)
     k = kind[zz, yy, xx]
-    if k != EMPTY and k != FUNCTIONAL:
+    if k != EMPTY and (k != FUNCTIONAL or organ[zz, yy, xx] != organ[z, y, x]):
         return np.float32(0.0)
     rise = chemokine[zz, yy, xx] - chemokine[z, y, x]
     rise = max(rise, np.float32(0.0))
@@ -604,13 +606,13 @@ def immune_hop_weight(kind, chemokine, z, y, x, d, nz, ny, nx, bias):
 
 
 @numba.njit(inline="always", cache=True)
-def choose_immune_hop(kind, chemokine, z, y, x, nz, ny, nx, bias, word):
+def choose_immune_hop(kind, organ, chemokine, z, y, x, nz, ny, nx, bias, word):
     """Direction 1..6 with probability weight / Σ weights (float32, summed in direction
     order; u = (word >> 8) · 2⁻²⁴ · Σ); 0 if no site is open."""
     total = np.float32(0.0)
     last = 0
     for d in range(1, 7):
-        w = immune_hop_weight(kind, chemokine, z, y, x, d, nz, ny, nx, bias)
+        w = immune_hop_weight(kind, organ, chemokine, z, y, x, d, nz, ny, nx, bias)
         if w > np.float32(0.0):
             total = total + w
             last = d
@@ -619,7 +621,7 @@ def choose_immune_hop(kind, chemokine, z, y, x, nz, ny, nx, bias, word):
     u = np.float32(word >> np.uint32(8)) * np.float32(5.9604644775390625e-08) * total
     acc = np.float32(0.0)
     for d in range(1, 7):
-        w = immune_hop_weight(kind, chemokine, z, y, x, d, nz, ny, nx, bias)
+        w = immune_hop_weight(kind, organ, chemokine, z, y, x, d, nz, ny, nx, bias)
         if w > np.float32(0.0):
             acc = acc + w
             if u < acc:
@@ -629,7 +631,7 @@ def choose_immune_hop(kind, chemokine, z, y, x, nz, ny, nx, bias, word):
 
 @IMMUNE.entry("propose_immune_hop")
 @numba.njit(parallel=True, cache=True)
-def _propose_immune_hop(kind, chemokine, immune_busy, hop, immune_hop_thr, chemotaxis,
+def _propose_immune_hop(kind, organ, chemokine, immune_busy, hop, immune_hop_thr, chemotaxis,
                         tick, nz, ny, nx, z0, ny_global, nx_global, lattice_id, k0, k1):
     for z in prange(nz):
         for y in range(ny):
@@ -641,7 +643,7 @@ def _propose_immune_hop(kind, chemokine, immune_busy, hop, immune_hop_thr, chemo
                 g = global_index(z, y, x, z0, ny_global, nx_global)
                 draw = voxel_draw(g, tick, STREAM_IMMUNE_MOVE, lattice_id, k0, k1)
                 if draw[0] < immune_hop_thr[1 if k == NK_CELL else 0]:
-                    hop[z, y, x] = choose_immune_hop(kind, chemokine, z, y, x, nz, ny, nx,
+                    hop[z, y, x] = choose_immune_hop(kind, organ, chemokine, z, y, x, nz, ny, nx,
                                                             chemotaxis, draw[2])
 
 
@@ -701,7 +703,7 @@ def substep_tick(step, j, n) -> np.uint32:
     return np.uint32((int(step) * n + j) % 2**32)
 
 
-@kernel(reads=("kind", "chemokine", "immune_busy", "hop", "hop_claim"),
+@kernel(reads=("kind", "organ", "chemokine", "immune_busy", "hop", "hop_claim"),
         writes=("hop", "hop_claim"), process=IMMUNE)
 def move_immune_cells(lattice, rules, step):
     """Free immune cells hop v·Δt/h times per step into matrix or past organ cells, weighted 1 + χ·(chemokine rise)."""

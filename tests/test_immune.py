@@ -320,6 +320,20 @@ def test_movers_swap_with_organ_cells_and_carry_their_state():
     assert events(lat)["immune_migrated"] > 0
 
 
+def test_movers_never_carry_an_organ_cell_into_another_organ():
+    rules = build_rules(scenario())
+    lat = allocate("b", 0, "numba", (6, 6, 6))
+    lat.kind[...] = FUNCTIONAL
+    lat.organ[:3] = 1
+    lat.organ[3:] = 2
+    lat.kind[2:4, 1:5:2, 1:5:2] = T_CELL                  # eight walkers at the boundary
+    before = [int(((lat.kind == FUNCTIONAL) & (lat.organ == o)).sum()) for o in (1, 2)]
+    for step in range(1, 13):
+        move_immune_cells(lat, rules, step)
+    after = [int(((lat.kind == FUNCTIONAL) & (lat.organ == o)).sum()) for o in (1, 2)]
+    assert after == before and events(lat)["immune_migrated"] > 0
+
+
 # -- runs --------------------------------------------------------------------------------
 
 def immune_text(edge=24, status=1.0, enabled=True, extra=""):
