@@ -31,9 +31,9 @@ kernel compares Philox words with it.
 
    c the chemokine at the vessel (clamped at 0).  The host tabulates P over RECRUIT_BINS
    bins of f (bin ⌊256 f⌋, P at the bin's lower edge, so no chemokine recruits nothing);
-   the kernel computes f in float32 (one division).  Each empty voxel keeps the vessel with the highest (word 1, global
-   index) aimed at it; the recruit is an NK cell when that vessel's word 3 < t(k_NK /
-   (k_T + k_NK)), else a T cell.  It arrives free (no contact, no kills).
+   the kernel computes f in float32 (one division).  Each empty voxel keeps the vessel
+   with the highest (word 1, global index) aimed at it; the recruit is an NK cell when
+   that vessel's word 3 < t(k_NK / (k_T + k_NK)), else a T cell.  It arrives free (no contact, no kills).
 
 3. Killing (`kill_tumour_cells`, stream `immune_engage`, `immune_death`), three
    entries per step:
@@ -41,8 +41,9 @@ kernel compares Philox words with it.
    a. `end_contacts` — a tumour cell dies (apoptosis: empty voxel, its arrays cleared)
       when a face neighbour immune cell ends a lethal contact with it this step (busy =
       1, target direction pointing here, lethal bit); the first such neighbour in
-      direction order −x, +x, −y, +y, −z, +z is the killer (`hop_claim`, a work
-      array of `migration` free between passes, remembers its direction): events `killed_by_t_cell` / `killed_by_nk_cell`.
+      direction order −x, +x, −y, +y, −z, +z is the killer (`hop_claim`, a work array
+      of `migration` free between passes, remembers its direction): events
+      `killed_by_t_cell` / `killed_by_nk_cell`.
    b. `advance_contacts` — every engaged immune cell counts its contact down.  At its
       end (busy = 1) it is credited with the kill if it was the killer, and becomes
       exhausted when its kills reach its capacity or the contact was an exhausting one
@@ -74,8 +75,8 @@ kernel compares Philox words with it.
    1 h step; a lattice walk of 15 uncorrelated 20 µm hops an hour has the motility
    coefficient h² p / (6 Δt) ≈ 17 µm²/min of a cell moving at 5 µm/min with a
    persistence time of about 2 min, v² P / 3), into empty matrix or past organ cells of
-   the organ it is in (which swap places with them; none leaves its organ), weighted 1 + χ · max(0, c(site) − c(here)): a walk
-   biased up the chemokine gradient.  Everything an immune cell carries (contact state,
+   the organ it is in (which swap places with them; none leaves its organ), weighted
+   1 + χ · max(0, c(site) − c(here)): a walk biased up the chemokine gradient.  Everything an immune cell carries (contact state,
    kills) moves with it.
 
 Events: recruited_t_cell, recruited_nk_cell, killed_by_t_cell, killed_by_nk_cell,
