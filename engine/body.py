@@ -40,6 +40,7 @@ import numpy as np
 
 from kernels.intravasation import shedding_per_g_per_day
 from kernels.dormancy import STREAM_ARRIVAL
+from kernels.immune import STREAM_NK_ARRIVAL
 from kernels.lattice import (COLONY_LINEAGE_BASE, DORMANT, DX, DY, DZ, EMPTY, FOUNDING_BASE,
                              NEW_CLONE_LIMIT, TUMOR)
 from kernels.philox import choose
@@ -51,6 +52,7 @@ from .protocol import Clinic, with_decisions
 from .simulation import Simulation
 from .therapy import deliveries
 
+NK_KILLED = "killed by NK cells on arrival (immune surveillance)"   # its fail reason
 PLACEMENT_TRIES = 3          # capillaries an arrival tries before it is recorded as failed
 STREAM_EXTRAVASATION = CIRCULATION.streams["extravasation"]
 REGIONAL_ORGAN = "lymph_node"
@@ -172,6 +174,9 @@ class Body:
                     sim.arch.to_host(sim.lattice.perfused).reshape(-1)))
             kind, capillaries = blocks[sim.name]
             record = int(arrival.record_id)
+            if self.killed_by_nk_cells(sim, record, step):
+                self.circulation.fail_arrival(step, record, NK_KILLED)
+                continue
             words = record_draw(record, step, STREAM_EXTRAVASATION, sim.lattice.lattice_id,
                                 self.key)
             for attempt in range(PLACEMENT_TRIES if len(capillaries) else 0):
@@ -212,6 +217,17 @@ class Body:
         word = record_draw(int(arrival.record_id), step, STREAM_ARRIVAL,
                            sim.lattice.lattice_id, self.key)[0]
         return int(word) < int(sim.rules.arrival_dividing_thr)
+
+    def killed_by_nk_cells(self, sim, record: int, step: int) -> bool:
+        """NK surveillance of an arrival (`kernels.immune`, where immunity is on): killed
+        with P = `immune.nk_cell.arrival_kill_probability` · `immune.status` (Ichise et
+        al. 2022: about half within 4 h of arrest), word 0 of stream `nk_arrival`
+        (counter: record id, step, lattice id); recorded as a failed arrival with the
+        reason NK_KILLED."""
+        if not sim.rules.immune_enabled:
+            return False
+        word = record_draw(record, step, STREAM_NK_ARRIVAL, sim.lattice.lattice_id, self.key)[0]
+        return int(word) < int(sim.rules.nk_arrival_thr)
 
     def new_clone(self, sim) -> int:
         clone = self.next_clone[sim.name]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.immune import IMMUNE
 from kernels.lattice import KIND_NAMES
 
 from . import __version__
@@ -23,7 +24,7 @@ from .runformat import (BLOCK_FRACTION_ATTR, BODY, CODES_ATTR, COLONIES, COLONY_
                         KIND, LATTICE_ID_ATTR, PRIMARY, ROLE_ATTR, SITE, SITE_CLASS_ATTR,
                         SITE_ORGAN_ATTR, THERAPY, CHECKUPS, DECISIONS, UNITS_ATTR, counts_path,
                         kind_codes_attr, plain_rows)
-from .body import Body, circulation_totals, site_class
+from .body import NK_KILLED, Body, circulation_totals, site_class
 from .colonies import CLASSES, COLONY_DTYPE, SIZE_DTYPE
 from .simulation import counts_dtype
 from .protocol import DECISION_DTYPE, checkup_dtype
@@ -122,6 +123,22 @@ def body_summary(body) -> dict:
                               for c in CLASSES},
         "colonies": body.registry.summary(),
     }
+
+
+def immune_summary(body, totals: dict) -> dict:
+    """The patient's immune status and what immunity did over the run (every lattice):
+    cells on the lattices now, each immune event summed over the steps, and the arrivals
+    NK cells killed (`engine.body`)."""
+    scenario = body.scenario
+    circulation = body.circulation
+    reason = (circulation.fail_reasons.index(NK_KILLED) + 1
+              if NK_KILLED in circulation.fail_reasons else -1)
+    return {"enabled": bool(scenario["immune.enabled"]),
+            "status": float(scenario["immune.status"]),
+            "t_cell": sum(int(r["t_cell"]) for r in body.rows),
+            "nk_cell": sum(int(r["nk_cell"]) for r in body.rows),
+            **{event: int(n) for event, n in totals.items()},
+            "killed_by_nk_on_arrival": int((circulation.records["fail_reason"] == reason).sum())}
 
 
 def therapy_summary(body) -> list[dict]:
@@ -300,7 +317,12 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
                               {s.name: s.snapshot() for s in body.lattices})
         return sim.step_index
 
+    immune_totals = dict.fromkeys(IMMUNE.events, 0)
+
     def record_step(rows):
+        for r in rows:
+            for event in immune_totals:
+                immune_totals[event] += int(r[event])
         writer.append_counts(rows[0])
         for site, row in zip(body.sites, rows[1:]):
             writer.append_rows(counts_path(site.name, SITE), row)
@@ -357,6 +379,7 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         "functional_fraction": float(row["functional_fraction"]),
         "tumor_growth": float(row["tumor"]) / max(int(sim.initial["tumor"]), 1),
     }
+    summary["immune"] = immune_summary(body, immune_totals)
     if body.sites:
         summary["body"] = body_summary(body)
     if scenario.therapies:

@@ -16,6 +16,7 @@ from kernels.displacement import choose_escape, move_displaced, settle_escape_cl
 from kernels.division import place_daughters, propose_division, settle_division_claims
 from kernels.dormancy import wake_dormant
 from kernels.fate import decide_fate
+from kernels.immune import kill_tumour_cells, move_immune_cells, recruit_immune_cells, relax_chemokine
 from kernels.intravasation import intravasate
 from kernels.lysis import lyse_debris
 from kernels.migration import lose_adhesion, migrate
@@ -64,6 +65,8 @@ FRACTION_DUE = Condition(
     "a radiotherapy fraction is due this step",
     lambda sim: sim.step_index in sim.rules.fraction_steps)
 
+IMMUNE_ENABLED = Condition("immune.enabled", lambda sim: sim.rules.immune_enabled)
+
 TISSUE_CHANGED = Condition(
     "a cell or vessel changed in the last step (any event counted)",
     lambda sim: sim.tissue_changed)
@@ -75,10 +78,14 @@ STEP = (
     Stage(decide_fate),
     Stage(irradiate, FRACTION_DUE),  # after fate: this step's pO2; dormant cells too
     Stage(kill_cycling_cells, CHEMO_ACTIVE),  # this step's clock advance, before division
+    Stage(kill_tumour_cells, IMMUNE_ENABLED),    # after fate: only survivors are killed
+    Stage(relax_chemokine, IMMUNE_ENABLED),      # this step's debris and tumour
     Stage(wake_dormant),         # after fate: dormant cells die only by their own rate
     Stage(lyse_debris),
     Stage(lose_adhesion),        # after fate: only survivors detach; this step's pO2
     Stage(migrate),              # before division: movers leave room for daughters
+    Stage(move_immune_cells, IMMUNE_ENABLED),
+    Stage(recruit_immune_cells, IMMUNE_ENABLED),
     Stage(intravasate),          # after migration: cells that reached a vessel enter it
     Stage(propose_division),
     Stage(settle_division_claims),

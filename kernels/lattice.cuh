@@ -12,7 +12,9 @@ constexpr u8 LYMPH = 5;
 constexpr u8 SPROUT = 6;
 constexpr u8 TIP = 7;
 constexpr u8 DORMANT = 8;     // not live: an obstacle that neither cycles, moves nor dies in fate
-constexpr int N_KINDS = 9;
+constexpr u8 T_CELL = 9;      // cytotoxic T cell (kernels/immune.py)
+constexpr u8 NK_CELL = 10;    // natural killer cell
+constexpr int N_KINDS = 11;
 
 // Clone ids: below COLONY_LINEAGE_BASE clones of a primary; from it up, colonies;
 // FOUNDING_BASE + c a founder of primary clone c waiting for the colony id the host
@@ -52,6 +54,8 @@ OL_HD i64 global_index(const Slab &s, int z, int y, int x) {
 }
 
 OL_HD bool is_live(u8 k) { return k == FUNCTIONAL || k == TUMOR; }   // not DORMANT
+
+OL_HD bool is_immune(u8 k) { return k == T_CELL || k == NK_CELL; }
 
 // Forget the cell that occupied voxel i (its motility with it).
 OL_HD void clear_cell(i64 i, i64 nvox, u8 *traits, u16 *clock, u8 *hypoxia, u16 *lineage,

@@ -21,14 +21,19 @@ LYMPH = 5        # lymphatic vessel
 SPROUT = 6       # endothelial stalk of a sprout: no lumen, no blood until anastomosis
 TIP = 7          # endothelial tip cell leading a sprout
 DORMANT = 8      # dormant tumour cell: non-cycling, apoptosis-resistant (kernels/dormancy.py)
-N_KINDS = 9
+T_CELL = 9       # cytotoxic T cell (kernels/immune.py)
+NK_CELL = 10     # natural killer cell (kernels/immune.py)
+N_KINDS = 11
 KIND_NAMES = ("empty", "functional", "tumor", "necrotic", "vessel", "lymph_vessel", "sprout", "tip",
-              "dormant")
+              "dormant", "t_cell", "nk_cell")
 # A dormant cell is not live (`is_live`): it does not cycle, divide, migrate, take up
 # oxygen (approx.: quiescent cells respire far less; the oxygen field treats the voxel
 # like matrix) or die in the fate pass (no apoptosis, no hypoxic necrosis; its own
 # death rate is `dormancy.death_per_h`).  Dividing cells, escaping functional cells,
 # movers and sprouts never enter its voxel: it is an obstacle, like a vessel.
+# Immune cells (T_CELL, NK_CELL) are not live either: they do not divide or take up oxygen
+# (approx., kernels/immune.py), have their own death rate, and no tissue cell enters
+# their voxels; they move, kill and die only in the immune process.
 
 # Clone ids (uint16 `lineage`).  Ids below COLONY_LINEAGE_BASE are clones of a primary
 # tumour; ids from COLONY_LINEAGE_BASE up to FOUNDING_BASE name colonies founded by a
@@ -108,6 +113,12 @@ def global_index(z, y, x, z0, ny, nx):
 def is_live(k):
     """Live cells: the ones that consume oxygen, age, divide and die (not DORMANT)."""
     return k == FUNCTIONAL or k == TUMOR
+
+
+@numba.njit(inline="always", cache=True)
+def is_immune(k):
+    """Immune cells on the lattice: cytotoxic T cells and NK cells."""
+    return k == T_CELL or k == NK_CELL
 
 
 @numba.njit(inline="always", cache=True)

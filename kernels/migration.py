@@ -79,9 +79,11 @@ MAX_SUBSTEPS = 16      # hops a cell may take per step (speed · step / voxel ed
 MIGRATION = Process(
     "migration", "migration.cu",
     arrays={"motile": Array(np.uint8, "tumour cell: 1 while detached and motile"),
-            "hop": Array(np.uint8, "work: a motile cell's chosen hop direction", work=True),
-            "hop_claim": Array(np.uint8, "work: direction of the mover that won this site",
-                               work=True)},
+            "hop": Array(np.uint8, "work: a mover's chosen hop direction (motile tumour or "
+                                   "immune cell; a vessel's recruit site, kernels/immune.py)",
+                         work=True),
+            "hop_claim": Array(np.uint8, "work: direction of the mover (or recruit source, or "
+                                         "killer) that won this site", work=True)},
     params={"migration": {
         "detachment_per_h": Param(
             "float", 0.01, lo=0.0, hi=1e3, unit="1/h",

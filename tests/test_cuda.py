@@ -27,7 +27,8 @@ from engine.simulation import Simulation
 from engine.state import VOXEL_ARRAYS, allocate
 from kernels.census import take_census
 from kernels.cuda import KERNEL_DIR, SOURCES, compiler, draw_words, source_text
-from kernels.lattice import CLOCK_FULL, DORMANT, EMPTY, FUNCTIONAL, LYMPH, SPROUT, TIP, TUMOR, VESSEL
+from kernels.lattice import (CLOCK_FULL, DORMANT, EMPTY, FUNCTIONAL, LYMPH, NK_CELL, SPROUT, T_CELL,
+                             TIP, TUMOR, VESSEL)
 from kernels.oxygen import relax_oxygen
 from kernels.perfusion import spread_perfusion
 from kernels.radiation import N_O2_BINS, Fraction
@@ -121,6 +122,14 @@ def random_lattice(shape, seed, z0=0):
     dormant = (lat.kind == EMPTY) & (rng.random(shape) < 0.1)          # then dormant cells
     lat.kind[dormant] = DORMANT
     lat.vacancy[dormant] = 0
+    immune = (lat.kind == EMPTY) & (rng.random(shape) < 0.15)        # then T and NK cells,
+    n = int(immune.sum())                                             # some in contact
+    lat.kind[immune] = np.where(rng.random(n) < 0.7, T_CELL, NK_CELL)
+    lat.vacancy[immune] = 0
+    lat.immune_busy[immune] = rng.choice([0, 1, 1, 2, 6], n)
+    lat.immune_state[immune] = rng.integers(1, 7, n) | 8 | (rng.integers(0, 4, n) << 4)  # lethal
+    lat.immune_kills[immune] = rng.integers(0, 12, n)
+    lat.chemokine[...] = rng.uniform(0.0, 2.0, size=shape).astype(np.float32)
     return lat
 
 
@@ -195,7 +204,9 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
                      1.0, ((step - 5, 0.5),)),
                  chemo_kill_thr=np.minimum(np.arange(len(rules.chemo_kill_thr), dtype=np.uint64)
                                            * 2**15 + 2**27, 2**32 - 1).astype(np.uint32))
-    r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, regression_steps=3,
+    # immune cells: recruitment from every perfused vessel with P 1/2, kill capacity 5
+    immunity = dict(recruit_thr=np.full_like(rules.recruit_thr, 2**31), t_kill_capacity=5)
+    r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, regression_steps=3, **immunity,
                       lysis_thr=np.uint32(2**31), **eager, **motility, **invasion, **dormancy,
                       **radiation, **blockade, **chemo)
     solved = random_lattice(shape, seed, z0=seed)
@@ -231,6 +242,8 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     assert events["irradiated_dormant_killed"] > 0
     assert events["vessel_pruned"] > 0
     assert events["chemo_killed_tumor"] > 0 and events["chemo_killed_functional"] > 0
+    assert events["recruited_t_cell"] > 0 and events["killed_by_t_cell"] > 0
+    assert events["immune_exhausted"] > 0 and events["immune_migrated"] > 0
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)

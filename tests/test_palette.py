@@ -33,7 +33,7 @@ def test_matrix_is_not_drawn():
 
 
 def test_unknown_kinds_get_a_stable_visible_colour_apart_from_the_designed_ones():
-    names = ["macrophage", "t_cell", "neutrophil", "fibroblast", "adipocyte", "x"]
+    names = ["macrophage", "b_cell", "neutrophil", "fibroblast", "adipocyte", "x"]
     for name in names:
         rgb = kind_colour(name)
         assert name not in KIND_COLOURS and rgb == fallback_colour(name)

@@ -32,6 +32,8 @@ KIND_COLOURS: dict[str, tuple[float, float, float]] = {
     "sprout": (1.00, 0.55, 0.10),       # orange: new capillary stalk
     "tip": (0.10, 0.85, 0.95),          # cyan: endothelial tip cell
     "dormant": (0.78, 0.66, 0.95),      # pale violet: a dormant tumour cell
+    "t_cell": (0.20, 0.40, 1.00),       # blue: cytotoxic T cell
+    "nk_cell": (0.45, 0.10, 0.70),      # deep purple: natural killer cell
 }
 
 FALLBACK_SATURATION = 0.55

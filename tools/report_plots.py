@@ -28,7 +28,8 @@ from tools.report_series import (Series, fmt_time, load_series, snapshot_plane,
 
 KIND_LABELS = {"empty": "matrix (empty)", "functional": "functional", "tumor": "tumour",
                "necrotic": "necrotic", "vessel": "blood vessel", "lymph_vessel": "lymph vessel",
-               "sprout": "sprout stalk", "tip": "tip cell", "dormant": "dormant tumour cell"}
+               "sprout": "sprout stalk", "tip": "tip cell", "dormant": "dormant tumour cell",
+               "t_cell": "cytotoxic T cell", "nk_cell": "NK cell"}
 MATRIX_RGB = (0.97, 0.97, 0.95)     # background of the kind slices (matrix is never drawn)
 UNKNOWN_RGB = (0.5, 0.5, 0.5)       # a code the file's kind codes do not name
 MAX_KIND_SLICES = 4
