@@ -93,6 +93,8 @@ QUANTITIES: dict[str, Quantity] = {
                                      "*functional_killed*) / initial functional cells of the body"),
     "new_toxicity": Quantity("fraction", "toxicity added since the previous check-up (the "
                                          "harm of the last cycle)"),
+    "immune_status": Quantity("-", "the patient's immune status (immune.status; 0 where immunity "
+                                   "is not modelled, immune.enabled = false)"),
     "days": Quantity("d", "time since the start of the run"),
 }
 GIVEN_PREFIX = "given."     # given.NAME: deliveries of therapy NAME so far (prior therapy)
@@ -385,6 +387,8 @@ class Clinic:
                "functional_fraction": float(body.rows[0]["functional_fraction"]),
                "toxicity": self.harm / self.initial_functional,
                "new_toxicity": (self.harm - self.harm_seen) / self.initial_functional,
+               "immune_status": (float(body.scenario["immune.status"])
+                                 if body.scenario["immune.enabled"] else 0.0),
                "days": body.time_h / 24.0}
         given = body.schedule[body.schedule["step"] <= body.step_index]
         for t in body.scenario.therapies:

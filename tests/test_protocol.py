@@ -161,6 +161,7 @@ def test_a_run_measures_at_check_ups_decides_and_records_it(tmp_path):
         counts = f["counts"][:]
     assert list(checkups["step"]) == [24, 48, 72]
     assert list(checkups["days"]) == [1.0, 2.0, 3.0]
+    assert not checkups["immune_status"].any()          # immunity not modelled here
     assert checkups["burden_cells"][0] == counts["tumor"][24] + counts["dormant"][24]
     assert [(d["step"], d["action"], d["therapy"]) for d in decisions] == [
         (48, b"stop", b"rt"), (48, b"start", b"bev")]
