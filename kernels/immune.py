@@ -249,9 +249,11 @@ def hops_per_step(scenario, cell) -> float:
 
 @IMMUNE.checks
 def few_enough_hops(scenario):
-    """A step holds at most MAX_IMMUNE_SUBSTEPS hop sub-steps, and a contact at most 255
-    steps (`immune_busy` is one byte)."""
+    """With immunity enabled, a step holds at most MAX_IMMUNE_SUBSTEPS hop sub-steps, and
+    a contact at most 255 steps (`immune_busy` is one byte)."""
     out = []
+    if not scenario["immune.enabled"]:
+        return out
     for cell in CELLS:
         key = f"immune.{cell}.contact_h"
         steps = scenario[key] / scenario["time.step_h"]

@@ -36,7 +36,7 @@ def binomial_ok(k, n, p, sigmas=4.0):
 
 
 def test_the_kind_is_declared_once_with_its_name():
-    assert DORMANT == 8 and KIND_NAMES[DORMANT] == "dormant" and N_KINDS == 9
+    assert DORMANT == 8 and KIND_NAMES[DORMANT] == "dormant" and N_KINDS == 11
     assert KIND_NAMES[:8] == ("empty", "functional", "tumor", "necrotic", "vessel",
                               "lymph_vessel", "sprout", "tip")       # old codes unchanged
     assert COLONY_LINEAGE_BASE == 1024 and FOUNDING_BASE == 65536 - 1024

@@ -18,6 +18,8 @@ import h5py
 import numpy as np
 import pytest
 
+from kernels.lattice import N_KINDS
+
 from conftest import small_scenario_text
 from engine.errors import RunFileError, UserError
 from tools import render
@@ -264,11 +266,11 @@ def tricky_names(f):
     f["counts"] = counts.astype(np.dtype({"names": names, "formats": [
         counts.dtype[n] for n in counts.dtype.names]}))
     kind = lat["kind"]
-    kind.attrs["codes"] = kind.attrs["codes"] + f",9={TEX}<b>"
+    kind.attrs["codes"] = kind.attrs["codes"] + f",{N_KINDS}={TEX}<b>"
     kind.attrs["units"] = TEX
     lat["oxygen"].attrs["units"] = TRICKY
     last = kind[-1]
-    last[8, 8, 8] = 9
+    last[8, 8, 8] = N_KINDS
     kind[-1] = last
     f.attrs["scenario_toml"] = f"[scenario]\nname = '{TEX} <i>&'\n"
     f.move("lattices/primary", f"lattices/{TEX}")

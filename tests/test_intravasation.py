@@ -37,7 +37,7 @@ def binomial_ok(k, n, p, sigmas=4.0):
     return abs(k - n * p) <= sigmas * math.sqrt(n * p * (1 - p))
 
 
-def place_cell(lat, at, lineage=1, motile=1, traits=(8, 4, 4)):
+def place_cell(lat, at, lineage=1, motile=1, traits=(8, 4, 4, 0, 8, 0, 8)):
     lat.kind[at] = TUMOR
     lat.motile[at] = motile
     lat.lineage[at] = lineage
