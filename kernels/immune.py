@@ -476,7 +476,7 @@ def _place_recruits(kind, vacancy, immune_state, immune_busy, immune_kills, hop_
 @kernel(reads=("kind", "perfused", "chemokine", "hop", "hop_claim"),
         writes=("hop", "hop_claim"), process=IMMUNE)
 def recruit_immune_cells(lattice, rules, step):
-    """Perfused vessels release T or NK cells into an empty neighbour with P = 1 − exp(−(k_T + k_NK)·S·c/(c + K)·Δt)."""
+    """Perfused vessels release T or NK cells into an empty neighbour with P = 1 − exp(−(k_T(1 + g·P_vac) + k_NK)·S·c/(c + K)·Δt) (P_vac: dendritic-cell vaccine priming, 0 untreated)."""
     from .immunotherapy import primed_recruitment       # no vaccine priming: no overrides
     primed = primed_recruitment(rules, step)
     _propose_recruitment(lattice, rules, step, **{k: v for k, v in primed.items()
@@ -612,7 +612,7 @@ def _engage(kind, traits, immune_state, immune_busy, engage_thr, lethal_thr, exh
                "immune_kills", "hop_claim"),
         writes=("immune_state", "immune_busy", "hop_claim"), process=IMMUNE)
 def kill_tumour_cells(lattice, rules, step):
-    """Immune cells end contacts (a lethal one kills its tumour target), count them down, die at their rate, and engage adjacent tumour cells (T: antigen, NK: missing self)."""
+    """Immune cells end contacts (a lethal one kills its tumour target), count them down, die at their rate, and engage adjacent tumour cells (T: antigen, NK: missing self; checkpoint inhibition × (1 − E) under checkpoint blockade E)."""
     _end_contacts(lattice, rules, step)
     _advance_contacts(lattice, rules, step)
     from .immunotherapy import blocked_checkpoints      # no blockade: no overrides

@@ -136,7 +136,7 @@ IMMUNOTHERAPY = Process(
     events=("infused_t_cell", "infused_t_cell_no_room"),
     streams={"adoptive_place": 28,     # host: w0 priority of a candidate voxel
              "adoptive_count": 29})    # host: w0 stochastic rounding of the share
-INFUSED_T_CELL, INFUSED_NO_ROOM = range(2)
+INFUSED_T_CELL, INFUSED_T_CELL_NO_ROOM = range(2)
 STREAM_ADOPTIVE_PLACE = IMMUNOTHERAPY.streams["adoptive_place"]
 STREAM_ADOPTIVE_COUNT = IMMUNOTHERAPY.streams["adoptive_count"]
 
@@ -302,5 +302,5 @@ def infuse_t_cells(lattice, rules, step):
     rows = lattice.event_rows(IMMUNOTHERAPY)
     events = lattice.events
     events[rows.start + INFUSED_T_CELL] += xp.asarray(per_plane.astype(np.int64))
-    events[rows.start + INFUSED_NO_ROOM, 0] += n - len(chosen)
+    events[rows.start + INFUSED_T_CELL_NO_ROOM, 0] += n - len(chosen)
 
