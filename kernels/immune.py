@@ -34,6 +34,8 @@ kernel compares Philox words with it.
    the kernel computes f in float32 (one division).  Each empty voxel keeps the vessel
    with the highest (word 1, global index) aimed at it; the recruit is an NK cell when
    that vessel's word 3 < t(k_NK / (k_T + k_NK)), else a T cell.  It arrives free (no contact, no kills).
+   Under dendritic-cell vaccination k_T is raised to k_T (1 + g·P) and both tables are
+   handed over per step (`kernels/immunotherapy.py`, `recruitment_tables`).
 
 3. Killing (`kill_tumour_cells`, stream `immune_engage`, `immune_death`), three
    entries per step:
@@ -63,8 +65,9 @@ kernel compares Philox words with it.
           T cell:  P_kill = p_k · (1 − i · (q / 15) · (1 − b)),     NK cell: P_kill = p_k,
 
       q the target's CHECKPOINT (PD-L1-like) level, i the checkpoint's kill inhibition,
-      b = `checkpoint_blockade` (a rule constant, 0 unless an immunotherapy sets it,
-      `checkpoint_rules`); and, for T cells, exhausting when word 3 < t(e · (q / 15) ·
+      b the checkpoint blockade (0; under checkpoint-blockade therapy its plasma exposure
+      E, the tables handed to `engage` per step: `checkpoint_rules`,
+      `kernels/immunotherapy.py`); and, for T cells, exhausting when word 3 < t(e · (q / 15) ·
       (1 − b)).  The cell is then busy for the contact time (⌈contact_h / Δt⌉ steps)
       and does not move.  So a T cell among antigen-high targets kills
       P_kill / (n + (1 − P)/P) cells per step, n the contact steps.
