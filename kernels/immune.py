@@ -481,12 +481,10 @@ def _place_recruits(kind, vacancy, immune_state, immune_busy, immune_kills, hop_
 def recruit_immune_cells(lattice, rules, step):
     """Perfused vessels release T or NK cells into an empty neighbour with P = 1 − exp(−(k_T(1 + g·P_vac) + k_NK)·S·c/(c + K)·Δt) (P_vac: dendritic-cell vaccine priming, 0 untreated)."""
     from .immunotherapy import primed_recruitment       # no vaccine priming: no overrides
-    primed = primed_recruitment(rules, step)
-    _propose_recruitment(lattice, rules, step, **{k: v for k, v in primed.items()
-                                                  if k == "recruit_thr"})
+    primed = primed_recruitment(rules, step)     # recruit_thr, nk_share_thr (each entry
+    _propose_recruitment(lattice, rules, step, **primed)      # takes the one it declares)
     _settle_recruitment(lattice, rules, step)
-    _place_recruits(lattice, rules, step, **{k: v for k, v in primed.items()
-                                             if k == "nk_share_thr"})
+    _place_recruits(lattice, rules, step, **primed)
 
 
 # -- 3. killing ---------------------------------------------------------------------------
