@@ -51,8 +51,8 @@ the dose unit of the drug's kind, `engine.therapy.DOSE_UNITS`).
 The drug's parameters live in the scenario table its process declares (`DRUG_TABLES`:
 the anti-angiogenic kind's in `[antiangiogenic]`, kernels/antiangiogenic.py; the
 chemotherapy kind's in `[chemotherapy]`, kernels/chemotherapy.py; the targeted kinds' in
-`[hormone_therapy]`, `[growth_signal_inhibitor]`, `[apoptosis_reactivator]` and
-`[antimetastatic]`): `half_life_h`, `volume_L`, `ec50_mg_per_L`, the body size its dose
+`[hormone_therapy]`, `[growth_signal_inhibitor]`, `[apoptosis_reactivator]`,
+`[antimetastatic]` and `[checkpoint_blockade]`, kernels/immunotherapy.py): `half_life_h`, `volume_L`, `ec50_mg_per_L`, the body size its dose
 unit needs (`body_mass_kg` for mg/kg, `body_surface_m2` for mg/m²) and, for an infused
 drug, `infusion_h`.
 
@@ -76,7 +76,8 @@ DRUG_TABLES: dict[str, str] = {"anti_angiogenic": "antiangiogenic",
                                "hormone_therapy": "hormone_therapy",
                                "growth_signal_inhibitor": "growth_signal_inhibitor",
                                "apoptosis_reactivator": "apoptosis_reactivator",
-                               "anti_metastatic": "antimetastatic"}
+                               "anti_metastatic": "antimetastatic",
+                               "checkpoint_blockade": "checkpoint_blockade"}
 # dose unit -> the body size (a Drug field and its table's key) that turns a dose into mg
 BODY_SIZE: dict[str, str] = {"mg/kg": "body_mass_kg", "mg/m2": "body_surface_m2"}
 LN2 = math.log(2.0)

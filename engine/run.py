@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from kernels.immune import IMMUNE
+from kernels.immunotherapy import IMMUNOTHERAPY
 from kernels.lattice import KIND_NAMES
 
 from . import __version__
@@ -127,8 +128,9 @@ def body_summary(body) -> dict:
 
 def immune_summary(body, totals: dict) -> dict:
     """The patient's immune status and what immunity did over the run (every lattice):
-    cells on the lattices now, each immune event summed over the steps, and the arrivals
-    NK cells killed (`engine.body`)."""
+    cells on the lattices now, each immune event (and adoptive transfer's infused cells,
+    `kernels/immunotherapy.py`) summed over the steps, and the arrivals NK cells killed
+    (`engine.body`)."""
     scenario = body.scenario
     circulation = body.circulation
     reason = (circulation.fail_reasons.index(NK_KILLED) + 1
@@ -317,7 +319,7 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
                               {s.name: s.snapshot() for s in body.lattices})
         return sim.step_index
 
-    immune_totals = dict.fromkeys(IMMUNE.events, 0)
+    immune_totals = dict.fromkeys(IMMUNE.events + IMMUNOTHERAPY.events, 0)   # adoptive cells too
 
     def record_step(rows):
         for r in rows:

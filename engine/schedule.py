@@ -17,6 +17,7 @@ from kernels.division import place_daughters, propose_division, settle_division_
 from kernels.dormancy import wake_dormant
 from kernels.fate import decide_fate
 from kernels.immune import kill_tumour_cells, move_immune_cells, recruit_immune_cells, relax_chemokine
+from kernels.immunotherapy import infuse_t_cells
 from kernels.intravasation import intravasate
 from kernels.lysis import lyse_debris
 from kernels.migration import lose_adhesion, migrate
@@ -67,6 +68,10 @@ FRACTION_DUE = Condition(
 
 IMMUNE_ENABLED = Condition("immune.enabled", lambda sim: sim.rules.immune_enabled)
 
+INFUSION_DUE = Condition(
+    "an adoptive T-cell infusion is due this step (immune.enabled)",
+    lambda sim: sim.step_index in sim.rules.adoptive_steps)
+
 TISSUE_CHANGED = Condition(
     "a cell or vessel changed in the last step (any event counted)",
     lambda sim: sim.tissue_changed)
@@ -86,6 +91,7 @@ STEP = (
     Stage(migrate),              # before division: movers leave room for daughters
     Stage(move_immune_cells, IMMUNE_ENABLED),
     Stage(recruit_immune_cells, IMMUNE_ENABLED),
+    Stage(infuse_t_cells, INFUSION_DUE),       # after recruitment: arrive like recruits
     Stage(intravasate),          # after migration: cells that reached a vessel enter it
     Stage(propose_division),
     Stage(settle_division_claims),

@@ -7,7 +7,8 @@ a process under `kernels/` (radiotherapy: `kernels/radiation.py`; anti-angiogeni
 therapy: `kernels/antiangiogenic.py`; chemotherapy: `kernels/chemotherapy.py`; hormone
 therapy and growth-signal inhibition: `kernels/receptor_blockade.py`; apoptosis
 reactivation: `kernels/apoptosis_reactivation.py`; anti-metastatic therapy:
-`kernels/antimetastatic.py`; the drugs' plasma levels from `engine.pharmacokinetics`),
+`kernels/antimetastatic.py`; checkpoint blockade, dendritic-cell vaccination and adoptive
+T-cell transfer: `kernels/immunotherapy.py`; the drugs' plasma levels from `engine.pharmacokinetics`),
 which reads the
 schedule from `Scenario.therapies`; this module holds the schedule's schema, checks
 and the schedule as it will run (`oncolattice check` prints it).
@@ -33,6 +34,9 @@ THERAPY_KINDS: dict[str, tuple[str, ...]] = {
     "growth_signal_inhibitor": ("dose_mg_per_kg",),
     "apoptosis_reactivator": ("dose_mg",),
     "anti_metastatic": ("dose_mg",),
+    "checkpoint_blockade": ("dose_mg",),
+    "dc_vaccine": ("dose_million_cells",),
+    "adoptive_t_cells": ("dose_million_cells",),
 }
 # kind -> (the largest dose of one delivery, in its dose unit; the source of that bound):
 # each kind's own range within the schema's range of its dose key
@@ -49,6 +53,12 @@ DOSE_LIMITS: dict[str, tuple[float, str]] = {
                                      "some regimens (label); twice the labelled daily dose"),
     "anti_metastatic": (2000.0, "(approx.) no approved migrastatic drug: the range of oral "
                                 "small-molecule daily doses"),
+    "checkpoint_blockade": (800.0, "pembrolizumab 200 mg every 3 weeks or 400 mg every 6 "
+                                   "weeks (label); twice the highest labelled dose"),
+    "dc_vaccine": (10000.0, "(approx.) sipuleucel-T: at least 50 million activated CD54+ cells "
+                            "per infusion (label); bound: 200 times that"),
+    "adoptive_t_cells": (144000.0, "lifileucel 7.5-72 x 10^9 viable cells (label); twice the "
+                                   "highest labelled dose"),
 }
 # kinds aimed at a target on one lattice; every other kind is a drug that reaches every
 # lattice of the body through the plasma (engine.pharmacokinetics)
@@ -84,8 +94,15 @@ THERAPY_SCHEMA: dict[str, Param] = {
     "dose_mg": Param("float", None, lo=0.0, hi=2000.0, lo_open=True, unit="mg per dose",
                      source="oral daily doses: hormone_therapy tamoxifen 20 mg, "
                             "apoptosis_reactivator venetoclax 400 mg (labels), anti_metastatic "
-                            "(approx.); bound: the largest kind's; each kind's own bound: "
+                            "(approx.); intravenous: checkpoint_blockade pembrolizumab 200 mg "
+                            "every 3 weeks (label); bound: the largest kind's; each kind's own bound: "
                             "DOSE_LIMITS"),
+    "dose_million_cells": Param("float", None, lo=0.0, hi=150000.0, lo_open=True,
+                                unit="million cells per infusion",
+                                source="dc_vaccine: sipuleucel-T at least 50 million activated "
+                                       "cells per infusion (label); adoptive_t_cells: TIL about "
+                                       "10^10 cells, lifileucel 7.5-72 x 10^9 (label); each "
+                                       "kind's own bound: DOSE_LIMITS"),
     "held": Param("bool", False, source="true: given only when a protocol rule starts it "
                                         "(engine.protocol)"),
     "max_cumulative": Param("float", None, lo=0.0, hi=1e6, lo_open=True,
@@ -178,7 +195,7 @@ RECORD_DTYPE = np.dtype([("step", np.int64), ("time_h", np.float64), ("therapy",
                          ("kind", "S32"), ("lattice", "S64"), ("delivery", np.int32),
                          ("count", np.int32), ("dose", np.float64), ("dose_unit", "S16")])
 DOSE_UNITS = {"dose_Gy": "Gy", "dose_mg_per_kg": "mg/kg", "dose_mg_per_m2": "mg/m2",
-              "dose_mg": "mg"}
+              "dose_mg": "mg", "dose_million_cells": "1e6 cells"}
 
 
 def dose_key(therapy: dict) -> str:

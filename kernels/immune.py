@@ -34,6 +34,8 @@ kernel compares Philox words with it.
    the kernel computes f in float32 (one division).  Each empty voxel keeps the vessel
    with the highest (word 1, global index) aimed at it; the recruit is an NK cell when
    that vessel's word 3 < t(k_NK / (k_T + k_NK)), else a T cell.  It arrives free (no contact, no kills).
+   Under dendritic-cell vaccination k_T is raised to k_T (1 + g·P) and both tables are
+   handed over per step (`kernels/immunotherapy.py`, `recruitment_tables`).
 
 3. Killing (`kill_tumour_cells`, stream `immune_engage`, `immune_death`), three
    entries per step:
@@ -63,8 +65,9 @@ kernel compares Philox words with it.
           T cell:  P_kill = p_k · (1 − i · (q / 15) · (1 − b)),     NK cell: P_kill = p_k,
 
       q the target's CHECKPOINT (PD-L1-like) level, i the checkpoint's kill inhibition,
-      b = `checkpoint_blockade` (a rule constant, 0 unless an immunotherapy sets it,
-      `checkpoint_rules`); and, for T cells, exhausting when word 3 < t(e · (q / 15) ·
+      b the checkpoint blockade (0; under checkpoint-blockade therapy its plasma exposure
+      E, the tables handed to `engage` per step: `checkpoint_rules`,
+      `kernels/immunotherapy.py`); and, for T cells, exhausting when word 3 < t(e · (q / 15) ·
       (1 − b)).  The cell is then busy for the contact time (⌈contact_h / Δt⌉ steps)
       and does not move.  So a T cell among antigen-high targets kills
       P_kill / (n + (1 − P)/P) cells per step, n the contact steps.
@@ -272,25 +275,35 @@ def few_enough_hops(scenario):
     return out
 
 
-def checkpoint_rules(scenario, blockade: float) -> dict:
-    """The contact outcome tables for checkpoint blockade b (0..1): lethal_thr [type,
-    checkpoint level] = t(p_k · (1 − i · q/15 · (1 − b))) (NK: t(p_k)), exhaust_thr
-    [type, level] = t(e · q/15 · (1 − b)) (NK: 0), and `checkpoint_blockade` itself.
-    An immunotherapy changes blockade with `rules.replace(**checkpoint_rules(s, b))`."""
+def contact_outcomes(t_kill, inhibition, exhaustion, nk_kill, blockade: float):
+    """(lethal_thr, exhaust_thr) [type, checkpoint level] (uint32) at blockade b from the
+    T cell's kill probability p_k, checkpoint kill inhibition i and exhaustion e and the NK
+    cell's kill probability: t(p_k · (1 − i · q/15 · (1 − b))) and t(e · q/15 · (1 − b))
+    (NK: t(p_k) and 0).  The one formula of `checkpoint_rules` and of checkpoint
+    blockade (`kernels/immunotherapy.py`)."""
     b = float(blockade)
     if not 0.0 <= b <= 1.0:
         raise ValueError(f"checkpoint blockade {b!r} is not within 0..1")
     q = np.arange(TRAIT_LEVELS) / (TRAIT_LEVELS - 1.0)
+    lethal = np.array([t_kill * (1.0 - inhibition * q * (1.0 - b)),
+                       np.full(TRAIT_LEVELS, nk_kill)])
+    exhaust = np.array([exhaustion * q * (1.0 - b), np.zeros(TRAIT_LEVELS)])
+    as_thr = np.vectorize(probability_threshold, otypes=[np.uint32])
+    return as_thr(lethal), as_thr(exhaust)
+
+
+def checkpoint_rules(scenario, blockade: float) -> dict:
+    """The contact outcome tables for checkpoint blockade b (0..1): lethal_thr [type,
+    checkpoint level] = t(p_k · (1 − i · q/15 · (1 − b))) (NK: t(p_k)), exhaust_thr
+    [type, level] = t(e · q/15 · (1 − b)) (NK: 0), and `checkpoint_blockade` itself.
+    Checkpoint blockade therapy (`kernels/immunotherapy.py`) hands the first two to
+    `engage` at each step with b = E > 0."""
     t = scenario.values["immune.t_cell"]
     nk = scenario.values["immune.nk_cell"]
-    lethal = np.array([t["kill_probability"] * (1.0 - t["checkpoint_kill_inhibition"] * q
-                                                * (1.0 - b)),
-                       np.full(TRAIT_LEVELS, nk["kill_probability"])])
-    exhaust = np.array([t["checkpoint_exhaustion_per_contact"] * q * (1.0 - b),
-                        np.zeros(TRAIT_LEVELS)])
-    as_thr = np.vectorize(probability_threshold, otypes=[np.uint32])
-    return {"lethal_thr": as_thr(lethal), "exhaust_thr": as_thr(exhaust),
-            "checkpoint_blockade": b}
+    lethal, exhaust = contact_outcomes(t["kill_probability"], t["checkpoint_kill_inhibition"],
+                                       t["checkpoint_exhaustion_per_contact"],
+                                       nk["kill_probability"], blockade)
+    return {"lethal_thr": lethal, "exhaust_thr": exhaust, "checkpoint_blockade": float(blockade)}
 
 
 def engagement_rates(scenario) -> np.ndarray:
@@ -310,8 +323,24 @@ def engagement_rates(scenario) -> np.ndarray:
 def recruitment_probability(scenario) -> np.ndarray:
     """P of a release per step for each bin of f(c) = c / (c + K) (lower bin edges)."""
     k = (scenario["immune.t_cell.recruitment_per_h"] + scenario["immune.nk_cell.recruitment_per_h"])
+    return release_probability(k, scenario["immune.status"], scenario["time.step_h"])
+
+
+def release_probability(k, status, step_h) -> np.ndarray:
+    """P = 1 − exp(−k · S · f · Δt) per bin of f (lower bin edges), k = k_T + k_NK."""
     f = np.arange(RECRUIT_BINS) / RECRUIT_BINS
-    return step_probability(k * scenario["immune.status"] * f, scenario["time.step_h"])
+    return step_probability(k * status * f, step_h)
+
+
+def recruitment_tables(k_t, k_nk, status, step_h) -> tuple:
+    """(recruit_thr [f bin] uint32, nk_share_thr uint32) for T and NK recruitment rates
+    k_t and k_nk (1/h): the release threshold of the total rate and the NK share
+    k_nk / (k_t + k_nk).  The immune rules and dendritic-cell vaccination
+    (`kernels/immunotherapy.py`, k_t raised by priming) use this one code."""
+    share = k_nk / (k_t + k_nk) if k_t + k_nk > 0 else 0.0
+    thr = np.array([probability_threshold(x) for x in
+                    release_probability(k_t + k_nk, status, step_h)], dtype=np.uint32)
+    return thr, np.uint32(probability_threshold(share))
 
 
 @IMMUNE.rules_from
@@ -323,8 +352,9 @@ def immune_rules(scenario) -> dict:
     dt = scenario["time.step_h"]
     t = scenario.values["immune.t_cell"]
     nk = scenario.values["immune.nk_cell"]
-    k_t, k_nk = t["recruitment_per_h"], nk["recruitment_per_h"]
-    share = k_nk / (k_t + k_nk) if k_t + k_nk > 0 else 0.0
+    recruit_thr, nk_share_thr = recruitment_tables(t["recruitment_per_h"],
+                                                   nk["recruitment_per_h"],
+                                                   scenario["immune.status"], dt)
     p = [hops_per_step(scenario, cell) for cell in CELLS]
     n = max(1, math.ceil(max(p) - 1e-12))
     h = scenario["lattice.voxel_um"]
@@ -338,11 +368,10 @@ def immune_rules(scenario) -> dict:
     return {
         "immune_enabled": bool(scenario["immune.enabled"]),
         "immune_status": float(scenario["immune.status"]),
-        "recruit_thr": np.array([probability_threshold(x) for x in
-                                 recruitment_probability(scenario)], dtype=np.uint32),
+        "recruit_thr": recruit_thr,
         "chemokine_half_saturation": float32_of(
             scenario["immune.chemokine_half_saturation_ng_per_mL"]),
-        "nk_share_thr": np.uint32(probability_threshold(share)),
+        "nk_share_thr": nk_share_thr,
         "engage_thr": rate_threshold(engagement_rates(scenario), dt).astype(np.uint32),
         **checkpoint_rules(scenario, 0.0),
         "t_contact_steps": steps_of(t["contact_h"], dt, hi=255),
@@ -452,10 +481,12 @@ def _place_recruits(kind, vacancy, immune_state, immune_busy, immune_kills, hop_
 @kernel(reads=("kind", "perfused", "chemokine", "hop", "hop_claim"),
         writes=("hop", "hop_claim"), process=IMMUNE)
 def recruit_immune_cells(lattice, rules, step):
-    """Perfused vessels release T or NK cells into an empty neighbour with P = 1 − exp(−(k_T + k_NK)·S·c/(c + K)·Δt)."""
-    _propose_recruitment(lattice, rules, step)
+    """Perfused vessels release T or NK cells into an empty neighbour with P = 1 − exp(−(k_T(1 + g·P_vac) + k_NK)·S·c/(c + K)·Δt) (P_vac: dendritic-cell vaccine priming, 0 untreated)."""
+    from .immunotherapy import primed_recruitment       # no vaccine priming: no overrides
+    primed = primed_recruitment(rules, step)     # recruit_thr, nk_share_thr (each entry
+    _propose_recruitment(lattice, rules, step, **primed)      # takes the one it declares)
     _settle_recruitment(lattice, rules, step)
-    _place_recruits(lattice, rules, step)
+    _place_recruits(lattice, rules, step, **primed)
 
 
 # -- 3. killing ---------------------------------------------------------------------------
@@ -584,10 +615,11 @@ def _engage(kind, traits, immune_state, immune_busy, engage_thr, lethal_thr, exh
                "immune_kills", "hop_claim"),
         writes=("immune_state", "immune_busy", "hop_claim"), process=IMMUNE)
 def kill_tumour_cells(lattice, rules, step):
-    """Immune cells end contacts (a lethal one kills its tumour target), count them down, die at their rate, and engage adjacent tumour cells (T: antigen, NK: missing self)."""
+    """Immune cells end contacts (a lethal one kills its tumour target), count them down, die at their rate, and engage adjacent tumour cells (T: antigen, NK: missing self; checkpoint inhibition × (1 − E) under checkpoint blockade E)."""
     _end_contacts(lattice, rules, step)
     _advance_contacts(lattice, rules, step)
-    _engage(lattice, rules, step)
+    from .immunotherapy import blocked_checkpoints      # no blockade: no overrides
+    _engage(lattice, rules, step, **blocked_checkpoints(rules, step))
 
 
 # -- 4. migration -------------------------------------------------------------------------

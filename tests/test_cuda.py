@@ -205,7 +205,12 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
                  chemo_kill_thr=np.minimum(np.arange(len(rules.chemo_kill_thr), dtype=np.uint64)
                                            * 2**15 + 2**27, 2**32 - 1).astype(np.uint32))
     # immune cells: recruitment from every perfused vessel with P 1/2, kill capacity 5
-    immunity = dict(recruit_thr=np.full_like(rules.recruit_thr, 2**31), t_kill_capacity=5)
+    immunity = dict(recruit_thr=np.full_like(rules.recruit_thr, 2**31), t_kill_capacity=5,
+                    # immunotherapy: checkpoint blockade E = 1/2, a vaccine dose 10 steps ago
+                    # (recruitment overrides from fast rates), an adoptive infusion of 20 cells
+                    checkpoint_blockade_exposure=np.full(step + 1, 0.5),
+                    vaccine_doses=((step - 10, 1.0),), vaccine_recruitment=(2.0, 0.5, 1.0),
+                    adoptive_infusions={step: 20.0}, adoptive_share=1e-6)
     r = rules.replace(key=(seed * 7919, seed), o2_max_sweeps=25, regression_steps=3, **immunity,
                       lysis_thr=np.uint32(2**31), **eager, **motility, **invasion, **dormancy,
                       **radiation, **blockade, **chemo)
@@ -244,6 +249,7 @@ def test_every_kernel_matches_numba_on_random_states(backend, seed, rules):
     assert events["chemo_killed_tumor"] > 0 and events["chemo_killed_functional"] > 0
     assert events["recruited_t_cell"] > 0 and events["killed_by_t_cell"] > 0
     assert events["immune_exhausted"] > 0 and events["immune_migrated"] > 0
+    assert events["infused_t_cell"] > 0
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)

@@ -135,10 +135,23 @@ def test_a_protocol_file_replaces_the_scenarios_therapies_and_its_errors_name_th
 
 
 def test_every_shipped_protocol_reads_says_what_it_is_modelled_on_and_carries_the_caveat():
+    """Each reads against breast_metastasis, except an immunotherapy protocol: it acts on
+    T cells, which breast_metastasis leaves off (immune.enabled = false), so it reads
+    against immune_quickstart and is refused against breast_metastasis in one line."""
+    import tomllib
+    from engine.protocol import find_protocol
+    from kernels.immunotherapy import KINDS as IMMUNOTHERAPY_KINDS
     names = shipped_protocols()
-    assert {"breast_weekly_paclitaxel", "breast_adaptive_paclitaxel_bevacizumab"} <= set(names)
+    assert {"breast_weekly_paclitaxel", "breast_adaptive_paclitaxel_bevacizumab",
+            "immunotherapy_pembrolizumab"} <= set(names)
     for name in names:
-        s = scenario_with_protocol("breast_metastasis", name)
+        kinds = {t["kind"] for t in tomllib.loads(find_protocol(name)[1]).get("therapy", [])}
+        base = "breast_metastasis"
+        if kinds & set(IMMUNOTHERAPY_KINDS):
+            with pytest.raises(ScenarioError, match=r"therapy\[0\]\.kind = .* immune\.enabled"):
+                scenario_with_protocol(base, name)
+            base = "immune_quickstart"
+        s = scenario_with_protocol(base, name)
         assert s.therapies and s.protocol["modelled_on"] and s.protocol["name"] == name, name
         assert "not clinical advice" in s.protocol_text, name
         assert deliveries(s).size, name
