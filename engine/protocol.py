@@ -38,13 +38,14 @@ import math
 import operator
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from kernels.process import REQUIRED, Param
 
-PROTOCOL_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "protocols"
+PROTOCOL_PACKAGE_DIR = "protocols"       # under the `scenarios` package (package data)
 UNTREATED = "untreated"
 PROTOCOL_TABLES = ("protocol", "therapy", "rule")
 MAX_RULES = 64
@@ -310,12 +311,12 @@ def protocol_lines(scenario) -> list[str]:
 def find_protocol(name_or_path: str) -> tuple[str, str]:
     """(path, text) of a shipped protocol name or a protocol file."""
     from .errors import ScenarioError, printable
-    candidate = PROTOCOL_DIR / f"{name_or_path}.toml"
-    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name_or_path) and candidate.is_file():
-        return str(candidate), candidate.read_text(encoding="utf-8")
+    if name_or_path in shipped_protocols():
+        res = protocol_dir() / f"{name_or_path}.toml"
+        return f"scenarios/protocols/{name_or_path}.toml", res.read_text(encoding="utf-8")
     path = Path(name_or_path)
     if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in PROTOCOL_DIR.glob("*.toml")))
+        shipped = ", ".join(shipped_protocols())
         raise ScenarioError(printable(f"protocol \"{name_or_path}\": no such file or shipped "
                                       f"protocol ({UNTREATED}, {shipped})"))
     try:
@@ -324,8 +325,13 @@ def find_protocol(name_or_path: str) -> tuple[str, str]:
         raise ScenarioError(printable(f"protocol {name_or_path}: cannot read: {exc}")) from None
 
 
+def protocol_dir():
+    """The shipped protocols' folder (package data of `scenarios`, installed or not)."""
+    return resources.files("scenarios") / PROTOCOL_PACKAGE_DIR
+
+
 def shipped_protocols() -> list[str]:
-    return sorted(p.stem for p in PROTOCOL_DIR.glob("*.toml"))
+    return sorted(p.name[:-5] for p in protocol_dir().iterdir() if p.name.endswith(".toml"))
 
 
 def scenario_with_protocol(scenario: str, protocol: str):
