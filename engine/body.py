@@ -86,10 +86,10 @@ def body_counts_dtype(circulation: Circulation) -> np.dtype:
 class Body:
     """The primary lattice, the site lattices and the circulation, stepped together."""
 
-    def __init__(self, scenario, backend: str = "numba"):
+    def __init__(self, scenario, backend: str = "numba", comm=None):
         self.scenario = scenario
-        self.primary = Simulation(scenario, backend=backend)
-        self.sites = [Simulation(scenario.site(i), backend=backend)
+        self.primary = Simulation(scenario, backend=backend, comm=comm)
+        self.sites = [Simulation(scenario.site(i), backend=backend, comm=comm)
                       for i in range(len(scenario.sites))]
         self.lattices = [self.primary, *self.sites]
         self.by_name = {sim.name: sim for sim in self.lattices}
@@ -98,7 +98,7 @@ class Body:
                            for i, s in enumerate(scenario.sites)]
         self.organ_of = {site.name: site.organ for site in self.site_specs}
         self.block_fraction = {sim.name: block_fraction(self.organ_of[sim.name],
-                                                        sim.lattice.shape,
+                                                        sim.shape,
                                                         sim.scenario["lattice.voxel_um"])
                                for sim in self.sites}
         self.key = self.primary.rules.key
@@ -134,7 +134,7 @@ class Body:
             departures = sim.departures
             if len(departures):
                 self.circulation.enter(sim.step_index, departures, sim.name,
-                                       shape=sim.lattice.shape)
+                                       shape=sim.shape)
                 shed += len(departures) if sim is self.primary else 0
         step = self.step_index
         self.extravasate(step, self.circulation.advance(step))
@@ -165,13 +165,14 @@ class Body:
     def extravasate(self, step: int, arrivals) -> None:
         """Place each arrival next to a perfused capillary of its site lattice (see the
         module docstring), in the circulation's order, as the founder of a new colony;
-        each site's kind and capillaries come to the host once a step."""
+        each site's kind and capillaries come to the host once a step (the whole
+        lattice, from every slab: each process decides every arrival alike)."""
         blocks = {}
         for arrival in arrivals:
             sim = self.by_name[arrival.site]
             if sim.name not in blocks:
-                blocks[sim.name] = (sim.arch.to_host(sim.lattice.kind).copy(), np.flatnonzero(
-                    sim.arch.to_host(sim.lattice.perfused).reshape(-1)))
+                blocks[sim.name] = (sim.gathered("kind").copy(),
+                                    np.flatnonzero(sim.gathered("perfused").reshape(-1)))
             kind, capillaries = blocks[sim.name]
             record = int(arrival.record_id)
             if self.killed_by_nk_cells(sim, record, step):
@@ -193,17 +194,13 @@ class Body:
     def settle(self, sim, arrival, voxel: tuple[int, int, int], step: int) -> int:
         """The arrival becomes a dormant (or dividing) cell at `voxel`, founder of a new
         colony; returns its kind."""
-        lat, (z, y, x) = sim.lattice, voxel
+        z, y, x = voxel
         clone = self.new_clone(sim)
         kind = TUMOR if self.arrives_dividing(sim, arrival, step) else DORMANT
-        lat.kind[z, y, x] = kind
-        for t, level in enumerate(arrival.traits):
-            lat.traits[t, z, y, x] = int(level)
-        lat.lineage[z, y, x] = clone
-        for name in ("clock", "hypoxia", "motile", "vacancy"):
-            lat.arrays[name][z, y, x] = 0
+        sim.write_voxel(z, y, x, kind=kind, traits=arrival.traits, lineage=clone,
+                        clock=0, hypoxia=0, motile=0, vacancy=0)
         sim.placed_from_outside = True
-        index = (z * lat.ny + y) * lat.nx + x
+        index = (z * sim.shape[1] + y) * sim.shape[2] + x
         self.circulation.settled(step, int(arrival.record_id), arrival.site, index)
         organ = self.organ_of[arrival.site]
         self.registry.register(lattice=sim.name, lineage=clone, organ=organ,
@@ -245,28 +242,27 @@ class Body:
         born beside it in the same step (face neighbours with the same mark) joins it."""
         if sim.events_this_step("settled_abroad") == 0:
             return
-        lat = sim.lattice
-        lineage = sim.arch.to_host(lat.lineage)
-        organ = sim.arch.to_host(lat.organ)
+        lineage = sim.gathered("lineage")
+        organ = sim.gathered("organ")
         marked = lineage >= FOUNDING_BASE
         done = np.zeros_like(marked)
         for index in np.flatnonzero(marked):
-            start = np.unravel_index(index, lat.shape)
+            start = np.unravel_index(index, sim.shape)
             if done[start]:
                 continue
-            clone = self.new_clone(sim)
+            clone, mark = self.new_clone(sim), int(lineage[start])
             self.registry.register(lattice=sim.name, lineage=clone,
                                    organ=sim.organ_names[int(organ[start]) - 1], cls="local",
-                                   founder_clone=int(lineage[start]) - FOUNDING_BASE,
+                                   founder_clone=mark - FOUNDING_BASE,
                                    founder_record=-1, step=sim.step_index)
             group = [start]
             done[start] = True
             while group:
                 z, y, x = group.pop()
-                lat.lineage[z, y, x] = clone
-                for zz, yy, xx in face_neighbours(lat.shape, z, y, x):
+                sim.write_voxel(z, y, x, lineage=clone)
+                for zz, yy, xx in face_neighbours(sim.shape, z, y, x):
                     if marked[zz, yy, xx] and not done[zz, yy, xx] \
-                            and lineage[zz, yy, xx] == lineage[start]:
+                            and lineage[zz, yy, xx] == mark:
                         done[zz, yy, xx] = True
                         group.append((zz, yy, xx))
 
@@ -276,8 +272,8 @@ class Body:
         """This step's sizes of the colonies of one lattice."""
         if not self.registry.by_lattice.get(sim.name):
             return np.zeros(0, dtype=SIZE_DTYPE)
-        return self.registry.measure(sim.step_index, sim.name, sim.arch.to_host(sim.lattice.kind),
-                                     sim.arch.to_host(sim.lattice.lineage),
+        return self.registry.measure(sim.step_index, sim.name, sim.gathered("kind"),
+                                     sim.gathered("lineage"),
                                      self.scenario["lattice.voxel_um"])
 
     def _body_row(self, shed: int) -> np.ndarray:

@@ -135,6 +135,7 @@ def cmd_run(args) -> int:
     if out.suffix not in (".h5", ".hdf5"):
         raise UserError(f"--out {shown(out)}: the run file must end in .h5 or .hdf5")
     check_run_paths(out, args.summary, Path(scenario.path), overwrite=args.overwrite)
+    comm = mpi_world_for(scenario)
     every = args.snapshot_every or scenario["time.snapshot_every_steps"]
     log = sys.stderr
     estimate = disk_estimate(scenario, steps, every)
@@ -151,20 +152,40 @@ def cmd_run(args) -> int:
         if not args.quiet:
             print(f"oncolattice: {length}: the run will write {need}; "
                   f"{human_bytes(free)} free on {shown(where)}", file=log, flush=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(out).acquire()           # refuse a second writer before anything else
-    if not args.quiet:
+    root = comm is None or comm.Get_rank() == 0
+    if comm is not None:
+        comm.Barrier()                      # every rank checked the paths before rank 0 writes
+        COLLECTIVE["comm"] = comm
+    lock = None
+    if root:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(out).acquire()       # refuse a second writer before anything else
+    quiet = args.quiet or not root
+    if not quiet:
+        ranks = f" ranks={comm.Get_size()}" if comm is not None else ""
         print(f"oncolattice {__version__}: {shown(scenario.path)} seed={scenario['scenario.seed']} "
-              f"backend={backend} steps={steps} -> {shown(out)}", file=log, flush=True)
+              f"backend={backend}{ranks} steps={steps} -> {shown(out)}", file=log, flush=True)
     summary = run(scenario, backend=backend, steps=steps, out=out, snapshot_every=every,
-                  summary_path=args.summary, progress=not args.quiet, log=log,
-                  overwrite=args.overwrite, stop=stop_requested, lock=lock)
-    if not args.quiet:
+                  summary_path=args.summary, progress=not quiet, log=log,
+                  overwrite=args.overwrite, stop=stop_requested, lock=lock, comm=comm)
+    if not quiet:
         c0, c = summary["counts_initial"], summary["counts"]
         print(f"done in {summary['wall_s']:.1f} s: tumor {c0['tumor']} -> {c['tumor']} cells "
               f"(x{summary['tumor_growth']:.1f}), functional fraction "
               f"{summary['functional_fraction']:.4f}, necrotic {c['necrotic']}", file=log)
     return 0
+
+
+def mpi_world_for(scenario):
+    """The MPI communicator of a run started by mpiexec with several ranks (None: one
+    process), after checking every lattice is thick enough for its slabs."""
+    from .domain import check_split, world
+    from .run import lattice_shapes
+    comm = world()
+    if comm is not None:
+        for key, shape in lattice_shapes(scenario).items():
+            check_split(key, shape[0], comm.Get_size())
+    return comm
 
 
 def cmd_repair(args) -> int:
@@ -389,14 +410,37 @@ def _end_now(status: int) -> None:
     os._exit(status)
 
 
+COLLECTIVE = {"comm": None}    # set once the ranks of an MPI run depend on each other
+
+
+def report(line: str) -> None:
+    """Print a one-line error: under MPI, before the ranks depend on each other, every
+    rank meets the same error and rank 0 alone says it; afterwards, the rank it
+    happened on."""
+    from .domain import launched_by_mpi
+    rank = next((os.environ[v] for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+                 if v in os.environ), "0")
+    if COLLECTIVE["comm"] is not None or not launched_by_mpi() or rank == "0":
+        print(line, file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
-    """The command line `argv` (None: this process is `oncolattice`, sys.argv) -> exit status."""
+    """The command line `argv` (None: this process is `oncolattice`, sys.argv) -> exit
+    status.  An MPI run that fails on one rank after the ranks began to depend on each
+    other aborts them all (the others would wait for it forever)."""
+    status = _main(argv)
+    if status and COLLECTIVE["comm"] is not None:
+        COLLECTIVE["comm"].Abort(status)
+    return status
+
+
+def _main(argv=None) -> int:
     debug = os.environ.get("ONCOLATTICE_DEBUG") == "1"
     try:
         with stop_signals(restore=argv is not None) as previous, quiet_h5py_teardown():
             return _dispatch(argv, previous)
     except UserError as exc:
-        print(f"oncolattice: error: {exc}", file=sys.stderr)
+        report(f"oncolattice: error: {exc}")
         if debug:
             raise
         if getattr(exc, "hdf5_unclosed", False) and argv is None:
@@ -404,20 +448,21 @@ def main(argv=None) -> int:
                 _end_now(exc.exit_status)
         return exc.exit_status
     except Interrupted as exc:
-        print(f"oncolattice: interrupted: {exc}", file=sys.stderr)
+        COLLECTIVE["comm"] = None           # every rank stopped at the same step
+        report(f"oncolattice: interrupted: {exc}")
         return exc.exit_status
     except KeyboardInterrupt:
-        print("oncolattice: interrupted", file=sys.stderr)
+        report("oncolattice: interrupted")
         return 130
     except OSError as exc:
         if debug:
             raise
         where = f"{shown(exc.filename)}: " if getattr(exc, "filename", None) else ""
-        print(f"oncolattice: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        report(f"oncolattice: error: {where}{exc.strerror or exc}")
         return 1
     except Exception as exc:  # an internal bug: one line, traceback on request
         if debug:
             raise
-        print(f"oncolattice: internal error: {type(exc).__name__}: {exc} "
-              f"(set ONCOLATTICE_DEBUG=1 for the traceback)", file=sys.stderr)
+        report(f"oncolattice: internal error: {type(exc).__name__}: {exc} "
+               f"(set ONCOLATTICE_DEBUG=1 for the traceback)")
         return 1

@@ -95,9 +95,9 @@ def lattice_infos(body) -> list[LatticeInfo]:
             organ = body.organ_of[sim.name]
             attrs.update({SITE_ORGAN_ATTR: organ, SITE_CLASS_ATTR: site_class(organ),
                           BLOCK_FRACTION_ATTR: body.block_fraction[sim.name]})
-        infos.append(LatticeInfo(name=sim.name, shape=lat.shape,
+        infos.append(LatticeInfo(name=sim.name, shape=sim.shape,
                                  voxel_um=sim.scenario["lattice.voxel_um"],
-                                 organ=sim.arch.to_host(lat.organ),
+                                 organ=sim.gathered("organ"),
                                  organ_names=("none",) + sim.organ_names, attrs=attrs))
     return infos
 
@@ -241,13 +241,35 @@ def counts_by_kind(row) -> dict[str, int]:
     return {name: int(row[name]) for name in KIND_NAMES}
 
 
+class NoWriter:
+    """The run file as ranks other than 0 see it: they compute, gather to rank 0 and
+    write nothing."""
+
+    closed, n_snapshots, hdf5_unclosed = False, 0, False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def close(self, status, reason=None):
+        self.closed = True
+
+    def write_snapshot(self, *args):
+        pass
+
+    append_counts = append_rows = write_table = write_snapshot
+
+
 def no_stop() -> int | None:
     return None
 
 
 def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
         summary_path: Path | None = None, progress: bool = True, log=sys.stderr,
-        overwrite: bool = True, stop=no_stop, lock: RunLock | None = None) -> dict:
+        overwrite: bool = True, stop=no_stop, lock: RunLock | None = None,
+        comm=None) -> dict:
     """Run `steps` steps, writing `out` (HDF5 + XDMF) and optionally a JSON summary.
 
     `out` is locked (:class:`RunLock`; `lock` if the caller holds it already) before
@@ -256,20 +278,40 @@ def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
     of a signal that asks the run to end, or None: it is polled at each step
     boundary, and the run then snapshots its current step, closes the file as
     ``interrupted`` and raises :class:`Interrupted`.  A failed write ends the run
-    with :class:`OutputFailed`; so does a disk too full for the next snapshot."""
+    with :class:`OutputFailed`; so does a disk too full for the next snapshot.
+
+    With `comm` (MPI, several ranks) every lattice is split into z slabs
+    (`engine.domain`); rank 0 alone locks and writes `out` and the summary, the same
+    file a single process writes, and the stop signal is the one any rank received."""
     out = Path(out)
+    if comm is not None:
+        stop = everywhere(stop, comm)
+        if comm.Get_rank() != 0:
+            return _run_locked(scenario, backend=backend, steps=steps, out=out, lock=None,
+                               snapshot_every=snapshot_every, summary_path=None,
+                               progress=False, log=log, stop=stop, comm=comm)
     if lock is None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with RunLock(out) as lock:
             return run(scenario, backend=backend, steps=steps, out=out, lock=lock,
                        snapshot_every=snapshot_every, summary_path=summary_path,
-                       progress=progress, log=log, overwrite=overwrite, stop=stop)
+                       progress=progress, log=log, overwrite=overwrite, stop=stop, comm=comm)
     with lock:
         if out.exists() and not overwrite:
             raise UserError(f"--out {shown(out)}: the file exists (use --overwrite to replace it)")
         return _run_locked(scenario, backend=backend, steps=steps, out=out, lock=lock,
                            snapshot_every=snapshot_every, summary_path=summary_path,
-                           progress=progress, log=log, stop=stop)
+                           progress=progress, log=log, stop=stop, comm=comm)
+
+
+def everywhere(stop, comm):
+    """`stop` polled on every rank: the largest signal number any rank received (every
+    rank then stops at the same step boundary)."""
+    from mpi4py import MPI
+
+    def stop_anywhere():
+        return comm.allreduce(stop() or 0, op=MPI.MAX) or None
+    return stop_anywhere
 
 
 def _stop_before_start(stop, out):
@@ -279,11 +321,12 @@ def _stop_before_start(stop, out):
 
 
 def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_path,
-                progress, log, stop) -> dict:
+                progress, log, stop, comm=None) -> dict:
     _stop_before_start(stop, out)
     ensure_fits(scenario, backend)
     started = time.perf_counter()
-    body = Body(scenario, backend=backend)
+    body = Body(scenario, backend=backend, comm=comm)
+    root = body.primary.domain.root
     sim = body.primary
     _stop_before_start(stop, out)
     attrs = {
@@ -295,23 +338,25 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         "backend": backend,
         "step_h": float(scenario["time.step_h"]),
         "steps_planned": int(steps),
+        "mpi_ranks": body.primary.domain.size,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     field_attrs = {name: {UNITS_ATTR: units} for name, (_, units) in SNAPSHOT_FIELDS.items()}
     field_attrs[KIND][CODES_ATTR] = KIND_CODES
     fields = {name: dtype for name, (dtype, _) in SNAPSHOT_FIELDS.items()}
+    infos = lattice_infos(body)               # every rank: the organ maps are gathered
     try:
-        writer = RunWriter(out, attrs=attrs, lattices=lattice_infos(body), counts_dtype=sim.dtype,
+        writer = RunWriter(out, attrs=attrs, lattices=infos, counts_dtype=sim.dtype,
                            snapshot_fields=fields, field_attrs=field_attrs, lock=lock,
-                           tables=body_tables(body))
+                           tables=body_tables(body)) if root else NoWriter()
     except OSError as exc:
         raise OutputFailed(f"{shown(out)}: cannot create the run file: "
                            f"{exc.strerror or exc}") from None
-    snapshot_bytes = sum(run_bytes(s.lattice.shape)["host_bytes"] for s in body.lattices)
+    snapshot_bytes = sum(run_bytes(s.shape)["host_bytes"] for s in body.lattices)
 
     def snapshot():
         need = snapshot_bytes + SPACE_MARGIN_BYTES
-        if free_bytes(out.parent) < need:
+        if root and free_bytes(out.parent) < need:
             raise OSError(28, f"No space left on device (under {human_bytes(need)} free)")
         writer.write_table(COLONIES, body.registry.rows)
         writer.write_table(CTCS, body.circulation.records)
@@ -374,6 +419,7 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         "seed": int(scenario["scenario.seed"]),
         "backend": backend,
         "threads": cpu_threads() if backend == "numba" else None,
+        "mpi_ranks": body.primary.domain.size,
         "version": __version__,
         "wall_s": round(wall, 3),
         "counts_initial": counts_by_kind(sim.initial),
@@ -388,7 +434,7 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         summary["therapy"] = therapy_summary(body)
     if scenario.rules:
         summary["protocol"] = protocol_summary(body)
-    if summary_path is not None:
+    if summary_path is not None and root:
         try:
             write_summary(summary_path, summary)
         except OSError as exc:

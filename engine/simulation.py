@@ -17,6 +17,7 @@ from kernels.lattice import FUNCTIONAL, KIND_NAMES, TUMOR
 from kernels.perfusion import spread_perfusion
 
 from .backend import architecture
+from .domain import decomposition
 from .rules import build_rules
 from .schedule import EVENT_NAMES, FIELD_PASSES, STEP
 from .state import SNAPSHOT_FIELDS
@@ -46,12 +47,17 @@ class Simulation:
 
     scenario: object
     backend: str = "numba"
+    comm: object = None                 # MPI communicator: this rank holds a z slab
 
     def __post_init__(self):
         self.arch = architecture(self.backend)
         self.rules = build_rules(self.scenario)
         self.angiogenesis = self.rules.angiogenesis_enabled
-        self.lattice = self.arch.place(build_tissue(self.scenario))
+        self.shape = self.scenario.shape                  # of the whole lattice
+        self.domain = decomposition(self.shape[0], self.comm)
+        tissue = build_tissue(self.scenario, self.domain.z0, self.domain.local_nz)
+        tissue.domain = self.domain
+        self.lattice = self.arch.place(tissue)
         self.name = self.scenario.lattice_name
         self.organ_names = tuple(o["name"] for o in self.scenario.organs)
         self.dtype = counts_dtype(self.organ_names)
@@ -100,7 +106,11 @@ class Simulation:
     def events_this_step(self, *names) -> int:
         """Sum of the named event counters so far in this step."""
         rows = [EVENT_NAMES.index(n) for n in names]
-        return int(self.arch.to_host(self.lattice.events[rows]).sum())
+        return self.domain.sum(int(self.owned_events()[rows].sum()))
+
+    def owned_events(self) -> np.ndarray:
+        """The event table (one row per event) of the planes this process owns, on the host."""
+        return self.arch.to_host(self.lattice.events)[:, self.domain.interior]
 
     def census(self) -> np.ndarray:
         """The counts row of the current state (and of the last step's events)."""
@@ -120,7 +130,7 @@ class Simulation:
         row["motile_tumor"] = motile
         row["vessel_perfused"] = perfused
         row["perfused_fraction"] = perfused / row["vessel"] if row["vessel"] else 0.0
-        events = self.arch.to_host(self.lattice.events).sum(axis=1)
+        events = self.domain.sum(self.owned_events().sum(axis=1))
         self.tissue_changed = (bool(events.any()) or not self.fields_converged()
                                or self.placed_from_outside)
         self.placed_from_outside = False
@@ -139,6 +149,24 @@ class Simulation:
         return all(residual <= relax.field(self.rules).tolerance
                    for relax, (_, residual) in zip(FIELD_PASSES, self.field_stats))
 
-    def snapshot(self) -> dict[str, np.ndarray]:
-        """Host copies of the fields a snapshot stores."""
-        return {name: self.arch.to_host(self.lattice.arrays[name]) for name in SNAPSHOT_FIELDS}
+    def snapshot(self) -> dict[str, np.ndarray] | None:
+        """Host copies of the fields a snapshot stores (on the root rank; None on others)."""
+        fields = {name: self.gathered(name, to_all=False) for name in SNAPSHOT_FIELDS}
+        return fields if self.domain.root else None
+
+    def gathered(self, name: str, to_all: bool = True) -> np.ndarray:
+        """A host copy of the whole lattice's array `name` (from every slab)."""
+        return self.domain.gather(self.arch.to_host(self.lattice.arrays[name]), to_all)
+
+    def write_voxel(self, z: int, y: int, x: int, **values) -> None:
+        """Set arrays at global voxel (z, y, x) where this process holds it (owned or
+        halo; every holder writes the same value).  `traits=levels` sets every trait."""
+        if not self.domain.holds(z):
+            return
+        local = z - self.domain.z0
+        for name, value in values.items():
+            if name == "traits":
+                for t, level in enumerate(value):
+                    self.lattice.traits[t, local, y, x] = int(level)
+            else:
+                self.lattice.arrays[name][local, y, x] = value

@@ -56,6 +56,12 @@ class Lattice:
     z0: int = 0                        # global z of local plane 0
     arrays: dict = field(default_factory=dict)
     event_layout: dict = field(default_factory=dict)
+    domain: object = None              # engine.domain: Whole, or this rank's Slab
+
+    def __post_init__(self):
+        if self.domain is None:
+            from .domain import Whole
+            self.domain = Whole(self.shape[0])
 
     def event_rows(self, process) -> slice:
         """Rows of `process`'s counters in `events` (see engine.schedule)."""

@@ -4,7 +4,7 @@ in any order).
 
 Per z plane the kernel counts voxels of each (kind, organ) and live cells of each
 kind whose pO2 is below the hypoxia threshold; the host sums the planes in
-order.  Integer sums are exact, so counts agree on every backend and thread count.
+order (on an MPI slab its own planes, then over the ranks).  Integer sums are exact, so counts agree on every backend and thread count.
 """
 from __future__ import annotations
 
@@ -43,10 +43,12 @@ def take_census(lattice, rules, step):
                 "vegf_max_bits": np.zeros(nz, dtype=np.uint32)}
     counters = {name: arch.to_device(a) for name, a in counters.items()}
     _take_census(lattice, rules, step, n_labels=np.int32(n_labels), **counters)
-    out = {name: arch.to_host(a) for name, a in counters.items()}
-    return (out["by_kind_organ"].sum(axis=0), out["hypoxic"].sum(axis=0),
-            int(out["perfused_count"].sum()),
-            float(out["vegf_max_bits"].max().view(np.float32)), int(out["motile_count"].sum()))
+    owned, domain = lattice.domain.interior, lattice.domain     # a slab's own planes
+    out = {name: arch.to_host(a)[owned] for name, a in counters.items()}
+    return (domain.sum(out["by_kind_organ"].sum(axis=0)), domain.sum(out["hypoxic"].sum(axis=0)),
+            domain.sum(int(out["perfused_count"].sum())),
+            float(domain.max(out["vegf_max_bits"].max()).view(np.float32)),
+            domain.sum(int(out["motile_count"].sum())))
 
 
 @CENSUS.entry("take_census")

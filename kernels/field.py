@@ -273,14 +273,18 @@ def _relax_numba(lattice, field, step):
               for t in (field.coeff, field.source, field.vmax)]
     scalars = field.scalars()
 
+    domain = lattice.domain
+    owned = lattice.plane_max[domain.interior]
+
     def sweep():
         worst = np.float32(0.0)
         for colour in (0, 1):
             _relax_colour_numba(f, lattice.kind, lattice.organ, lattice.perfused, lattice.oxygen,
                                 *tables, field.flags, *scalars, colour, lattice.z0,
                                 lattice.plane_max)
-            worst = max(worst, lattice.plane_max.max())
-        return worst
+            domain.exchange(lattice, (field.array,))
+            worst = max(worst, owned.max())
+        return domain.max(worst)
     return relax_until(sweep, field.tolerance, field.max_sweeps)
 
 

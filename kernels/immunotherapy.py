@@ -271,7 +271,7 @@ def placement(kind, perfused, n: int, step: int, lattice, key) -> np.ndarray:
     candidates = np.flatnonzero(beside_perfused_vessels(kind, perfused).reshape(-1))
     if n <= 0 or not len(candidates):
         return candidates[:0]
-    g = candidates.astype(np.uint64) + np.uint64(lattice.z0 * lattice.ny * lattice.nx)
+    g = candidates.astype(np.uint64)                  # the whole lattice: global indices
     words = voxel_draw_numpy(g, step, STREAM_ADOPTIVE_PLACE, lattice.lattice_id, key)[0]
     order = np.lexsort((candidates, words))[::-1]          # highest word first, then index
     return np.sort(candidates[order[:n]])
@@ -292,15 +292,22 @@ def _host(array) -> np.ndarray:
 def infuse_t_cells(lattice, rules, step):
     """Adoptive transfer: the lattice's share N of an infusion's T cells (volume share × homing) placed on empty voxels beside perfused vessels, chosen by Philox priority."""
     n = infused_count(rules, step, lattice.lattice_id)
-    chosen = placement(_host(lattice.kind), _host(lattice.perfused), n, step, lattice, rules.key)
+    domain = lattice.domain                  # the whole lattice's candidates, on every slab
+    chosen = placement(domain.gather(_host(lattice.kind)), domain.gather(_host(lattice.perfused)),
+                       n, step, lattice, rules.key)
+    plane = lattice.ny * lattice.nx
+    here = chosen[(chosen >= lattice.z0 * plane) & (chosen < (lattice.z0 + lattice.nz) * plane)]
     xp = _xp(lattice.kind)
-    at = xp.asarray(chosen)
+    at = xp.asarray(here - lattice.z0 * plane)             # held voxels: owned and halo
     for name, value in (("kind", T_CELL), ("vacancy", 0), ("immune_state", 0),
                         ("immune_busy", 0), ("immune_kills", 0)):
         lattice.arrays[name].reshape(-1)[at] = value
-    per_plane = np.bincount(chosen // (lattice.ny * lattice.nx), minlength=lattice.nz)
+    per_plane = np.bincount(here // plane - lattice.z0, minlength=lattice.nz)
+    owned = np.zeros(lattice.nz, dtype=np.int64)            # counted on owned planes only
+    owned[domain.interior] = per_plane[domain.interior]
     rows = lattice.event_rows(IMMUNOTHERAPY)
     events = lattice.events
-    events[rows.start + INFUSED_T_CELL] += xp.asarray(per_plane.astype(np.int64))
-    events[rows.start + INFUSED_T_CELL_NO_ROOM, 0] += n - len(chosen)
+    events[rows.start + INFUSED_T_CELL] += xp.asarray(owned)
+    if domain.owns(0):
+        events[rows.start + INFUSED_T_CELL_NO_ROOM, 0] += n - len(chosen)
 

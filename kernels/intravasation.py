@@ -237,25 +237,37 @@ def host_copier(lattice):
 
 
 def entries_counted(lattice) -> int:
-    """Cells counted so far in the intravasation events (a few int64 to the host)."""
-    return int(host_copier(lattice)(lattice.events[lattice.event_rows(INTRAVASATION)]).sum())
+    """Cells counted so far in the intravasation events (a few int64 to the host), on
+    every slab of the lattice."""
+    events = host_copier(lattice)(lattice.events[lattice.event_rows(INTRAVASATION)])
+    return lattice.domain.sum(int(events[:, lattice.domain.interior].sum()))
 
 
 def departures_of(lattice) -> np.ndarray:
     """The cells marked in `departure`, as a DEPARTURE_DTYPE array sorted by global index
-    (only the few departing voxels travel to the host)."""
+    (only the few departing voxels travel to the host; on an MPI slab those of its own
+    planes, then every slab's in rank order, which is global index order)."""
+    out = lattice.domain.concatenate(owned_departures(lattice))
+    label_clusters(out)
+    return out
+
+
+def owned_departures(lattice) -> np.ndarray:
+    """The departing cells of the planes this slab owns, without clusters."""
     to_host = host_copier(lattice)
-    where = lattice.departure.nonzero()                 # C order: global index order
+    owned = lattice.domain.interior
+    marked = lattice.departure[owned]
+    where = marked.nonzero()                            # C order: global index order
     out = np.zeros(len(where[0]), dtype=DEPARTURE_DTYPE)
     if len(out) == 0:
         return out
-    z, y, x = (to_host(w) for w in where)
+    at = (where[0] + owned.start, where[1], where[2])    # local planes, on the device
+    z, y, x = (to_host(w) for w in at)
     out["z"], out["y"], out["x"] = z + lattice.z0, y, x
-    out["route"] = to_host(lattice.departure[where])
+    out["route"] = to_host(lattice.departure[at])
     out["vessel"] = np.where(out["route"] == BLOOD, VESSEL, LYMPH)
-    out["lineage"] = to_host(lattice.lineage[where])
-    out["traits"] = to_host(lattice.traits[(slice(None),) + tuple(where)]).T
-    label_clusters(out)
+    out["lineage"] = to_host(lattice.lineage[at])
+    out["traits"] = to_host(lattice.traits[(slice(None),) + at]).T
     return out
 
 

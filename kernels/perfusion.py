@@ -84,7 +84,9 @@ def flood(lattice, rules, mark, source_kind, target_kind, value) -> int:
     """Repeat line scans along z, y and x until nothing changes: every voxel of kind
     `source_kind` joined through such voxels to one marked `value` (in the array
     `mark`) becomes `target_kind` marked `value`.  The result is a connected component, the
-    same in any scan order.  Returns the rounds."""
+    same in any scan order (on a slab, the scans run until no slab changes: the
+    component is that of the whole lattice, though the rounds may differ).  Returns
+    the rounds."""
     from engine.backend import architecture
     arch = architecture(lattice.backend)
     changed = arch.to_device(np.zeros(1, dtype=np.uint32))
@@ -97,7 +99,7 @@ def flood(lattice, rules, mark, source_kind, target_kind, value) -> int:
                          source_kind=np.uint8(source_kind), target_kind=np.uint8(target_kind),
                          value=np.uint8(value), changed=changed,
                          lines=lattice.voxels // lattice.shape[axis])
-        if not arch.to_host(changed)[0]:
+        if not lattice.domain.any(arch.to_host(changed)[0]):    # on every slab of it
             return rounds
 
 

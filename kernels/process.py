@@ -311,13 +311,26 @@ class Entry:
         from .cuda import launcher, slab_args
         slab = slab_args(lattice, rules)
         if lattice.backend == "numba":
-            return self.numba(*self.bind(lattice, rules, step, extra, lambda t: t), *slab)
-        launch = launcher(lattice.backend)
-        threads, block = self.threads(lattice, extra)
-        launch.launch(self.process.source, self.name, threads,
-                      self.bind(lattice, rules, step, extra, launch.table, launch.upload) + slab,
-                      block=block)
-        return None
+            args = self.bind(lattice, rules, step, extra, lambda t: t)
+            result = self.numba(*args, *slab)
+        else:
+            launch = launcher(lattice.backend)
+            threads, block = self.threads(lattice, extra)
+            args = self.bind(lattice, rules, step, extra, launch.table, launch.upload)
+            launch.launch(self.process.source, self.name, threads, args + slab, block=block)
+            result = None
+        if lattice.domain.size > 1:
+            lattice.domain.exchange(lattice, self.written(lattice, args))
+        return result
+
+    def written(self, lattice, args) -> list[str]:
+        """The lattice arrays this launch wrote: its non-const pointer arguments that are
+        voxel arrays of the lattice (by identity; the event table is per plane, not
+        exchanged)."""
+        names = {id(a): name for name, a in lattice.arrays.items()
+                 if name not in ("events", "plane_max")}
+        return [names[id(v)] for a, v in zip(self.args, args)
+                if a.pointer and not a.const and id(v) in names]
 
 
 def slab_values(lattice, rules) -> tuple:

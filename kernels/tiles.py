@@ -77,12 +77,13 @@ class ActiveTiles:
         self.previous = np.zeros(self.grid, dtype=bool)
         self.list = self.arch.to_device(np.zeros(1, dtype=np.int32))
         self.count = 0
+        self.at_cuts = cut_layers(lattice.domain, self.grid)
 
     def refresh(self) -> None:
         """Turn this step's flags into the list of tiles to visit, and reset the flags."""
         now = self.arch.to_host(self.flags).astype(bool)
         self.flags[...] = 0
-        visit = np.flatnonzero(now | self.previous).astype(np.int32)
+        visit = np.flatnonzero(now | self.previous | self.at_cuts).astype(np.int32)
         self.previous = now
         self.list = self.arch.to_device(np.append(visit, np.int32(0)))   # never empty
         self.count = int(visit.size)
@@ -90,6 +91,20 @@ class ActiveTiles:
     def args(self) -> dict:
         """The OL_TILE_PARAMS of a tile pass, by name."""
         return {"tiles": self.list, "n_tiles": np.int32(self.count)}
+
+
+def cut_layers(domain, grid) -> np.ndarray:
+    """Tiles always visited on an MPI slab: those within REACH of its halo planes.  A
+    cell on the outermost halo plane proposes from an incomplete neighbourhood, so its
+    marks there cannot be trusted, while its true proposal (the owner's, exchanged
+    after the pass) may reach REACH planes into this slab; visiting more tiles than
+    needed is exact (a visited tile without claims changes nothing)."""
+    flags = np.zeros(grid, dtype=bool)
+    n = domain.local_nz
+    for lo, hi in ((0, domain.below + REACH), (n - domain.above - REACH, n)):
+        if (domain.below if lo == 0 else domain.above):
+            flags[max(lo, 0) // TILE:(min(hi, n) - 1) // TILE + 1] = True
+    return flags
 
 
 def active_tiles(lattice) -> ActiveTiles:
