@@ -1,0 +1,159 @@
+"""MPI domain decomposition (engine/domain.py): a run split into z slabs over 2, 3 and 4
+ranks writes the same run file, bit for bit, as one process; bad splits and a missing
+mpi4py are one-line errors.
+
+The runs use `mpiexec` from the `mpich` wheel (pip install mpi4py mpich); without it the
+tests skip with that reason.  Every rank runs one Numba thread (two cores in CI)."""
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import small_scenario_text
+from engine.domain import HALO, GUARD, Whole, check_split, split
+from engine.errors import UserError
+from test_body import body_text
+from test_immune import immune_text
+from test_immunotherapy import therapy
+
+MPIEXEC = shutil.which("mpiexec")
+try:
+    import mpi4py  # noqa: F401
+    HAVE_MPI4PY = True
+except ImportError:
+    HAVE_MPI4PY = False
+needs_mpi = pytest.mark.skipif(MPIEXEC is None or not HAVE_MPI4PY,
+                               reason="needs mpiexec and mpi4py (pip install mpi4py mpich)")
+STEPS = 12
+
+THERAPIES = (therapy("checkpoint_blockade", "dose_mg", 200.0, start_h=1.0, name="a")
+             + therapy("adoptive_t_cells", "dose_million_cells", 30000.0, start_h=2.0, name="b")
+             + "\n[[therapy]]\nname = \"paclitaxel\"\nkind = \"chemotherapy\"\nstart_h = 3.0\n"
+               "count = 1\ninterval_h = 504.0\ndose_mg_per_m2 = 175.0\n")
+SCENARIOS = {
+    "quickstart": lambda: small_scenario_text(24),
+    "metastasis": body_text,               # primary 24³ shedding into a node and a lung
+    "immunotherapy": lambda: immune_text(edge=24, extra=THERAPIES),
+}
+
+
+def run(tmp_path, name, ranks, extra_args=(), env=None):
+    scenario = tmp_path / f"{name}.toml"
+    if not scenario.exists():
+        scenario.write_text(SCENARIOS[name]())
+    out = tmp_path / f"{name}-{ranks}.h5"
+    command = [sys.executable, "-m", "engine", "run", str(scenario), "--steps", str(STEPS),
+               "--snapshot-every", "4", "--out", str(out), "--quiet", *extra_args]
+    if ranks > 1:
+        command = [MPIEXEC, "-n", str(ranks), *command]
+    environment = dict(os.environ, NUMBA_NUM_THREADS="1", **(env or {}))
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    return proc, out
+
+
+def datasets(path) -> dict[str, np.ndarray]:
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
+                     else None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """The single-process run file of each scenario."""
+    where = tmp_path_factory.mktemp("single")
+    files = {}
+    for name in SCENARIOS:
+        proc, out = run(where, name, 1)
+        assert proc.returncode == 0, proc.stderr
+        files[name] = out
+    return files
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3, 4])
+@pytest.mark.parametrize("name", ["quickstart", "metastasis"])
+def test_a_run_on_several_ranks_writes_the_single_process_file(tmp_path, single, name, ranks):
+    proc, out = run(tmp_path, name, ranks)
+    assert proc.returncode == 0, proc.stderr
+    one, many = datasets(single[name]), datasets(out)
+    assert one.keys() == many.keys()
+    for key in one:
+        assert one[key].dtype == many[key].dtype and one[key].tobytes() == many[key].tobytes(), key
+    with h5py.File(out, "r") as f:
+        assert f.attrs["mpi_ranks"] == ranks and f.attrs["status"] == "complete"
+        if name == "metastasis":
+            assert len(f["ctcs"]) > 0 and len(f["colonies"]) > 0   # the body did spread
+
+
+@needs_mpi
+def test_immunity_and_three_therapies_split_over_three_ranks_change_nothing(tmp_path, single):
+    proc, out = run(tmp_path, "immunotherapy", 3)
+    assert proc.returncode == 0, proc.stderr
+    one, many = datasets(single["immunotherapy"]), datasets(out)
+    for key in one:
+        assert one[key].tobytes() == many[key].tobytes(), key
+    counts = one["counts"]
+    assert counts["infused_t_cell"].sum() > 0 and counts["chemo_killed_tumor"].sum() > 0
+
+
+@needs_mpi
+def test_more_ranks_than_the_thinnest_lattice_allows_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "thin.toml").write_text(body_text().replace("shape = [12, 12, 12]",
+                                                            "shape = [5, 12, 12]", 1))
+    out = tmp_path / "thin.h5"
+    command = [MPIEXEC, "-n", "3", sys.executable, "-m", "engine", "run",
+               str(tmp_path / "thin.toml"), "--steps", "2", "--out", str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, NUMBA_NUM_THREADS="1"))
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("oncolattice")]
+    assert lines == ["oncolattice: error: sites[0].shape: 5 planes along z cannot be split "
+                     "over 3 MPI ranks (each rank needs at least 2 planes; use at most 2 ranks)"]
+    assert not out.exists() and not out.with_suffix(".xdmf").exists()
+
+
+def test_a_process_started_by_mpiexec_without_mpi4py_is_one_line(tmp_path):
+    fake = tmp_path / "nompi" / "mpi4py"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no mpi4py here')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", ""),
+                                          os.getcwd()]),
+           "PMI_RANK": "0", "PMI_SIZE": "2"}
+    proc, out = run(tmp_path, "quickstart", 1, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "oncolattice: error: started by mpiexec but mpi4py is not installed "
+        "(pip install mpi4py, or mpi4py mpich for a laptop)")
+    assert not out.exists()
+
+
+# -- the split itself ---------------------------------------------------------------------
+
+def test_slabs_cover_the_lattice_once_the_first_ranks_one_plane_thicker():
+    for nz in range(2, 40):
+        for ranks in range(1, nz // HALO + 1):
+            bounds = split(nz, ranks)
+            assert bounds[0][0] == 0 and bounds[-1][1] == nz
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+            sizes = [hi - lo for lo, hi in bounds]
+            assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+            check_split("lattice.shape", nz, ranks)          # thick enough: no error
+    with pytest.raises(UserError, match=r"sites\[1\].shape: 7 planes along z cannot be split "
+                                        r"over 4 MPI ranks"):
+        check_split("sites[1].shape", 7, 4)
+
+
+def test_a_whole_lattice_is_its_own_single_slab():
+    whole = Whole(24)
+    assert (whole.z0, whole.local_nz, whole.interior) == (0, 24, slice(0, 24))
+    assert whole.holds(0) and whole.holds(23) and not whole.holds(24)
+    assert whole.sum(5) == 5 and whole.any(False) is False
+    a = np.arange(8)
+    assert whole.gather(a) is a and whole.concatenate(a) is a
+    assert HALO + GUARD == 3
