@@ -205,8 +205,8 @@ class Tally:
     """The progress lines of a set of members on stderr (``<prefix>: ...``), and their
     results by member index; failures are kept in `failed` ({index: error})."""
 
-    def __init__(self, total: int, prefix: str, log=sys.stderr):
-        self.total, self.prefix, self.log = total, prefix, log
+    def __init__(self, total: int, prefix: str, log=None):
+        self.total, self.prefix, self.log = total, prefix, log or sys.stderr
         self.results: dict[int, dict] = {}
         self.failed: dict[int, str] = {}
 
