@@ -321,7 +321,10 @@ def to_run(plan: Plan, tally: Tally) -> list[Member]:
 def cmd_ensemble(args, stop=lambda: None) -> int:
     from .launch import mpi_world
     comm = mpi_world()
-    if args.scenario == COLLECT and args.folder is not None:
+    if args.scenario == COLLECT and not Path(COLLECT).is_file():
+        if args.folder is None:
+            raise UserError("ensemble collect: the ensemble's folder is missing "
+                            "(oncolattice ensemble collect DIR)")
         return 0 if comm is not None and comm.Get_rank() != 0 else cmd_collect(args)
     if args.folder is not None:
         raise UserError(f"{printable(args.folder)}: unexpected argument (only `ensemble "

@@ -177,6 +177,12 @@ def test_member_runs_exactly_one_member_then_collect_lists_the_rest(scenario, tm
     merged = json.loads((out / "ensemble.json").read_text())
     assert merged["missing"] == [0, 1, 3] and [p["n"] for p in merged["points"]] == [0, 1]
     assert [r["state"] for r in table(out)] == ["missing", "missing", "complete", "missing"]
+    # a killed member's record still says running: not complete, so it runs again
+    status = out / "member-0002" / "status.json"
+    status.write_text(status.read_text().replace('"state": "complete"', '"state": "running"'))
+    assert main(argv + ["--member", "2"]) == 0
+    assert "already complete" not in capsys.readouterr().err
+    assert json.loads(status.read_text())["state"] == "complete"
 
 
 def test_a_failed_member_is_reported_and_a_rerun_completes_it(scenario, tmp_path):
@@ -227,6 +233,7 @@ def test_a_bad_sweep_is_one_line_naming_it(scenario, tmp_path, capsys, sweep, na
 @pytest.mark.parametrize("args, names", [
     (["--replicates", "0"], "--replicates 0: must be between 1"),
     ([], "--replicates: required"),
+    (["--replicates", "2", "--days", "0"], "--days 0.0: the duration must be a positive"),
     (["--replicates", "2", "--member", "2"], "--member 2: the ensemble has members 0 .. 1"),
     (["--replicates", "2", "--jobs", "0"], "--jobs 0: must be at least 1"),
     (["--replicates", "2", "--sweep", "a.b=1", "--sweep", "a.b=2"], "--sweep a.b=2: key a.b is "
@@ -238,6 +245,15 @@ def test_bad_ensemble_input_is_one_line(scenario, tmp_path, capsys, args, names)
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"oncolattice: error: {names}") and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_collect_needs_an_ensemble_folder(tmp_path, capsys):
+    assert main(["ensemble", "collect"]) == 2
+    assert capsys.readouterr().err.strip() == ("oncolattice: error: ensemble collect: the "
+                                               "ensemble's folder is missing (oncolattice "
+                                               "ensemble collect DIR)")
+    assert main(["ensemble", "collect", str(tmp_path)]) == 2
+    assert "not an ensemble folder" in capsys.readouterr().err
 
 
 def test_several_ranks_without_mpi4py_is_one_line(scenario, tmp_path, capsys, monkeypatch):
