@@ -1,4 +1,4 @@
-"""The `oncolattice` command: run, check, bench, compare, view, render, report.
+"""The `oncolattice` command: run, check, bench, compare, ensemble, view, render, report.
 
 Errors a user can fix are printed as one line on stderr with a non-zero exit
 status (2 for bad input); a traceback is shown only with ONCOLATTICE_DEBUG=1.
@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare_help = ("run therapy arms on the same seeds (paired replicates), each run in its "
                     "own process, and write a comparison report (compare.html)")
     compare_arguments(sub.add_parser("compare", help=compare_help, description=compare_help))
+
+    from .ensemble import add_arguments as ensemble_arguments
+    ensemble_help = ("replicate runs and parameter sweeps (--sweep KEY=V1,V2,...), locally, "
+                     "under mpiexec or one member per SLURM array task (--member K); "
+                     "`ensemble collect DIR` merges their summaries")
+    ensemble_arguments(sub.add_parser("ensemble", help=ensemble_help, description=ensemble_help))
 
     for name, module in TOOL_COMMANDS.items():
         tool = importlib.import_module(module)
@@ -322,9 +328,14 @@ def cmd_compare(args) -> int:
     return compare(args, stop=stop_requested)
 
 
+def cmd_ensemble(args) -> int:
+    from .ensemble import cmd_ensemble as ensemble
+    return ensemble(args, stop=stop_requested)
+
+
 COMMANDS = {"run": cmd_run, "check": cmd_check, "bench": cmd_bench, "repair": cmd_repair,
-            "compare": cmd_compare}
-STOPPABLE = ("run", "repair", "compare")   # commands that end at a safe point on a stop signal
+            "compare": cmd_compare, "ensemble": cmd_ensemble}
+STOPPABLE = ("run", "repair", "compare", "ensemble")   # commands that end at a safe point on a stop signal
 
 _stops: list[int] = []          # stop signals received, in order
 

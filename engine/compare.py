@@ -8,9 +8,11 @@ protocol file; :func:`engine.protocol.scenario_with_protocol`).  Replicate r
 (0 .. N − 1) of every arm runs with seed = the scenario's seed + r, so the arms are
 *paired*: replicate r of each arm starts from the same tissue and draws the same random
 numbers until their treatments differ (two arms with the same protocol give identical
-runs).  Every run is a process of its own (multiprocessing, spawn), at most J at a
-time (default: the CPU count), each with NUMBA_NUM_THREADS = max(1, CPUs // J) so the
-runs do not oversubscribe the cores; run r of arm A writes ``DIR/A/rep<r>.h5``.  When
+runs).  Every run is a member run by the ensemble's machinery
+(:class:`engine.members.LocalPool`): a process of its own (multiprocessing, spawn), at
+most J at a time (default: the CPU count), each with NUMBA_NUM_THREADS = max(1, CPUs //
+J) so the runs do not oversubscribe the cores; run r of arm A writes
+``DIR/A/rep<r>.h5``.  When
 every run has finished, the comparison report (:mod:`tools.compare_report`) is
 written from the run files alone: ``DIR/compare.html``, ``compare.json`` and its PNGs.
 
@@ -27,47 +29,16 @@ the argument, exit 2, before anything runs.
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 import re
-import signal
-import sys
 import time
-from dataclasses import asdict, dataclass
-from multiprocessing.connection import wait
 from pathlib import Path
 
-from .errors import Interrupted, UserError, printable, shown
+from .errors import UserError, printable, shown
+from .members import LocalPool, Member, Tally, cpu_count
 
 ARM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 MAX_ARMS = 16
 MAX_REPLICATES = 1000
-STOP_GRACE_S = 30.0             # a stopped run's time to close its file before it is killed
-POLL_S = 0.5                    # how often the parent looks for a stop signal
-
-
-class RunFailed(UserError):
-    """A run of the comparison failed: one line naming the arm and replicate, exit 1."""
-
-    exit_status = 1
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run of the comparison, as the child process receives it."""
-
-    arm: str
-    protocol: str
-    replicate: int
-    seed: int
-    scenario: str               # the scenario's name or path, as given
-    duration_h: float | None
-    backend: str
-    out: str
-
-    @property
-    def label(self) -> str:
-        return f"arm {self.arm} replicate {self.replicate}"
 
 
 def parse_arms(values: list[str] | None) -> dict[str, str]:
@@ -109,14 +80,7 @@ def arm_scenario(scenario: str, name: str, protocol: str):
         raise UserError(f"--arm {printable(name)}={printable(protocol)}: {exc}") from None
 
 
-def cpu_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def plan(args) -> tuple[list[Job], dict]:
+def plan(args) -> tuple[list[Member], dict]:
     """Check the command line and build the jobs, before anything is written."""
     from .run import steps_for
     arms = parse_arms(args.arm)
@@ -150,10 +114,11 @@ def plan(args) -> tuple[list[Job], dict]:
     check_out(out, list(arms), args.replicates, overwrite=args.overwrite)
     from .backend import select_backend
     backend = select_backend(args.backend)
-    jobs = [Job(arm=name, protocol=protocol, replicate=r, seed=base_seed + r,
-                scenario=args.scenario, duration_h=duration, backend=backend,
-                out=str(run_path(out, name, r)))
-            for r in range(args.replicates) for name, protocol in arms.items()]
+    pairs = [(name, protocol, r) for r in range(args.replicates) for name, protocol in arms.items()]
+    jobs = [Member(index=i, label=f"arm {name} replicate {r}", scenario=args.scenario,
+                   replicate=r, seed=base_seed + r, out=str(run_path(out, name, r)),
+                   backend=backend, protocol=protocol, duration_h=duration)
+            for i, (name, protocol, r) in enumerate(pairs)]
     info = {"scenario": first["scenario.name"], "scenario_arg": args.scenario,
             "arms": arms, "replicates": args.replicates,
             "seeds": [base_seed + r for r in range(args.replicates)],
@@ -185,133 +150,11 @@ def check_out(out: Path, arms: list[str], replicates: int, *, overwrite: bool) -
             check_writable("--out", run_path(out, arm, r), replace=overwrite)
 
 
-def _child(job: Job, conn) -> None:
-    """One run, in a process of its own: sends back a dict with ``ok`` and either the
-    run's numbers or the one-line ``error``."""
-    stops: list[int] = []
-    signal.signal(signal.SIGINT, signal.SIG_IGN)        # the parent stops its runs itself
-    signal.signal(signal.SIGTERM, lambda signum, frame: stops.append(signum))
-    result = {"ok": False, "error": "the run ended without a result"}
-    try:
-        from .run import run, steps_for
-        scenario = arm_scenario(job.scenario, job.arm, job.protocol)
-        scenario.with_overrides(seed=job.seed, duration_h=job.duration_h)
-        out = Path(job.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        summary = run(scenario, backend=job.backend, steps=steps_for(scenario), out=out,
-                      snapshot_every=scenario["time.snapshot_every_steps"], progress=False,
-                      overwrite=True, stop=lambda: stops[0] if stops else None)
-        result = {"ok": True, "wall_s": summary["wall_s"],
-                  "tumor_initial": summary["counts_initial"]["tumor"],
-                  "tumor_final": summary["counts"]["tumor"]}
-    except UserError as exc:
-        result = {"ok": False, "error": str(exc)}
-    except Exception as exc:        # an internal bug: still one line
-        result = {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
-    except BaseException as exc:    # Interrupted (the comparison was stopped)
-        result = {"ok": False, "error": str(exc) or type(exc).__name__}
-    try:
-        conn.send(result)
-    finally:
-        conn.close()
-
-
-class Runner:
-    """The runs of a comparison, each in a spawned process, at most `jobs` at a time."""
-
-    def __init__(self, jobs: list[Job], processes: int, log=sys.stderr, stop=lambda: None):
-        self.jobs = list(jobs)
-        self.stop = stop                # () -> a stop signal received, or None
-        self.processes = max(1, min(processes, len(self.jobs)))
-        self.threads = max(1, cpu_count() // self.processes)
-        self.log = log
-        self.running: dict = {}         # process sentinel -> (process, connection, job, t0)
-        self.results: dict[tuple[str, int], dict] = {}
-
-    def say(self, text: str) -> None:
-        print(f"compare: {text}", file=self.log, flush=True)
-
-    def run(self) -> dict[tuple[str, int], dict]:
-        ctx = multiprocessing.get_context("spawn")
-        pending = list(self.jobs)
-        before = os.environ.get("NUMBA_NUM_THREADS")
-        os.environ["NUMBA_NUM_THREADS"] = str(self.threads)     # the children inherit it
-        try:
-            while pending or self.running:
-                while pending and len(self.running) < self.processes:
-                    self._start(ctx, pending.pop(0))
-                ready = wait([s for s in self.running] +
-                             [conn for _, conn, _, _ in self.running.values()], timeout=POLL_S)
-                if (signum := self.stop()) is not None:
-                    name = signal.Signals(signum).name
-                    raise Interrupted(signum, f"stopped by {name} with {len(self.results)} of "
-                                              f"{len(self.jobs)} runs finished; the runs still "
-                                              f"going were stopped (their files say "
-                                              f"interrupted) and no report was written")
-                for sentinel in list(self.running):
-                    proc, conn, job, t0 = self.running[sentinel]
-                    if sentinel not in ready and conn not in ready:
-                        continue
-                    self._finish(sentinel, proc, conn, job, t0)
-        except BaseException:
-            self.stop_all()
-            raise
-        finally:
-            if before is None:
-                os.environ.pop("NUMBA_NUM_THREADS", None)
-            else:
-                os.environ["NUMBA_NUM_THREADS"] = before
-        return self.results
-
-    def _start(self, ctx, job: Job) -> None:
-        receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(job, send),
-                           name=f"oncolattice-compare-{job.arm}-{job.replicate}")
-        proc.start()
-        send.close()
-        self.running[proc.sentinel] = (proc, receive, job, time.perf_counter())
-        self.say(f"{job.label} (seed {job.seed}, protocol {printable(job.protocol)}) "
-                 f"started -> {shown(job.out)}")
-
-    def _finish(self, sentinel, proc, conn, job: Job, t0: float) -> None:
-        result = None
-        try:
-            if conn.poll():
-                result = conn.recv()
-        except (EOFError, OSError):
-            result = None
-        proc.join()
-        conn.close()
-        del self.running[sentinel]
-        if result is None:
-            raise RunFailed(f"{job.label} (seed {job.seed}): the run's process ended with "
-                            f"exit status {proc.exitcode} without finishing the run")
-        if not result["ok"]:
-            raise RunFailed(f"{job.label} (seed {job.seed}): {one_line(result['error'])}")
-        self.results[job.arm, job.replicate] = result
-        done = len(self.results)
-        self.say(f"[{done}/{len(self.jobs)}] {job.label} done in "
-                 f"{time.perf_counter() - t0:.1f} s: tumour {result['tumor_initial']} -> "
-                 f"{result['tumor_final']} cells")
-
-    def stop_all(self) -> None:
-        """Stop the runs still going (SIGTERM: they close their files as interrupted),
-        then kill any that do not end within STOP_GRACE_S."""
-        for proc, conn, _, _ in self.running.values():
-            if proc.is_alive():
-                proc.terminate()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for proc, conn, _, _ in self.running.values():
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-            conn.close()
-        self.running.clear()
-
-
-def one_line(text: str) -> str:
-    return printable(" ".join(str(text).split()))
+def run_record(job: Member, result: dict) -> dict:
+    """A run of the comparison as compare.json lists it (the arm is its run's folder)."""
+    return {"arm": Path(job.out).parent.name, "protocol": job.protocol,
+            "replicate": job.replicate, "seed": job.seed, "scenario": job.scenario,
+            "duration_h": job.duration_h, "backend": job.backend, "out": job.out, **result}
 
 
 def cmd_compare(args, stop=lambda: None) -> int:
@@ -321,21 +164,22 @@ def cmd_compare(args, stop=lambda: None) -> int:
     from tools.compare_report import REPORT_OUTPUTS
     for name in REPORT_OUTPUTS:                 # no earlier report passes for this one
         (out / name).unlink(missing_ok=True)
-    processes = args.jobs or cpu_count()
-    runner = Runner(jobs, processes, stop=stop)
-    runner.say(f"{info['scenario']}: {len(info['arms'])} arms x {info['replicates']} "
-               f"replicates = {len(jobs)} runs of {info['days']:g} days, {runner.processes} "
-               f"at a time (NUMBA_NUM_THREADS={runner.threads} each), seeds "
-               f"{info['seeds'][0]}..{info['seeds'][-1]} -> {shown(out)}")
+    tally = Tally(len(jobs), "compare")
+    pool = LocalPool(jobs, args.jobs or cpu_count(), tally, stop=stop, fail_fast=True,
+                     stopped_note=" and no report was written")
+    tally.say(f"{info['scenario']}: {len(info['arms'])} arms x {info['replicates']} "
+              f"replicates = {len(jobs)} runs of {info['days']:g} days, {pool.processes} "
+              f"at a time (NUMBA_NUM_THREADS={pool.threads} each), seeds "
+              f"{info['seeds'][0]}..{info['seeds'][-1]} -> {shown(out)}")
     started = time.perf_counter()
-    results = runner.run()
-    info["runs"] = [dict(asdict(job), **results[job.arm, job.replicate]) for job in jobs]
+    results = pool.run().results
+    info["runs"] = [run_record(job, results[job.index]) for job in jobs]
     info["wall_s"] = round(time.perf_counter() - started, 3)
     from tools.compare_report import write_compare
     report = write_compare(out, {arm: [run_path(out, arm, r) for r in range(info["replicates"])]
                                  for arm in info["arms"]}, info)
-    runner.say(f"all {len(jobs)} runs done in {info['wall_s']:.1f} s; report: "
-               f"{shown(report['html'])}")
+    tally.say(f"all {len(jobs)} runs done in {info['wall_s']:.1f} s; report: "
+              f"{shown(report['html'])}")
     print(report["html"])
     return 0
 

@@ -217,6 +217,34 @@ class Scenario:
             _check_steps(self)
         return self
 
+    def with_parameters(self, values: dict[str, Any]):
+        """The scenario with `values` ({dotted key: value}) set, each checked as if the
+        file held it (its type and range, :func:`_check_value`), then the relations
+        between keys (:func:`_cross_check`).  Keys are ``table.key`` of the schema or
+        ``organs[i].key`` / ``sites[i].key``; any other is an unknown key."""
+        for dotted, value in values.items():
+            entry, params, key = self._entry_of(dotted)
+            entry[key] = _check_value(self.path, self.text, dotted, value, params[key])
+        _cross_check(self)
+        return self
+
+    def _entry_of(self, dotted: str):
+        """(the dict holding `dotted`'s value, its schema, its key); an unknown key is a
+        one-line error naming it (with the closest known key)."""
+        table, _, key = dotted.rpartition(".")
+        arrays = {"organs": (self.organs, ORGAN_SCHEMA), "sites": (self.sites, SITE_SCHEMA)}
+        found = re.fullmatch(r"(organs|sites)\[(\d{1,4})\]", table)
+        if found and int(found[2]) < len(arrays[found[1]][0]) and key in arrays[found[1]][1]:
+            entries, params = arrays[found[1]]
+            return entries[int(found[2])], params, key
+        if table in SCHEMA and key in SCHEMA[table]:
+            return self.values[table], SCHEMA[table], key
+        known = [f"{t}.{k}" for t, params in SCHEMA.items() for k in params]
+        known += [f"{name}[{i}].{k}" for name, (entries, params) in arrays.items()
+                  for i in range(len(entries)) for k in params]
+        raise ScenarioError(printable(f"unknown key '{_key_shown(dotted)}'" + (
+            f" ({hint})" if (hint := _suggest(dotted, known)) else "")))
+
     def resolved_toml(self) -> str:
         """The scenario with every default filled in, as TOML text."""
         lines = [f"# resolved scenario (from {self.path})"]
