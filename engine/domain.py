@@ -152,7 +152,7 @@ class Whole:
 class Slab(Whole):
     """Rank `comm.rank`'s slab of a lattice of `nz` planes, with halos of HALO planes."""
 
-    def __init__(self, nz: int, comm, device_arrays: bool = False):
+    def __init__(self, nz: int, comm):
         super().__init__(nz)
         self.comm = comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
@@ -161,7 +161,7 @@ class Slab(Whole):
         self.lo, self.hi = self.bounds[self.rank]
         self.below = min(HALO + GUARD, self.lo)        # local planes under the slab
         self.above = min(HALO + GUARD, nz - self.hi)   # and over it
-        self.device_arrays = device_arrays
+        self.cuda_aware = cuda_aware_mpi()
         self.bytes_exchanged = 0
         self.exchange_s = 0.0
 
@@ -192,11 +192,14 @@ class Slab(Whole):
         """One step of the exchange: planes `sent` to rank `dest`, planes `into` from
         rank `source` (None: no such neighbour)."""
         from mpi4py import MPI
-        to_host, to_device = _movers(a)
-        send = (np.ascontiguousarray(to_host(self._planes(a, *sent))) if dest is not None
-                else np.zeros(0, np.uint8))
-        recv = (np.empty(self._planes(a, *into).shape, dtype=a.dtype) if source is not None
-                else np.zeros(0, np.uint8))
+        xp = np if isinstance(a, np.ndarray) or not self.cuda_aware else _cupy()
+        to_host, to_device = _movers(a) if xp is np else ((lambda v: v), (lambda v: v))
+        send = (xp.ascontiguousarray(to_host(self._planes(a, *sent))) if dest is not None
+                else xp.zeros(0, np.uint8))
+        recv = (xp.empty(self._planes(a, *into).shape, dtype=a.dtype) if source is not None
+                else xp.zeros(0, np.uint8))
+        if xp is not np:                # device buffers: the copies must be done first
+            xp.cuda.get_current_stream().synchronize()
         self.comm.Sendrecv(send, dest=MPI.PROC_NULL if dest is None else dest, sendtag=7,
                            recvbuf=recv, source=MPI.PROC_NULL if source is None else source,
                            recvtag=7)
@@ -248,6 +251,37 @@ class Slab(Whole):
         parts = self.comm.allgather(rows)
         return np.concatenate(parts) if parts else rows
 
+
+
+# The switches that turn on GPU buffers in the common MPI libraries (Cray MPICH, MPICH,
+# Open MPI, MVAPICH2); mpi4py has no portable query for CUDA support.
+CUDA_AWARE_ENV = {"MPICH_GPU_SUPPORT_ENABLED": "1", "MPIR_CVAR_ENABLE_GPU": "1",
+                  "OMPI_MCA_opal_cuda_support": "true", "MV2_USE_CUDA": "1"}
+
+
+def cuda_aware_mpi() -> bool:
+    """Whether halos may go to MPI as GPU buffers: the MPI library's own GPU switch is
+    set (CUDA_AWARE_ENV) and ONCOLATTICE_HOST_HALOS is not 1.  The PyPI wheels are not
+    CUDA-aware; then halos go through host buffers."""
+    if os.environ.get("ONCOLATTICE_HOST_HALOS") == "1":
+        return False
+    return any(os.environ.get(k, "").lower() == v for k, v in CUDA_AWARE_ENV.items())
+
+
+def _cupy():
+    import cupy
+    return cupy
+
+
+def use_rank_gpu(comm) -> int:
+    """One GPU per rank: the ranks of a node take its visible devices in turn (rank on
+    the node mod device count; with CUDA_VISIBLE_DEVICES set per rank, device 0)."""
+    from mpi4py import MPI
+    cupy = _cupy()
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+    device = local % cupy.cuda.runtime.getDeviceCount()
+    cupy.cuda.Device(device).use()
+    return device
 
 
 def _movers(a):

@@ -26,6 +26,7 @@ from .runformat import (BLOCK_FRACTION_ATTR, BODY, CODES_ATTR, COLONIES, COLONY_
                         SITE_ORGAN_ATTR, THERAPY, CHECKUPS, DECISIONS, UNITS_ATTR, counts_path,
                         kind_codes_attr, plain_rows)
 from .body import NK_KILLED, Body, circulation_totals, site_class
+from .domain import use_rank_gpu
 from .colonies import CLASSES, COLONY_DTYPE, SIZE_DTYPE
 from .simulation import counts_dtype
 from .protocol import DECISION_DTYPE, checkup_dtype
@@ -325,6 +326,8 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
     _stop_before_start(stop, out)
     ensure_fits(scenario, backend)
     started = time.perf_counter()
+    if comm is not None and backend == "cupy":
+        use_rank_gpu(comm)
     body = Body(scenario, backend=backend, comm=comm)
     root = body.primary.domain.root
     sim = body.primary

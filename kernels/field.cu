@@ -89,15 +89,17 @@ __device__ __forceinline__ u32 block_max(u32 v) {
 
 // Sweep `sweep` (1, 2, ...), colour `colour`: a no-op once sweep - 1 has converged
 // (residuals[sweep - 1] <= tolerance, as float bits); otherwise relax every voxel of the
-// colour and fold the largest |correction| into residuals[sweep] (one atomicMax per
-// block on the GPU).  On the GPU, thread t of the grid visits the colour's voxels
+// colour and fold the largest |correction| of the planes [owned_lo, owned_hi) (an MPI
+// slab's own planes; all of them on a whole lattice) into residuals[sweep] (one
+// atomicMax per block on the GPU).  On the GPU, thread t of the grid visits the colour's voxels
 // t, t + stride, ... (row-major over (z, y), two voxels apart along x); the host harness
 // loops over them in order.
 OL_ENTRY relax_field_colour(float *f, const u8 *kind, const u8 *organ, const u8 *perfused,
                             const float *oxygen, const float *coeff, const float *source,
                             const float *vmax, int n_labels, int flags, float vessel_value,
                             float secrete_below, float km, float omega, int colour,
-                            u32 *residuals, int sweep, u32 tolerance_bits, OL_SLAB_PARAMS) {
+                            u32 *residuals, int sweep, u32 tolerance_bits, int owned_lo,
+                            int owned_hi, OL_SLAB_PARAMS) {
     const Slab s = OL_SLAB;
     if (residuals[sweep - 1] <= tolerance_bits) return;          // uniform across the grid
     const FieldRule r = {coeff, source, vmax, n_labels, flags, vessel_value, secrete_below,
@@ -117,7 +119,7 @@ OL_ENTRY relax_field_colour(float *f, const u8 *kind, const u8 *organ, const u8 
         const int x = 2 * m + ((parity + z + y) & 1);
         if (x < s.nx) {
             const u32 c = relax_field_voxel(f, kind, organ, perfused, oxygen, r, s, z, y, x);
-            worst = c > worst ? c : worst;
+            if (z >= owned_lo && z < owned_hi) worst = c > worst ? c : worst;
         }
         m += step_m;
         int carry = 0;
@@ -133,7 +135,7 @@ OL_ENTRY relax_field_colour(float *f, const u8 *kind, const u8 *organ, const u8 
         for (int y = 0; y < s.ny; ++y)
             for (int x = (parity + z + y) & 1; x < s.nx; x += 2) {
                 const u32 c = relax_field_voxel(f, kind, organ, perfused, oxygen, r, s, z, y, x);
-                worst = c > worst ? c : worst;
+                if (z >= owned_lo && z < owned_hi) worst = c > worst ? c : worst;
             }
     keep_max(&residuals[sweep], worst);
 #endif

@@ -302,10 +302,13 @@ def _relax_cuda(launch, lattice, field, step):
                   perfused=lattice.perfused, oxygen=lattice.oxygen, coeff=tables[0],
                   source=tables[1], vmax=tables[2], n_labels=field.labels, flags=field.flags,
                   vessel_value=vessel_value, secrete_below=secrete_below, km=km, omega=omega,
-                  colour=0, residuals=residuals, sweep=1, tolerance_bits=tolerance_bits)
+                  colour=0, residuals=residuals, sweep=1, tolerance_bits=tolerance_bits,
+                  owned_lo=lattice.domain.interior.start, owned_hi=lattice.domain.interior.stop)
     args = list(launch_args("field.cu", "relax_field_colour", values))   # checked once
     at_colour, at_sweep = FIELD_ARGS.index("colour"), FIELD_ARGS.index("sweep")
     slab = slab_args(lattice, _NO_KEY)
+    if lattice.domain.size > 1:
+        return _relax_cuda_slab(launch, lattice, field, args, slab, threads, residuals)
     done, last = 0, None
     while done < field.max_sweeps:
         n = min(SWEEPS_PER_BATCH, field.max_sweeps - done)
@@ -320,6 +323,26 @@ def _relax_cuda(launch, lattice, field, step):
             return done + j + 1, float(batch[j:j + 1].view(np.float32)[0])
         done, last = done + n, batch[-1:]
     return done, float(last.view(np.float32)[0])
+
+
+def _relax_cuda_slab(launch, lattice, field, args, slab, threads, residuals):
+    """The CUDA solver on an MPI slab: one sweep at a time, the field's halo refreshed
+    after each colour, the sweep's residual (of the slab's own planes) maximised over
+    the ranks and written back before the next sweep reads it: every rank stops after
+    the same sweep, with the field the whole lattice would have."""
+    at_colour, at_sweep = FIELD_ARGS.index("colour"), FIELD_ARGS.index("sweep")
+    domain, tolerance_bits = lattice.domain, np.float32(field.tolerance).view(np.uint32)
+    residual = INF_BITS
+    for sweep in range(1, field.max_sweeps + 1):
+        for colour in (0, 1):
+            args[at_colour], args[at_sweep] = np.int32(colour), np.int32(sweep)
+            launch.launch("field.cu", "relax_field_colour", threads, (*args, *slab))
+            domain.exchange(lattice, (field.array,))
+        residual = domain.max(launch.to_host(residuals[sweep:sweep + 1])[0])
+        residuals[sweep] = residual
+        if residual <= tolerance_bits:
+            break
+    return sweep, float(np.uint32(residual).view(np.float32))
 
 
 def relax_field(lattice, field: Field) -> tuple[int, float]:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,6 +19,7 @@ from engine.domain import HALO, GUARD, Whole, check_split, split
 from engine.errors import UserError
 from test_body import body_text
 from test_immune import immune_text
+from test_cuda import needs_cxx
 from test_immunotherapy import therapy
 
 MPIEXEC = shutil.which("mpiexec")
@@ -157,3 +159,29 @@ def test_a_whole_lattice_is_its_own_single_slab():
     a = np.arange(8)
     assert whole.gather(a) is a and whole.concatenate(a) is a
     assert HALO + GUARD == 3
+
+
+# -- the CUDA C kernels on slabs (through the host harness) -------------------------------
+
+@needs_mpi
+@needs_cxx
+@pytest.mark.parametrize("name, ranks", [("metastasis", 2), ("immunotherapy", 3)])
+def test_cuda_kernels_on_slabs_match_numba_on_the_whole_lattice(tmp_path, name, ranks):
+    """The CUDA C code (field solver one sweep at a time with halo refreshes, every
+    entry's halo) run on slabs through the host harness (`cuda-host`) gives the whole
+    Numba lattice's counts and state, bit for bit."""
+    scenario = tmp_path / f"{name}.toml"
+    scenario.write_text(SCENARIOS[name]())
+    script = str(Path(__file__).with_name("mpi_state.py"))
+    env = dict(os.environ, NUMBA_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]),
+                                           os.environ.get("PYTHONPATH", "")]))
+    for command in ([sys.executable, script, str(scenario), "numba", "8", str(tmp_path / "a.npz")],
+                    [MPIEXEC, "-n", str(ranks), sys.executable, script, str(scenario),
+                     "cuda-host", "8", str(tmp_path / "b.npz")]):
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    assert a.files == b.files and len(a.files) > 20
+    for key in a.files:
+        assert np.array_equal(a[key], b[key]), key
