@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", default="auto", choices=BACKENDS)
     bench.add_argument("--steps", type=int, default=10, help="timed steps (after warm-up)")
     bench.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    bench.add_argument("--mpi", action="store_true",
+                       help="strong and weak scaling of the MPI slab decomposition "
+                            "(launches mpiexec -n R for each of --ranks)")
+    bench.add_argument("--ranks", default="1,2,3,4", metavar="R1,R2,...",
+                       help="rank counts of --mpi (default 1,2,3,4)")
 
     from .compare import add_arguments as compare_arguments
     compare_help = ("run therapy arms on the same seeds (paired replicates), each run in its "
@@ -318,6 +323,20 @@ def cmd_bench(args) -> int:
         raise UserError(f"--size {args.size}: must be at least 8")
     if args.steps < 1:
         raise UserError(f"--steps {args.steps}: must be at least 1")
+    if args.mpi:
+        from tools.bench_mpi import run_mpi_bench
+        try:
+            ranks = [int(r) for r in args.ranks.split(",")]
+        except ValueError:
+            ranks = []
+        if not ranks or min(ranks) < 1:
+            raise UserError(f"--ranks {args.ranks}: give rank counts like 1,2,3,4")
+        from .domain import check_split
+        for r in ranks:
+            check_split("--size", args.size, r)
+        run_mpi_bench(size=args.size, ranks=ranks, backend=select_backend(args.backend),
+                      steps=args.steps, json_path=args.json)
+        return 0
     run_bench(size=args.size, backend=select_backend(args.backend), steps=args.steps,
               json_path=args.json)
     return 0

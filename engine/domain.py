@@ -99,6 +99,8 @@ class Whole:
     rank, size = 0, 1
     below = above = 0
     root = True
+    bytes_exchanged = messages = 0
+    exchange_s = 0.0
 
     def __init__(self, nz: int):
         self.nz = nz
@@ -162,7 +164,8 @@ class Slab(Whole):
         self.below = min(HALO + GUARD, self.lo)        # local planes under the slab
         self.above = min(HALO + GUARD, nz - self.hi)   # and over it
         self.cuda_aware = cuda_aware_mpi()
-        self.bytes_exchanged = 0
+        self.bytes_exchanged = 0       # halo bytes this rank sent (the MPI benchmark)
+        self.messages = 0
         self.exchange_s = 0.0
 
     # -- halos ------------------------------------------------------------------------
@@ -204,6 +207,7 @@ class Slab(Whole):
                            recvbuf=recv, source=MPI.PROC_NULL if source is None else source,
                            recvtag=7)
         self.bytes_exchanged += send.nbytes
+        self.messages += dest is not None
         if source is not None:
             self._planes(a, *into)[...] = to_device(recv)
 

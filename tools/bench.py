@@ -90,19 +90,21 @@ def copy_bandwidth(backend: str, sync) -> float:
     return 2 * COPY_BYTES / best
 
 
-def bench_scenario(size: int):
-    """The quickstart scenario resized to a `size`³ lattice (see module docstring)."""
+def bench_scenario(size: int, nz: int | None = None):
+    """The quickstart scenario resized to a `size`³ lattice (see module docstring), or
+    to nz × size × size (the MPI weak-scaling benchmark stacks slabs along z)."""
     s = load_scenario("quickstart")
     h = s["lattice.voxel_um"]
-    scale = size / s.shape[0]          # new z extent / old z extent
-    s.values["scenario"]["name"] = f"bench{size}"
-    s.values["lattice"]["shape"] = [size, size, size]
+    nz = nz or size
+    scale = nz / s.shape[0]            # new z extent / old z extent
+    s.values["scenario"]["name"] = f"bench{size}" if nz == size else f"bench{nz}x{size}"
+    s.values["lattice"]["shape"] = [nz, size, size]
     for organ in s.organs:
         organ["z_um"] = [z * scale for z in organ["z_um"]]
     z0, z1 = s.organs[0]["z_um"]       # the breast slab
     extent = size * h
     s.values["tumor"]["seed_center_um"] = [(z0 + z1) / 2.0, extent / 2.0, extent / 2.0]
-    s.values["tumor"]["seed_radius_um"] = h * size / 8.0
+    s.values["tumor"]["seed_radius_um"] = h * min(size, nz) / 8.0
     return s
 
 
