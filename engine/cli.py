@@ -1,12 +1,14 @@
-"""The `oncolattice` command: run, check, bench, compare, view, render, report.
+"""The `oncolattice` command: run, resume, check, bench, compare, view, render, report.
 
 Errors a user can fix are printed as one line on stderr with a non-zero exit
 status (2 for bad input); a traceback is shown only with ONCOLATTICE_DEBUG=1.
 
 `run` stops on SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (batch schedulers' warnings
 before the wall time): the handlers only record the signal, and the run checks
-at each step boundary, snapshots the current step, closes its file as
-``interrupted`` and exits with 128 + the signal number (130, 143, 138).
+at each step boundary, writes its checkpoint (where it keeps one:
+``--checkpoint-every``, ``--checkpoint``), snapshots the current step, closes its
+file as ``interrupted`` and exits with 128 + the signal number (130, 143, 138).
+`resume` continues a run from its checkpoint the same way.
 """
 from __future__ import annotations
 
@@ -65,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--summary", type=Path, metavar="SUMMARY.json", help="write a JSON summary")
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--checkpoint-every", type=int, metavar="N",
+                     help="write a checkpoint every N steps (and always on SIGTERM/SIGUSR1)")
+    run.add_argument("--checkpoint", type=Path, metavar="CKPT.h5",
+                     help="checkpoint path (default: RUN.ckpt.h5 beside --out); given alone, "
+                          "a checkpoint is written only when a stop signal ends the run")
+
+    resume = sub.add_parser("resume", help="continue a run from its checkpoint, appending to "
+                            "its run file (bit for bit what the uninterrupted run writes)")
+    resume.add_argument("checkpoint", type=Path, metavar="CKPT.h5")
+    resume.add_argument("--backend", default="auto", choices=BACKENDS)
+    resume.add_argument("--out", type=Path, metavar="RUN.h5",
+                        help="the run file, if it has moved since the checkpoint was written")
+    resume.add_argument("--quiet", action="store_true", help="no progress output")
 
     repair = sub.add_parser("repair", help="make the file of a killed run readable again "
                             "(marks it closed and interrupted, trims a torn snapshot)")
@@ -129,12 +144,15 @@ def cmd_run(args) -> int:
         raise UserError(f"--steps {args.steps}: must be between 1 and {MAX_STEPS}")
     if args.snapshot_every is not None and args.snapshot_every < 1:
         raise UserError(f"--snapshot-every {args.snapshot_every}: must be at least 1")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every {args.checkpoint_every}: must be at least 1")
     backend = select_backend(args.backend)
     steps = args.steps if args.steps is not None else steps_for(scenario)
     out = args.out or Path(f"{default_stem(scenario['scenario.name'])}.h5")
     if out.suffix not in (".h5", ".hdf5"):
         raise UserError(f"--out {shown(out)}: the run file must end in .h5 or .hdf5")
     check_run_paths(out, args.summary, Path(scenario.path), overwrite=args.overwrite)
+    checkpoint = checkpoint_of(args, out, Path(scenario.path))
     every = args.snapshot_every or scenario["time.snapshot_every_steps"]
     log = sys.stderr
     estimate = disk_estimate(scenario, steps, every)
@@ -158,12 +176,44 @@ def cmd_run(args) -> int:
               f"backend={backend} steps={steps} -> {shown(out)}", file=log, flush=True)
     summary = run(scenario, backend=backend, steps=steps, out=out, snapshot_every=every,
                   summary_path=args.summary, progress=not args.quiet, log=log,
-                  overwrite=args.overwrite, stop=stop_requested, lock=lock)
+                  overwrite=args.overwrite, stop=stop_requested, lock=lock,
+                  checkpoint=checkpoint, checkpoint_every=args.checkpoint_every)
     if not args.quiet:
-        c0, c = summary["counts_initial"], summary["counts"]
-        print(f"done in {summary['wall_s']:.1f} s: tumor {c0['tumor']} -> {c['tumor']} cells "
-              f"(x{summary['tumor_growth']:.1f}), functional fraction "
-              f"{summary['functional_fraction']:.4f}, necrotic {c['necrotic']}", file=log)
+        print_done(summary, log)
+    return 0
+
+
+def print_done(summary: dict, log) -> None:
+    c0, c = summary["counts_initial"], summary["counts"]
+    print(f"done in {summary['wall_s']:.1f} s: tumor {c0['tumor']} -> {c['tumor']} cells "
+          f"(x{summary['tumor_growth']:.1f}), functional fraction "
+          f"{summary['functional_fraction']:.4f}, necrotic {c['necrotic']}", file=log)
+
+
+def checkpoint_of(args, out: Path, scenario: Path) -> Path | None:
+    """The run's checkpoint path: --checkpoint, else RUN.ckpt.h5 with --checkpoint-every,
+    else None (no checkpoints); refused where it would overwrite the run's other files."""
+    from .checkpoint import checkpoint_path_for
+    if args.checkpoint is None and args.checkpoint_every is None:
+        return None
+    path = args.checkpoint or checkpoint_path_for(out)
+    for other, what in ((out, "the --out run file"), (out.with_suffix(".xdmf"),
+                        "the run's XDMF sidecar"), (args.summary, "the --summary file"),
+                        (scenario, "the scenario file")):
+        if other is not None and _same_file(path, other):
+            raise UserError(f"--checkpoint {shown(path)}: would overwrite {what} {shown(other)}")
+    check_writable("--checkpoint", path, replace=True)
+    return path
+
+
+def cmd_resume(args) -> int:
+    from .run import resume
+    backend = select_backend(args.backend)
+    log = sys.stderr
+    summary = resume(args.checkpoint, backend=backend, out=args.out, progress=not args.quiet,
+                     log=log, stop=stop_requested)
+    if not args.quiet:
+        print_done(summary, log)
     return 0
 
 
@@ -301,9 +351,9 @@ def cmd_compare(args) -> int:
     return compare(args, stop=stop_requested)
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "bench": cmd_bench, "repair": cmd_repair,
-            "compare": cmd_compare}
-STOPPABLE = ("run", "repair", "compare")   # commands that end at a safe point on a stop signal
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "check": cmd_check, "bench": cmd_bench,
+            "repair": cmd_repair, "compare": cmd_compare}
+STOPPABLE = ("run", "resume", "repair", "compare")   # commands that end at a safe point on a stop signal
 
 _stops: list[int] = []          # stop signals received, in order
 

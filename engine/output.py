@@ -222,7 +222,7 @@ class RunWriter:
     def __init__(self, path, *, attrs: dict, lattices: list[LatticeInfo],
                  counts_dtype: np.dtype, snapshot_fields: dict[str, np.dtype],
                  field_attrs: dict[str, dict] | None = None, lock: RunLock | None = None,
-                 tables: dict[str, np.dtype] | None = None):
+                 tables: dict[str, np.dtype] | None = None, cut: "Cut | None" = None):
         self.path = Path(path)
         self.xdmf_path = self.path.with_suffix(".xdmf")
         if self.xdmf_path == self.path:
@@ -260,13 +260,18 @@ class RunWriter:
         if not self._lock.held or self._lock.run_path != self.path:
             raise ValueError(f"lock {self._lock.path} is not a held lock on {self.path}")
         try:
-            self._f = h5py.File(self.path, "w", libver="latest")
+            if cut is not None:
+                openable(self.path)
+            self._f = h5py.File(self.path, "w" if cut is None else "r+", libver="latest")
         except BaseException:
             self._closed = True
             self._lock.release()
             raise
         try:
-            self._create(attrs, field_attrs)
+            if cut is None:
+                self._create(attrs, field_attrs)
+            else:
+                self._cut(cut, attrs)
             self._f.flush()
             self._f.swmr_mode = True        # no new objects or attributes from here on
             self._write_xdmf()
@@ -302,6 +307,44 @@ class RunWriter:
         for path, dt in ((COUNTS, self.counts_dtype), *self.tables.items()):
             f.create_dataset(path, shape=(0,), maxshape=(None,), dtype=dt,
                              chunks=(COUNTS_CHUNK_ROWS,), compression="gzip", compression_opts=1)
+
+    def _cut(self, cut: "Cut", attrs: dict) -> None:
+        """Take over the file of an earlier writer of this run where `cut` says (its
+        rows and snapshots after the cut dropped), marked running again with `attrs`."""
+        f = self._f
+        for path, ds in self._appended().items():
+            ds.resize(kept_rows(ds, cut.step), axis=0)
+        index = f[SNAPSHOT_STEP][()]
+        kept = int(np.count_nonzero(index <= cut.last_snapshot))
+        for ds in self._series():
+            ds.resize(kept, axis=0)
+        for path, rows in cut.whole.items():
+            ds = f[path]
+            ds.resize(len(rows), axis=0)
+            ds[:] = rows
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        f.attrs[STATUS_ATTR] = RUNNING
+        if STATUS_REASON_ATTR in f.attrs:
+            del f.attrs[STATUS_REASON_ATTR]
+
+    def _appended(self) -> dict:
+        """The tables that grow by rows through the run (counts and the others with a
+        step column)."""
+        return {path: self._f[path] for path in (COUNTS, *self.tables)
+                if "step" in (self._f[path].dtype.names or ())}
+
+    def _series(self) -> list:
+        """The snapshot index and every snapshot field series."""
+        return [self._f[SNAPSHOT_STEP], self._f[SNAPSHOT_TIME]] + [
+            self._f[field_path(lat.name, name)] for lat in self.lattices for name in self.fields]
+
+    def flush(self) -> None:
+        """Write every queued row to the file and flush it (before a checkpoint: the
+        file then holds every row up to the checkpoint's step)."""
+        self._check_open()
+        self._flush_counts()
+        self._f.flush()
 
     @property
     def closed(self) -> bool:
@@ -564,6 +607,32 @@ def clear_status_flags(path) -> None:
                     f"run `h5clear -s --increment=0 {shown(path)}` (HDF5 tools), then repair again")
 
 
+def openable(path) -> None:
+    """Clear the open-for-write flags a writer that died left on `path`, if it has them."""
+    try:
+        h5py.File(path, "r", locking=False).close()
+    except OSError:
+        clear_status_flags(path)
+
+
+def kept_rows(ds, step: int) -> int:
+    """Rows of an appended table up to `step` (rows go in step order)."""
+    steps = ds["step"] if ds.shape[0] else np.zeros(0, dtype=np.int64)
+    later = np.flatnonzero(steps > step)
+    return int(later[0]) if len(later) else int(ds.shape[0])
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where a resumed run takes over its file: rows of the appended tables after
+    `step` and snapshots after `last_snapshot` are dropped, and the tables rewritten
+    whole (`whole`: path -> rows) get the given rows."""
+
+    step: int
+    last_snapshot: int
+    whole: dict = field(default_factory=dict)
+
+
 def repair_run_file(path) -> str:
     """Make the run file of a killed writer whole: mark it closed (``h5clear -s``),
     cut the snapshot index and the field series to the snapshots fully written
@@ -574,10 +643,7 @@ def repair_run_file(path) -> str:
         raise UserError(f"{shown(path)}: no such run file")
     with RunLock(path):
         try:
-            try:
-                h5py.File(path, "r", locking=False).close()
-            except OSError:         # marked open for write by a writer that died
-                clear_status_flags(path)
+            openable(path)
             f = h5py.File(path, "r+")
         except OSError as exc:
             reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
