@@ -38,6 +38,7 @@ from .state import SNAPSHOT_FIELDS, host_bytes_per_voxel, human_bytes, run_bytes
 
 KIND_CODES = kind_codes_attr(KIND_NAMES)      # stored with the kind data: readers decode by it
 SPACE_MARGIN_BYTES = 16 << 20   # free space kept beyond a snapshot before writing it
+RESUMED_ATTR = "resumed_at_step"    # run file attribute: the step of every resume, in order
 
 
 def available_host_bytes() -> int | None:
@@ -487,7 +488,7 @@ def resume(checkpoint: Path, *, backend: str, out: Path | None = None, progress:
         raise UserError(f"{shown(out)}: no such run file (the run file of {shown(checkpoint)}; "
                         f"name it with --out if it has moved)")
     with RunLock(out) as lock:
-        check_run_file(out, ckpt)
+        resumed = check_run_file(out, ckpt).get(RESUMED_ATTR, ())
         _stop_before_start(stop, out)
         body, loop = ckpt.state_of_run()
         ensure_fits(loop.scenario, backend)
@@ -501,7 +502,8 @@ def resume(checkpoint: Path, *, backend: str, out: Path | None = None, progress:
         cut = Cut(step=ckpt.step, last_snapshot=loop.last_snapshot,
                   whole={COLONIES: body.registry.rows, CTCS: body.circulation.records})
         try:
-            writer = RunWriter(out, attrs={}, lock=lock, cut=cut, **writer_layout(body))
+            writer = RunWriter(out, lock=lock, cut=cut, **writer_layout(body), attrs={
+                RESUMED_ATTR: np.append(np.asarray(resumed, dtype=np.int64), ckpt.step)})
         except OSError as exc:
             raise OutputFailed(f"{shown(out)}: cannot reopen the run file: "
                                f"{exc.strerror or exc}") from None
@@ -511,9 +513,10 @@ def resume(checkpoint: Path, *, backend: str, out: Path | None = None, progress:
                      stop=stop)
 
 
-def check_run_file(out: Path, ckpt) -> None:
-    """Refuse a run file the checkpoint cannot continue: missing, not a run file, of
-    another scenario or another run, complete, or short of the checkpoint's step."""
+def check_run_file(out: Path, ckpt) -> dict:
+    """Refuse a run file the checkpoint cannot continue: not a run file, of another
+    scenario or another run, complete, or short of the checkpoint's step; else return
+    its root attributes."""
     attrs, rows = run_file_facts(out)
     name, step = shown(ckpt.path), ckpt.step
     if sha256(str(attrs.get("scenario_toml", "")).encode()) != ckpt.attrs["scenario_sha256"]:
@@ -527,6 +530,7 @@ def check_run_file(out: Path, ckpt) -> None:
     if rows < step + 1:
         raise UserError(f"{shown(out)}: holds steps up to {rows - 1} only, but the checkpoint "
                         f"{name} is of step {step}")
+    return attrs
 
 
 def run_file_facts(out: Path) -> tuple[dict, int]:

@@ -122,10 +122,11 @@ def assert_same_run(path, reference):
 
 
 def assert_same_summary(path, reference):
+    """The summaries agree but in the wall time, the path and the thread count."""
     got, want = (json.loads(p.read_text()) for p in (path, reference))
     for s in (got, want):
-        s.pop("wall_s")
-        s.pop("output")
+        for key in ("wall_s", "output", "threads"):
+            s.pop(key)
     assert got == want
 
 
@@ -213,6 +214,22 @@ def test_a_resumed_run_killed_resumes_again_bit_identical(fresh, reference):
     resume_in(fresh)
     assert_same_run(fresh / "r.h5", reference / "r.h5")
     assert state_of(fresh / "r.ckpt.h5") == state_of(reference / "r.ckpt.h5")
+
+
+def test_rows_and_snapshots_written_after_the_checkpoint_are_replaced(tmp_path, reference,
+                                                                     capsys, monkeypatch):
+    """A run file that went on past its checkpoint (here: to the end, then marked
+    interrupted) is cut back to the checkpoint's step: its last rows, the last snapshot
+    and the whole tables are those the resumed run writes, equal to the reference."""
+    for name in ("b.toml", "r.h5", "r.ckpt.h5"):
+        shutil.copy(reference / name, tmp_path / name)
+    edit_attr(tmp_path / "r.h5", "status", "interrupted")
+    monkeypatch.chdir(tmp_path)
+    assert main(capsys, "resume", "r.ckpt.h5", "--quiet") == (0, [])
+    assert_same_run(tmp_path / "r.h5", reference / "r.h5")
+    assert_same_summary(tmp_path / "r.json", reference / "r.json")
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        assert list(f.attrs["resumed_at_step"]) == [35]
 
 
 # -- in process: checkpoint, restore, step ------------------------------------------------
@@ -306,6 +323,11 @@ def test_a_checkpoint_of_another_scenario_is_refused(copy, capsys):
     with h5py.File(copy / "r.h5", "r+") as f:
         f.attrs["scenario_toml"] = f.attrs["scenario_toml"].replace("seed = ", "seed = 1")
     refused(capsys, copy, "resume", "r.ckpt.h5", needle="scenario")
+
+
+def test_a_checkpoint_of_another_run_of_the_file_is_refused(copy, capsys):
+    edit_attr(copy / "r.h5", "created_utc", "2026-01-01T00:00:00+00:00")
+    refused(capsys, copy, "resume", "r.ckpt.h5", needle="another run")
 
 
 def test_a_truncated_checkpoint_is_refused(copy, capsys):
