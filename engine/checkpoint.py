@@ -161,6 +161,7 @@ def write_checkpoint(path, body, loop: Loop) -> None:
              "run_file": str(loop.out), "run_created_utc": loop.created_utc,
              "state_sha256": sha256(state)}
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             _write(tmp, attrs, state, arrays)
             read_checkpoint(tmp, shown_as=path)
