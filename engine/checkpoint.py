@@ -81,6 +81,7 @@ class Loop:
     checkpoint_every: int | None = None     # None: only on a stop signal
     immune_totals: dict = field(default_factory=dict)
     last_snapshot: int = -1             # step of the last scheduled snapshot written
+    lengths: dict = field(default_factory=dict)     # of the run file's tables (output.Cut)
     wall_s: float = 0.0                 # wall time of the processes before this one
     created_utc: str = ""               # the run file's, to match a checkpoint to it
 

@@ -261,7 +261,7 @@ class RunWriter:
             raise ValueError(f"lock {self._lock.path} is not a held lock on {self.path}")
         try:
             if cut is not None:
-                openable(self.path)
+                clear_stale_flags(self.path)
             self._f = h5py.File(self.path, "w" if cut is None else "r+", libver="latest")
         except BaseException:
             self._closed = True
@@ -309,15 +309,12 @@ class RunWriter:
                              chunks=(COUNTS_CHUNK_ROWS,), compression="gzip", compression_opts=1)
 
     def _cut(self, cut: "Cut", attrs: dict) -> None:
-        """Take over the file of an earlier writer of this run where `cut` says (its
-        rows and snapshots after the cut dropped), marked running again with `attrs`."""
+        """Take over the file of an earlier writer of this run at `cut` (what it wrote
+        after is dropped), marked running again, with `attrs`."""
         f = self._f
-        for path, ds in self._appended().items():
-            ds.resize(kept_rows(ds, cut.step), axis=0)
-        index = f[SNAPSHOT_STEP][()]
-        kept = int(np.count_nonzero(index <= cut.last_snapshot))
-        for ds in self._series():
-            ds.resize(kept, axis=0)
+        for path, n in cut.lengths.items():
+            for ds in self._series() if path == SNAPSHOT_STEP else [f[path]]:
+                ds.resize(n, axis=0)
         for path, rows in cut.whole.items():
             ds = f[path]
             ds.resize(len(rows), axis=0)
@@ -328,23 +325,20 @@ class RunWriter:
         if STATUS_REASON_ATTR in f.attrs:
             del f.attrs[STATUS_REASON_ATTR]
 
-    def _appended(self) -> dict:
-        """The tables that grow by rows through the run (counts and the others with a
-        step column)."""
-        return {path: self._f[path] for path in (COUNTS, *self.tables)
-                if "step" in (self._f[path].dtype.names or ())}
-
     def _series(self) -> list:
         """The snapshot index and every snapshot field series."""
         return [self._f[SNAPSHOT_STEP], self._f[SNAPSHOT_TIME]] + [
             self._f[field_path(lat.name, name)] for lat in self.lattices for name in self.fields]
 
-    def flush(self) -> None:
-        """Write every queued row to the file and flush it (before a checkpoint: the
-        file then holds every row up to the checkpoint's step)."""
+    def flush(self) -> dict[str, int]:
+        """Write every queued row to the file and flush it; returns the length of
+        the counts, of every table and of the snapshot index (a checkpoint keeps
+        them: the `Cut` of a run resumed from it)."""
         self._check_open()
         self._flush_counts()
         self._f.flush()
+        return {path: int(self._f[path].shape[0])
+                for path in (COUNTS, *self.tables, SNAPSHOT_STEP)}
 
     @property
     def closed(self) -> bool:
@@ -607,7 +601,7 @@ def clear_status_flags(path) -> None:
                     f"run `h5clear -s --increment=0 {shown(path)}` (HDF5 tools), then repair again")
 
 
-def openable(path) -> None:
+def clear_stale_flags(path) -> None:
     """Clear the open-for-write flags a writer that died left on `path`, if it has them."""
     try:
         h5py.File(path, "r", locking=False).close()
@@ -615,21 +609,15 @@ def openable(path) -> None:
         clear_status_flags(path)
 
 
-def kept_rows(ds, step: int) -> int:
-    """Rows of an appended table up to `step` (rows go in step order)."""
-    steps = ds["step"] if ds.shape[0] else np.zeros(0, dtype=np.int64)
-    later = np.flatnonzero(steps > step)
-    return int(later[0]) if len(later) else int(ds.shape[0])
-
-
 @dataclass(frozen=True)
 class Cut:
-    """Where a resumed run takes over its file: rows of the appended tables after
-    `step` and snapshots after `last_snapshot` are dropped, and the tables rewritten
-    whole (`whole`: path -> rows) get the given rows."""
+    """Where a resumed run takes over its file: each table (and the snapshot index
+    with its field series) is cut to its length in `lengths` (path -> rows, as
+    `RunWriter.flush` returned them at the checkpoint), so rows and snapshots a killed
+    run wrote after its checkpoint are dropped; the tables rewritten whole (`whole`:
+    path -> rows) get the given rows."""
 
-    step: int
-    last_snapshot: int
+    lengths: dict
     whole: dict = field(default_factory=dict)
 
 
@@ -643,7 +631,7 @@ def repair_run_file(path) -> str:
         raise UserError(f"{shown(path)}: no such run file")
     with RunLock(path):
         try:
-            openable(path)
+            clear_stale_flags(path)
             f = h5py.File(path, "r+")
         except OSError as exc:
             reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)

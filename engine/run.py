@@ -26,7 +26,7 @@ from .checkpoint import Loop, read_checkpoint, sha256, write_checkpoint
 from .output import Cut, LatticeInfo, RunLock, RunWriter, write_summary
 from .runformat import (BLOCK_FRACTION_ATTR, BODY, CODES_ATTR, COLONIES, COLONY_SIZES, CTCS,
                         KIND, LATTICE_ID_ATTR, PRIMARY, ROLE_ATTR, SITE, SITE_CLASS_ATTR,
-                        SITE_ORGAN_ATTR, THERAPY, CHECKUPS, DECISIONS, UNITS_ATTR, COUNTS, FORMAT,
+                        SITE_ORGAN_ATTR, THERAPY, CHECKUPS, DECISIONS, UNITS_ATTR, FORMAT,
                         FORMAT_ATTR, STATUS_ATTR, counts_path,
                         kind_codes_attr, plain_rows)
 from .body import NK_KILLED, Body, circulation_totals, site_class
@@ -380,10 +380,9 @@ class Recorder:
         loop, step = self.loop, self.body.step_index
         if loop.checkpoint is None or self.checkpointed == step:
             return
-        self.writer.flush()
-        write_checkpoint(loop.checkpoint, self.body,
-                         dataclasses.replace(loop, wall_s=loop.wall_s + time.perf_counter()
-                                             - started))
+        lengths = self.writer.flush()
+        write_checkpoint(loop.checkpoint, self.body, dataclasses.replace(
+            loop, lengths=lengths, wall_s=loop.wall_s + time.perf_counter() - started))
         self.checkpointed = step
 
 
@@ -487,10 +486,10 @@ def resume(checkpoint: Path, *, backend: str, out: Path | None = None, progress:
     if not out.is_file():
         raise UserError(f"{shown(out)}: no such run file (the run file of {shown(checkpoint)}; "
                         f"name it with --out if it has moved)")
+    body, loop = ckpt.state_of_run()
     with RunLock(out) as lock:
-        resumed = check_run_file(out, ckpt).get(RESUMED_ATTR, ())
+        resumed = check_run_file(out, ckpt, loop.lengths).get(RESUMED_ATTR, ())
         _stop_before_start(stop, out)
-        body, loop = ckpt.state_of_run()
         ensure_fits(loop.scenario, backend)
         ckpt.place(body, backend)
         loop.out, loop.checkpoint = out, ckpt.path
@@ -499,7 +498,7 @@ def resume(checkpoint: Path, *, backend: str, out: Path | None = None, progress:
                   f"{loop.steps} from {shown(checkpoint)} backend={backend}", file=log,
                   flush=True)
         started = time.perf_counter()
-        cut = Cut(step=ckpt.step, last_snapshot=loop.last_snapshot,
+        cut = Cut(lengths=loop.lengths,
                   whole={COLONIES: body.registry.rows, CTCS: body.circulation.records})
         try:
             writer = RunWriter(out, lock=lock, cut=cut, **writer_layout(body), attrs={
@@ -513,12 +512,12 @@ def resume(checkpoint: Path, *, backend: str, out: Path | None = None, progress:
                      stop=stop)
 
 
-def check_run_file(out: Path, ckpt) -> dict:
+def check_run_file(out: Path, ckpt, lengths: dict[str, int]) -> dict:
     """Refuse a run file the checkpoint cannot continue: not a run file, of another
-    scenario or another run, complete, or short of the checkpoint's step; else return
-    its root attributes."""
-    attrs, rows = run_file_facts(out)
-    name, step = shown(ckpt.path), ckpt.step
+    scenario or another run, complete, or short of the rows the checkpoint's step has
+    written (`lengths`, path -> rows); else return its root attributes."""
+    attrs, have = run_file_facts(out, lengths)
+    name = shown(ckpt.path)
     if sha256(str(attrs.get("scenario_toml", "")).encode()) != ckpt.attrs["scenario_sha256"]:
         raise UserError(f"{name}: the checkpoint's scenario is not that of {shown(out)} "
                         f"(scenario_toml hashes differ)")
@@ -527,15 +526,17 @@ def check_run_file(out: Path, ckpt) -> dict:
                         f"{ckpt.attrs['run_created_utc']}, the file {attrs.get('created_utc')})")
     if attrs.get(STATUS_ATTR) == "complete":
         raise UserError(f"{shown(out)}: the run is complete; there is nothing to resume")
-    if rows < step + 1:
-        raise UserError(f"{shown(out)}: holds steps up to {rows - 1} only, but the checkpoint "
-                        f"{name} is of step {step}")
+    for path, rows in lengths.items():
+        if have[path] < rows:
+            raise UserError(f"{shown(out)}: /{path} holds {max(have[path], 0)} rows, fewer than "
+                            f"the {rows} written up to step {ckpt.step} of checkpoint {name}")
     return attrs
 
 
-def run_file_facts(out: Path) -> tuple[dict, int]:
-    """(root attributes, counts rows) of a run file, read without changing it (also the
-    file of a writer that died, still marked open for write)."""
+def run_file_facts(out: Path, paths) -> tuple[dict, dict[str, int]]:
+    """(root attributes, rows of each dataset in `paths`, -1 where it is missing) of a
+    run file, read without changing it (also the file of a writer that died, still
+    marked open for write)."""
     for options in ({}, {"swmr": True}):
         try:
             with h5py.File(out, "r", locking=False, **options) as f:
@@ -543,7 +544,8 @@ def run_file_facts(out: Path) -> tuple[dict, int]:
                     raise UserError(f"{shown(out)}: not an oncolattice run file")
                 attrs = {k: (v.decode() if isinstance(v, bytes) else v)
                          for k, v in f.attrs.items()}
-                return attrs, int(f[COUNTS].shape[0]) if COUNTS in f else 0
+                return attrs, {path: int(f[path].shape[0]) if path in f else -1
+                               for path in paths}
         except OSError as exc:
             reason = str(exc).splitlines()[0]
     raise UserError(f"{shown(out)}: not a readable HDF5 file ({reason})")

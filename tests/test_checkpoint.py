@@ -16,7 +16,6 @@ import signal
 import time
 
 import h5py
-import numpy as np
 import pytest
 
 from conftest import small_scenario_text, with_values
@@ -330,6 +329,12 @@ def test_a_checkpoint_of_another_scenario_is_refused(copy, capsys):
 def test_a_checkpoint_of_another_run_of_the_file_is_refused(copy, capsys):
     edit_attr(copy / "r.h5", "created_utc", "2026-01-01T00:00:00+00:00")
     refused(capsys, copy, "resume", "r.ckpt.h5", needle="another run")
+
+
+def test_a_run_file_short_of_the_checkpoints_rows_is_refused(copy, capsys):
+    with h5py.File(copy / "r.h5", "r+") as f:
+        f["body"].resize(3, axis=0)
+    refused(capsys, copy, "resume", "r.ckpt.h5", needle="/body holds 3 rows")
 
 
 def test_a_truncated_checkpoint_is_refused(copy, capsys):
