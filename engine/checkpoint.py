@@ -2,7 +2,8 @@
 
 A checkpoint (``RUN.ckpt.h5`` beside the run file by default) holds what the next
 step reads: every lattice's state arrays (``engine.state.VOXEL_ARRAYS`` without the
-work buffers, which hold nothing between steps), and, pickled, the body without its
+work buffers, which hold nothing between steps) and the tiles its last step marked
+(``kernels.tiles``), and, pickled, the body without its
 lattice arrays (circulation, colony registry, next clone ids, each simulation's
 flags and clock, the therapy schedule, the scenario with its decisions, the clinic)
 with the run loop's own state (:class:`Loop`).  Layout (format
@@ -13,6 +14,7 @@ with the run loop's own state (:class:`Loop`).  Layout (format
                                run_created_utc, state_sha256
     /state                     uint8 (n,): the pickled body and loop
     /lattices/<name>/<array>   a lattice's state array (global); attr sha256
+    /lattices/<name>/active_tiles  bool: the tiles its last step's division marked
 
 Every dataset carries the SHA-256 of its bytes (the pickle's is a root attribute);
 :func:`read_checkpoint` refuses a file whose bytes do not match ("corrupt
@@ -37,6 +39,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from kernels.tiles import active_tiles
+
 from . import __version__
 from .backend import architecture
 from .errors import OutputFailed, UserError, shown
@@ -48,6 +52,7 @@ STATE = "state"
 LATTICES = "lattices"
 SHA_ATTR = "sha256"
 PATHS = ("out", "summary_path", "checkpoint")     # a Loop's paths
+TILES = "active_tiles"       # a lattice's kernels.tiles state, kept beside its arrays
 STATE_ARRAYS = tuple(name for name, _, _, work, *_ in VOXEL_ARRAYS if not work)
 
 
@@ -108,34 +113,43 @@ class Loop:
 # -- lattice arrays: the only place they are read or replaced ---------------------
 
 def lattice_state(sim) -> dict[str, np.ndarray]:
-    """Host copies of a lattice's global state arrays (no work buffers)."""
-    return {name: np.array(sim.arch.to_host(sim.lattice.arrays[name]), copy=True)
-            for name in STATE_ARRAYS}
+    """Host copies of a lattice's global state arrays (no work buffers), and of the
+    tiles its last step's division marked (`kernels.tiles`: the next step visits them
+    again)."""
+    arrays = {name: np.array(sim.arch.to_host(sim.lattice.arrays[name]), copy=True)
+              for name in STATE_ARRAYS}
+    arrays[TILES] = active_tiles(sim.lattice).previous.copy()
+    return arrays
 
 
 def restore_lattice(sim, arrays: dict[str, np.ndarray]) -> None:
     """Give `sim` its lattice arrays again on its backend: the state `arrays`, fresh
-    (zeroed) work buffers."""
+    (zeroed) work buffers, the marked tiles."""
     lat = sim.lattice
     fresh = allocate(lat.name, lat.lattice_id, sim.backend, lat.shape)
     for name in STATE_ARRAYS:
         fresh.arrays[name][...] = arrays[name]
     lat.arrays = sim.arch.place(fresh).arrays
     lat.backend = sim.backend
+    lat.__dict__.pop(TILES, None)
+    active_tiles(lat).previous = arrays[TILES].astype(bool)
 
 
 @contextmanager
 def detached(body):
-    """The body without its lattice arrays and backends while the block runs (to
-    pickle it); they are put back after."""
-    kept = [(sim, sim.lattice.arrays, sim.arch) for sim in body.lattices]
-    for sim, _, _ in kept:
+    """The body without its lattice arrays, tile lists and backends while the block
+    runs (to pickle it); they are put back after."""
+    kept = [(sim, sim.lattice.arrays, sim.arch, sim.lattice.__dict__.pop(TILES, None))
+            for sim in body.lattices]
+    for sim, *_ in kept:
         sim.lattice.arrays, sim.arch = {}, None
     try:
         yield body
     finally:
-        for sim, arrays, arch in kept:
+        for sim, arrays, arch, tiles in kept:
             sim.lattice.arrays, sim.arch = arrays, arch
+            if tiles is not None:
+                sim.lattice.__dict__[TILES] = tiles
 
 
 def attach(body, backend: str) -> None:

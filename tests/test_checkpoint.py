@@ -25,7 +25,7 @@ from test_hardening_run import handles_stop_signals, main, one_error, spawn, wai
 from test_protocol import RULES, THERAPIES
 from engine import cli
 from engine.body import Body
-from engine.checkpoint import (STATE_ARRAYS, Loop, checkpoint_path_for, lattice_state,
+from engine.checkpoint import (STATE_ARRAYS, TILES, Loop, checkpoint_path_for, lattice_state,
                                read_checkpoint, write_checkpoint)
 from engine.scenario import parse_scenario
 
@@ -263,7 +263,7 @@ def test_checkpoint_restore_step_equals_step(tmp_path, backend):
         twin.step()
         assert_same_state(body_state(twin), body_state(body))
     assert len(body.registry.rows) and len(body.circulation.records)
-    assert set(lattice_state(body.primary)) == set(STATE_ARRAYS)
+    assert set(lattice_state(body.primary)) == {*STATE_ARRAYS, TILES}
 
 
 # -- refusals ---------------------------------------------------------------------------
