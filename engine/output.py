@@ -30,6 +30,11 @@ A writer holds :class:`RunLock` (``flock`` on ``RUN.h5.lock``) from before the
 file is created until it is closed, so a second writer, or :func:`repair_run_file`,
 is refused instead of truncating a live run.  :func:`repair_run_file` makes the
 file of a killed writer readable by any HDF5 tool again.
+
+A resumed run (``oncolattice resume``, :mod:`engine.checkpoint`) takes its file over
+with a :class:`Cut`: the writer reopens it (clearing a dead writer's open flags),
+cuts every table and the snapshot series to their lengths at the checkpoint, marks
+it running, and streams on under SWMR as before.
 """
 from __future__ import annotations
 
@@ -216,7 +221,9 @@ class RunWriter:
     exception is re-raised.
 
     The writer holds ``lock`` (a held :class:`RunLock` on `path`; by default it
-    takes its own before creating the file) until it is closed.
+    takes its own before creating the file) until it is closed.  With `cut` it
+    continues the existing file of the same run from that cut instead of creating
+    it (`attrs` are then set on it; `field_attrs` are the file's already).
     """
 
     def __init__(self, path, *, attrs: dict, lattices: list[LatticeInfo],

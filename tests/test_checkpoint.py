@@ -364,9 +364,14 @@ def test_a_complete_run_is_not_resumed(reference, capsys):
     refused(capsys, reference, "resume", str(reference / "r.ckpt.h5"), needle="is complete")
 
 
-def test_checkpoint_every_zero_is_refused(fresh, capsys, monkeypatch):
+def test_checkpoint_every_zero_and_a_checkpoint_on_the_run_file_are_refused(fresh, capsys,
+                                                                          monkeypatch):
     monkeypatch.chdir(fresh)
-    line = refused(capsys, fresh, *run_args("r.h5", "--checkpoint-every", 0),
-                   needle="--checkpoint-every 0")
+    refused(capsys, fresh, *run_args("r.h5", "--checkpoint-every", 0),
+            needle="--checkpoint-every 0")
+    refused(capsys, fresh, *run_args("r.h5", "--checkpoint", "r.h5"),
+            needle="would overwrite the --out run file")
+    refused(capsys, fresh, *run_args("r.h5", "--checkpoint", "b.toml"),
+            needle="would overwrite the scenario file")
     assert not (fresh / "r.h5").exists()
-    assert not checkpoint_path_for(fresh / "r.h5").exists(), line
+    assert not checkpoint_path_for(fresh / "r.h5").exists()
