@@ -407,8 +407,8 @@ def drive(recorder: Recorder, *, backend, started, progress, log, stop,
                 with writing(writer, out, f"the snapshot of step {sim.step_index}"):
                     recorder.record(rows)
                     recorder.scheduled_snapshot()
-                if loop.checkpoint_due(sim.step_index):
-                    recorder.checkpoint(started)
+                    if loop.checkpoint_due(sim.step_index):
+                        recorder.checkpoint(started)
                 bar.update(rows[0])
         finally:
             bar.close()
@@ -424,8 +424,8 @@ def stop_run(recorder: Recorder, signum: int, started: float) -> None:
     keeps one), a snapshot of the current step, the file closed as interrupted."""
     writer, body, loop = recorder.writer, recorder.body, recorder.loop
     step, name = body.step_index, signal.Signals(signum).name
-    recorder.checkpoint(started)
     with writing(writer, loop.out, f"the snapshot of step {step}"):
+        recorder.checkpoint(started)
         last = loop.last_snapshot if loop.last_snapshot == step else recorder.snapshot()
         kept = writer.n_snapshots
         writer.close("interrupted", f"stopped by {name} at step {step}")

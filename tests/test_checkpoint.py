@@ -231,6 +231,21 @@ def test_rows_and_snapshots_written_after_the_checkpoint_are_replaced(tmp_path, 
         assert list(f.attrs["resumed_at_step"]) == [35]
 
 
+def test_a_failed_checkpoint_write_fails_the_run_and_leaves_no_partial_file(fresh, capsys,
+                                                                           monkeypatch):
+    import engine.checkpoint
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(engine.checkpoint, "_write", full_disk)
+    monkeypatch.chdir(fresh)
+    line = one_error(capsys, *run_args("r.h5", "--checkpoint-every", 4), status=1)
+    assert "r.ckpt.h5: cannot write the checkpoint of step 4: No space left" in line
+    with h5py.File(fresh / "r.h5", "r") as f:
+        assert f.attrs["status"] == "failed"
+    assert sorted(p.name for p in fresh.iterdir()) == ["b.toml", "r.h5", "r.xdmf"]
+
+
 # -- in process: checkpoint, restore, step ------------------------------------------------
 
 def body_state(body) -> dict:
