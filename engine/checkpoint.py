@@ -68,6 +68,7 @@ def scenario_hash(scenario) -> str:
 
 
 def sha256(data) -> str:
+    """The SHA-256 (hex) of bytes, or of an array's bytes in C order."""
     return hashlib.sha256(memoryview(np.ascontiguousarray(data)).cast("B")
                           if isinstance(data, np.ndarray) else data).hexdigest()
 
