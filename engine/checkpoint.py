@@ -221,7 +221,11 @@ class Checkpoint:
 
     def state_of_run(self):
         """(body, loop) as they were, the body without lattice arrays (see `place`)."""
-        saved = pickle.loads(self.state)
+        try:
+            saved = pickle.loads(self.state)
+        except Exception as exc:        # the same version string, other code (a dev build)
+            raise UserError(f"{shown(self.path)}: this oncolattice cannot restore the "
+                            f"checkpoint's state ({type(exc).__name__}: {exc})") from None
         return saved["body"], saved["loop"].paths_in(self.path.parent)
 
     def place(self, body, backend: str) -> None:
