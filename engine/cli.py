@@ -1,12 +1,15 @@
-"""The `oncolattice` command: run, check, bench, compare, ensemble, view, render, report.
+"""The `oncolattice` command: run, resume, check, bench, compare, ensemble, view, render,
+report.
 
 Errors a user can fix are printed as one line on stderr with a non-zero exit
 status (2 for bad input); a traceback is shown only with ONCOLATTICE_DEBUG=1.
 
 `run` stops on SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (batch schedulers' warnings
 before the wall time): the handlers only record the signal, and the run checks
-at each step boundary, snapshots the current step, closes its file as
-``interrupted`` and exits with 128 + the signal number (130, 143, 138).
+at each step boundary, writes its checkpoint (where it keeps one:
+``--checkpoint-every``, ``--checkpoint``), snapshots the current step, closes its
+file as ``interrupted`` and exits with 128 + the signal number (130, 143, 138).
+`resume` continues a run from its checkpoint the same way.
 """
 from __future__ import annotations
 
@@ -65,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--summary", type=Path, metavar="SUMMARY.json", help="write a JSON summary")
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--checkpoint-every", type=int, metavar="N",
+                     help="write a checkpoint every N steps (and always on SIGTERM/SIGUSR1)")
+    run.add_argument("--checkpoint", type=Path, metavar="CKPT.h5",
+                     help="checkpoint path (default: RUN.ckpt.h5 beside --out); given alone, "
+                          "a checkpoint is written only when a stop signal ends the run")
+
+    resume = sub.add_parser("resume", help="continue a run from its checkpoint, appending to "
+                            "its run file (bit for bit what the uninterrupted run writes)")
+    resume.add_argument("checkpoint", type=Path, metavar="CKPT.h5")
+    resume.add_argument("--backend", default="auto", choices=BACKENDS)
+    resume.add_argument("--out", type=Path, metavar="RUN.h5",
+                        help="the run file, if it has moved since the checkpoint was written")
+    resume.add_argument("--quiet", action="store_true", help="no progress output")
 
     repair = sub.add_parser("repair", help="make the file of a killed run readable again "
                             "(marks it closed and interrupted, trims a torn snapshot)")
@@ -140,6 +156,8 @@ def cmd_run(args) -> int:
         raise UserError(f"--steps {args.steps}: must be between 1 and {MAX_STEPS}")
     if args.snapshot_every is not None and args.snapshot_every < 1:
         raise UserError(f"--snapshot-every {args.snapshot_every}: must be at least 1")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every {args.checkpoint_every}: must be at least 1")
     backend = select_backend(args.backend)
     steps = args.steps if args.steps is not None else steps_for(scenario)
     out = args.out or Path(f"{default_stem(scenario['scenario.name'])}.h5")
@@ -147,6 +165,7 @@ def cmd_run(args) -> int:
         raise UserError(f"--out {shown(out)}: the run file must end in .h5 or .hdf5")
     check_run_paths(out, args.summary, Path(scenario.path), overwrite=args.overwrite)
     comm = mpi_world_for(scenario)
+    checkpoint = checkpoint_of(args, out, Path(scenario.path))
     every = args.snapshot_every or scenario["time.snapshot_every_steps"]
     log = sys.stderr
     estimate = disk_estimate(scenario, steps, every)
@@ -165,8 +184,8 @@ def cmd_run(args) -> int:
                   f"{human_bytes(free)} free on {shown(where)}", file=log, flush=True)
     root = comm is None or comm.Get_rank() == 0
     if comm is not None:
-        comm.Barrier()                      # every rank checked the paths before rank 0 writes
-        COLLECTIVE["comm"] = comm
+        from .domain import depend_on_each_other
+        depend_on_each_other(comm)          # every rank checked the paths; rank 0 writes
     lock = None
     if root:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -178,12 +197,47 @@ def cmd_run(args) -> int:
               f"backend={backend}{ranks} steps={steps} -> {shown(out)}", file=log, flush=True)
     summary = run(scenario, backend=backend, steps=steps, out=out, snapshot_every=every,
                   summary_path=args.summary, progress=not quiet, log=log,
-                  overwrite=args.overwrite, stop=stop_requested, lock=lock, comm=comm)
+                  overwrite=args.overwrite, stop=stop_requested, lock=lock, comm=comm,
+                  checkpoint=checkpoint, checkpoint_every=args.checkpoint_every)
     if not quiet:
-        c0, c = summary["counts_initial"], summary["counts"]
-        print(f"done in {summary['wall_s']:.1f} s: tumor {c0['tumor']} -> {c['tumor']} cells "
-              f"(x{summary['tumor_growth']:.1f}), functional fraction "
-              f"{summary['functional_fraction']:.4f}, necrotic {c['necrotic']}", file=log)
+        print_done(summary, log)
+    return 0
+
+
+def print_done(summary: dict, log) -> None:
+    c0, c = summary["counts_initial"], summary["counts"]
+    print(f"done in {summary['wall_s']:.1f} s: tumor {c0['tumor']} -> {c['tumor']} cells "
+          f"(x{summary['tumor_growth']:.1f}), functional fraction "
+          f"{summary['functional_fraction']:.4f}, necrotic {c['necrotic']}", file=log)
+
+
+def checkpoint_of(args, out: Path, scenario: Path) -> Path | None:
+    """The run's checkpoint path: --checkpoint, else RUN.ckpt.h5 with --checkpoint-every,
+    else None (no checkpoints); refused where it would overwrite the run's other files."""
+    from .checkpoint import checkpoint_path_for
+    if args.checkpoint is None and args.checkpoint_every is None:
+        return None
+    path = args.checkpoint or checkpoint_path_for(out)
+    for other, what in ((out, "the --out run file"), (out.with_suffix(".xdmf"),
+                        "the run's XDMF sidecar"), (args.summary, "the --summary file"),
+                        (scenario, "the scenario file")):
+        if other is not None and _same_file(path, other):
+            raise UserError(f"--checkpoint {shown(path)}: would overwrite {what} {shown(other)}")
+    check_writable("--checkpoint", path, replace=True)
+    return path
+
+
+def cmd_resume(args) -> int:
+    from .run import resume
+    from .domain import world
+    backend = select_backend(args.backend)
+    log = sys.stderr
+    comm = world()
+    quiet = args.quiet or (comm is not None and comm.Get_rank() != 0)
+    summary = resume(args.checkpoint, backend=backend, out=args.out, progress=not quiet,
+                     log=log, stop=stop_requested, comm=comm)
+    if not quiet:
+        print_done(summary, log)
     return 0
 
 
@@ -352,9 +406,9 @@ def cmd_ensemble(args) -> int:
     return ensemble(args, stop=stop_requested)
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "bench": cmd_bench, "repair": cmd_repair,
-            "compare": cmd_compare, "ensemble": cmd_ensemble}
-STOPPABLE = ("run", "repair", "compare", "ensemble")   # commands that end at a safe point on a stop signal
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "check": cmd_check, "bench": cmd_bench,
+            "repair": cmd_repair, "compare": cmd_compare, "ensemble": cmd_ensemble}
+STOPPABLE = ("run", "resume", "repair", "compare", "ensemble")   # end at a safe point on a stop signal
 
 _stops: list[int] = []          # stop signals received, in order
 
@@ -440,14 +494,11 @@ def _end_now(status: int) -> None:
     os._exit(status)
 
 
-COLLECTIVE = {"comm": None}    # set once the ranks of an MPI run depend on each other
-
-
 def report(line: str) -> None:
     """Print a one-line error: under MPI, before the ranks depend on each other, every
     rank meets the same error and rank 0 alone says it; afterwards, the rank it
     happened on."""
-    from .domain import launched_by_mpi
+    from .domain import COLLECTIVE, launched_by_mpi
     rank = next((os.environ[v] for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
                  if v in os.environ), "0")
     if COLLECTIVE["comm"] is not None or not launched_by_mpi() or rank == "0":
@@ -458,6 +509,7 @@ def main(argv=None) -> int:
     """The command line `argv` (None: this process is `oncolattice`, sys.argv) -> exit
     status.  An MPI run that fails on one rank after the ranks began to depend on each
     other aborts them all (the others would wait for it forever)."""
+    from .domain import COLLECTIVE
     status = _main(argv)
     if status and COLLECTIVE["comm"] is not None:
         COLLECTIVE["comm"].Abort(status)
@@ -478,6 +530,7 @@ def _main(argv=None) -> int:
                 _end_now(exc.exit_status)
         return exc.exit_status
     except Interrupted as exc:
+        from .domain import COLLECTIVE
         COLLECTIVE["comm"] = None           # every rank stopped at the same step
         report(f"oncolattice: interrupted: {exc}")
         return exc.exit_status

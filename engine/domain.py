@@ -73,6 +73,17 @@ def world():
     return comm if comm.Get_size() > 1 else None
 
 
+COLLECTIVE = {"comm": None}    # set once the ranks of an MPI run depend on each other
+
+
+def depend_on_each_other(comm) -> None:
+    """From here on the ranks wait for each other: every rank has passed the checks
+    that every rank makes alike (so a bad input ended them all with one line), and a
+    failure on one rank must now abort all (`engine.cli.main`)."""
+    comm.Barrier()
+    COLLECTIVE["comm"] = comm
+
+
 def split(nz: int, ranks: int) -> list[tuple[int, int]]:
     """[lo, hi) planes of each rank: nz // R each, the first nz mod R ranks one more."""
     base, extra = divmod(nz, ranks)

@@ -30,6 +30,11 @@ A writer holds :class:`RunLock` (``flock`` on ``RUN.h5.lock``) from before the
 file is created until it is closed, so a second writer, or :func:`repair_run_file`,
 is refused instead of truncating a live run.  :func:`repair_run_file` makes the
 file of a killed writer readable by any HDF5 tool again.
+
+A resumed run (``oncolattice resume``, :mod:`engine.checkpoint`) takes its file over
+with a :class:`Cut`: the writer reopens it (clearing a dead writer's open flags),
+cuts every table and the snapshot series to their lengths at the checkpoint, marks
+it running, and streams on under SWMR as before.
 """
 from __future__ import annotations
 
@@ -216,13 +221,15 @@ class RunWriter:
     exception is re-raised.
 
     The writer holds ``lock`` (a held :class:`RunLock` on `path`; by default it
-    takes its own before creating the file) until it is closed.
+    takes its own before creating the file) until it is closed.  With `cut` it
+    continues the existing file of the same run from that cut instead of creating
+    it (`attrs` are then set on it; `field_attrs` are the file's already).
     """
 
     def __init__(self, path, *, attrs: dict, lattices: list[LatticeInfo],
                  counts_dtype: np.dtype, snapshot_fields: dict[str, np.dtype],
                  field_attrs: dict[str, dict] | None = None, lock: RunLock | None = None,
-                 tables: dict[str, np.dtype] | None = None):
+                 tables: dict[str, np.dtype] | None = None, cut: "Cut | None" = None):
         self.path = Path(path)
         self.xdmf_path = self.path.with_suffix(".xdmf")
         if self.xdmf_path == self.path:
@@ -260,13 +267,18 @@ class RunWriter:
         if not self._lock.held or self._lock.run_path != self.path:
             raise ValueError(f"lock {self._lock.path} is not a held lock on {self.path}")
         try:
-            self._f = h5py.File(self.path, "w", libver="latest")
+            if cut is not None:
+                clear_stale_flags(self.path)
+            self._f = h5py.File(self.path, "w" if cut is None else "r+", libver="latest")
         except BaseException:
             self._closed = True
             self._lock.release()
             raise
         try:
-            self._create(attrs, field_attrs)
+            if cut is None:
+                self._create(attrs, field_attrs)
+            else:
+                self._cut(cut, attrs)
             self._f.flush()
             self._f.swmr_mode = True        # no new objects or attributes from here on
             self._write_xdmf()
@@ -302,6 +314,38 @@ class RunWriter:
         for path, dt in ((COUNTS, self.counts_dtype), *self.tables.items()):
             f.create_dataset(path, shape=(0,), maxshape=(None,), dtype=dt,
                              chunks=(COUNTS_CHUNK_ROWS,), compression="gzip", compression_opts=1)
+
+    def _cut(self, cut: "Cut", attrs: dict) -> None:
+        """Take over the file of an earlier writer of this run at `cut` (what it wrote
+        after is dropped), marked running again, with `attrs`."""
+        f = self._f
+        for path, n in cut.lengths.items():
+            for ds in self._series() if path == SNAPSHOT_STEP else [f[path]]:
+                ds.resize(n, axis=0)
+        for path, rows in cut.whole.items():
+            ds = f[path]
+            ds.resize(len(rows), axis=0)
+            ds[:] = rows
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        f.attrs[STATUS_ATTR] = RUNNING
+        if STATUS_REASON_ATTR in f.attrs:
+            del f.attrs[STATUS_REASON_ATTR]
+
+    def _series(self) -> list:
+        """The snapshot index and every snapshot field series."""
+        return [self._f[SNAPSHOT_STEP], self._f[SNAPSHOT_TIME]] + [
+            self._f[field_path(lat.name, name)] for lat in self.lattices for name in self.fields]
+
+    def flush(self) -> dict[str, int]:
+        """Write every queued row to the file and flush it; returns the length of
+        the counts, of every table and of the snapshot index (a checkpoint keeps
+        them: the `Cut` of a run resumed from it)."""
+        self._check_open()
+        self._flush_counts()
+        self._f.flush()
+        return {path: int(self._f[path].shape[0])
+                for path in (COUNTS, *self.tables, SNAPSHOT_STEP)}
 
     @property
     def closed(self) -> bool:
@@ -564,6 +608,26 @@ def clear_status_flags(path) -> None:
                     f"run `h5clear -s --increment=0 {shown(path)}` (HDF5 tools), then repair again")
 
 
+def clear_stale_flags(path) -> None:
+    """Clear the open-for-write flags a writer that died left on `path`, if it has them."""
+    try:
+        h5py.File(path, "r", locking=False).close()
+    except OSError:
+        clear_status_flags(path)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where a resumed run takes over its file: each table (and the snapshot index
+    with its field series) is cut to its length in `lengths` (path -> rows, as
+    `RunWriter.flush` returned them at the checkpoint), so rows and snapshots a killed
+    run wrote after its checkpoint are dropped; the tables rewritten whole (`whole`:
+    path -> rows) get the given rows."""
+
+    lengths: dict
+    whole: dict = field(default_factory=dict)
+
+
 def repair_run_file(path) -> str:
     """Make the run file of a killed writer whole: mark it closed (``h5clear -s``),
     cut the snapshot index and the field series to the snapshots fully written
@@ -574,10 +638,7 @@ def repair_run_file(path) -> str:
         raise UserError(f"{shown(path)}: no such run file")
     with RunLock(path):
         try:
-            try:
-                h5py.File(path, "r", locking=False).close()
-            except OSError:         # marked open for write by a writer that died
-                clear_status_flags(path)
+            clear_stale_flags(path)
             f = h5py.File(path, "r+")
         except OSError as exc:
             reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)

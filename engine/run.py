@@ -8,9 +8,11 @@ import shutil
 import signal
 import sys
 import time
-from contextlib import contextmanager
+import dataclasses
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from kernels.immune import IMMUNE
@@ -20,13 +22,15 @@ from kernels.lattice import KIND_NAMES
 from . import __version__
 from .backend import cpu_threads, gpu_free_bytes
 from .errors import DoesNotFit, Interrupted, OutputFailed, UserError, shown
-from .output import LatticeInfo, RunLock, RunWriter, write_summary
+from .checkpoint import Loop, read_checkpoint, sha256, write_checkpoint
+from .output import Cut, LatticeInfo, RunLock, RunWriter, write_summary
 from .runformat import (BLOCK_FRACTION_ATTR, BODY, CODES_ATTR, COLONIES, COLONY_SIZES, CTCS,
                         KIND, LATTICE_ID_ATTR, PRIMARY, ROLE_ATTR, SITE, SITE_CLASS_ATTR,
-                        SITE_ORGAN_ATTR, THERAPY, CHECKUPS, DECISIONS, UNITS_ATTR, counts_path,
+                        SITE_ORGAN_ATTR, THERAPY, CHECKUPS, DECISIONS, UNITS_ATTR, FORMAT,
+                        FORMAT_ATTR, STATUS_ATTR, counts_path,
                         kind_codes_attr, plain_rows)
 from .body import NK_KILLED, Body, circulation_totals, site_class
-from .domain import use_rank_gpu
+from .domain import depend_on_each_other, use_rank_gpu
 from .colonies import CLASSES, COLONY_DTYPE, SIZE_DTYPE
 from .simulation import counts_dtype
 from .protocol import DECISION_DTYPE, checkup_dtype
@@ -35,6 +39,7 @@ from .state import SNAPSHOT_FIELDS, host_bytes_per_voxel, human_bytes, run_bytes
 
 KIND_CODES = kind_codes_attr(KIND_NAMES)      # stored with the kind data: readers decode by it
 SPACE_MARGIN_BYTES = 16 << 20   # free space kept beyond a snapshot before writing it
+RESUMED_ATTR = "resumed_at_step"    # run file attribute: the step of every resume, in order
 
 
 def available_host_bytes() -> int | None:
@@ -210,14 +215,15 @@ def writing(writer, out, what: str):
 class Progress:
     """A tqdm bar on a terminal; plain log lines (about every 10 %) otherwise."""
 
-    def __init__(self, total: int, stream=sys.stderr, enabled: bool = True):
-        self.total, self.stream, self.enabled = total, stream, enabled
+    def __init__(self, total: int, stream=sys.stderr, enabled: bool = True, start: int = 0):
+        self.total, self.stream, self.enabled, self.start = total, stream, enabled, start
         self.bar = None
         self.every = max(1, total // 10)
         self.started = time.perf_counter()
         if enabled and stream.isatty():
             from tqdm import tqdm
-            self.bar = tqdm(total=total, unit="step", file=stream, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=start, unit="step", file=stream,
+                            dynamic_ncols=True)
 
     def update(self, row) -> None:
         if not self.enabled:
@@ -229,7 +235,7 @@ class Progress:
             return
         step = int(row["step"])
         if step % self.every == 0 or step == self.total:
-            rate = step / max(time.perf_counter() - self.started, 1e-9)
+            rate = (step - self.start) / max(time.perf_counter() - self.started, 1e-9)
             print(f"step {step}/{self.total} t={float(row['time_h']):.1f} h {status} "
                   f"({rate:.1f} steps/s)", file=self.stream, flush=True)
 
@@ -257,6 +263,9 @@ class NoWriter:
     def close(self, status, reason=None):
         self.closed = True
 
+    def flush(self) -> dict:
+        return {}
+
     def write_snapshot(self, *args):
         pass
 
@@ -270,6 +279,7 @@ def no_stop() -> int | None:
 def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
         summary_path: Path | None = None, progress: bool = True, log=sys.stderr,
         overwrite: bool = True, stop=no_stop, lock: RunLock | None = None,
+        checkpoint: Path | None = None, checkpoint_every: int | None = None,
         comm=None) -> dict:
     """Run `steps` steps, writing `out` (HDF5 + XDMF) and optionally a JSON summary.
 
@@ -281,28 +291,36 @@ def run(scenario, *, backend: str, steps: int, out: Path, snapshot_every: int,
     ``interrupted`` and raises :class:`Interrupted`.  A failed write ends the run
     with :class:`OutputFailed`; so does a disk too full for the next snapshot.
 
+    With a `checkpoint` path the run writes its whole state there (`engine.checkpoint`)
+    every `checkpoint_every` steps (None: never on schedule) and always when a stop
+    signal ends it, so that :func:`resume` continues it.
+
     With `comm` (MPI, several ranks) every lattice is split into z slabs
-    (`engine.domain`); rank 0 alone locks and writes `out` and the summary, the same
-    file a single process writes, and the stop signal is the one any rank received."""
+    (`engine.domain`); rank 0 alone locks and writes `out`, the summary and the
+    checkpoints, the same files a single process writes, and the stop signal is the one
+    any rank received."""
     out = Path(out)
+    loop = Loop(scenario=scenario, steps=int(steps), snapshot_every=int(snapshot_every),
+                out=out, summary_path=summary_path, checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+                immune_totals=dict.fromkeys(IMMUNE.events + IMMUNOTHERAPY.events, 0))
     if comm is not None:
         stop = everywhere(stop, comm)
         if comm.Get_rank() != 0:
-            return _run_locked(scenario, backend=backend, steps=steps, out=out, lock=None,
-                               snapshot_every=snapshot_every, summary_path=None,
-                               progress=False, log=log, stop=stop, comm=comm)
+            return _run_locked(dataclasses.replace(loop, summary_path=None), backend=backend,
+                               lock=None, progress=False, log=log, stop=stop, comm=comm)
     if lock is None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with RunLock(out) as lock:
             return run(scenario, backend=backend, steps=steps, out=out, lock=lock,
                        snapshot_every=snapshot_every, summary_path=summary_path,
-                       progress=progress, log=log, overwrite=overwrite, stop=stop, comm=comm)
+                       progress=progress, log=log, overwrite=overwrite, stop=stop,
+                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, comm=comm)
     with lock:
         if out.exists() and not overwrite:
             raise UserError(f"--out {shown(out)}: the file exists (use --overwrite to replace it)")
-        return _run_locked(scenario, backend=backend, steps=steps, out=out, lock=lock,
-                           snapshot_every=snapshot_every, summary_path=summary_path,
-                           progress=progress, log=log, stop=stop, comm=comm)
+        return _run_locked(loop, backend=backend, lock=lock, progress=progress, log=log,
+                           stop=stop, comm=comm)
 
 
 def everywhere(stop, comm):
@@ -321,17 +339,24 @@ def _stop_before_start(stop, out):
                                   f"started; nothing was written to {shown(out)}")
 
 
-def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_path,
-                progress, log, stop, comm=None) -> dict:
+def writer_layout(body) -> dict:
+    """What a RunWriter of this body's run is told of its file: lattices, counts and
+    tables, snapshot fields."""
+    return {"lattices": lattice_infos(body), "counts_dtype": body.primary.dtype,
+            "snapshot_fields": {name: dtype for name, (dtype, _) in SNAPSHOT_FIELDS.items()},
+            "tables": body_tables(body)}
+
+
+def _run_locked(loop: Loop, *, backend, lock, progress, log, stop, comm=None) -> dict:
+    scenario, out = loop.scenario, loop.out
     _stop_before_start(stop, out)
     ensure_fits(scenario, backend)
     started = time.perf_counter()
     if comm is not None and backend == "cupy":
         use_rank_gpu(comm)
     body = Body(scenario, backend=backend, comm=comm)
-    root = body.primary.domain.root
-    sim = body.primary
     _stop_before_start(stop, out)
+    loop.created_utc = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     attrs = {
         "scenario_toml": scenario.resolved_toml(),
         "scenario_source": scenario.text,
@@ -340,39 +365,37 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         "version": __version__,
         "backend": backend,
         "step_h": float(scenario["time.step_h"]),
-        "steps_planned": int(steps),
+        "steps_planned": loop.steps,
         "mpi_ranks": body.primary.domain.size,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": loop.created_utc,
     }
     field_attrs = {name: {UNITS_ATTR: units} for name, (_, units) in SNAPSHOT_FIELDS.items()}
     field_attrs[KIND][CODES_ATTR] = KIND_CODES
-    fields = {name: dtype for name, (dtype, _) in SNAPSHOT_FIELDS.items()}
-    infos = lattice_infos(body)               # every rank: the organ maps are gathered
+    layout = writer_layout(body)              # every rank: the organ maps are gathered
     try:
-        writer = RunWriter(out, attrs=attrs, lattices=infos, counts_dtype=sim.dtype,
-                           snapshot_fields=fields, field_attrs=field_attrs, lock=lock,
-                           tables=body_tables(body)) if root else NoWriter()
+        writer = (RunWriter(out, attrs=attrs, field_attrs=field_attrs, lock=lock, **layout)
+                  if body.primary.domain.root else NoWriter())
     except OSError as exc:
         raise OutputFailed(f"{shown(out)}: cannot create the run file: "
                            f"{exc.strerror or exc}") from None
-    snapshot_bytes = sum(run_bytes(s.shape)["host_bytes"] for s in body.lattices)
+    return drive(Recorder(writer, body, loop), backend=backend, started=started,
+                 progress=progress, log=log, stop=stop, begin=True)
 
-    def snapshot():
-        need = snapshot_bytes + SPACE_MARGIN_BYTES
-        if root and free_bytes(out.parent) < need:
-            raise OSError(28, f"No space left on device (under {human_bytes(need)} free)")
-        writer.write_table(COLONIES, body.registry.rows)
-        writer.write_table(CTCS, body.circulation.records)
-        writer.write_snapshot(sim.step_index, sim.time_h,
-                              {s.name: s.snapshot() for s in body.lattices})
-        return sim.step_index
 
-    immune_totals = dict.fromkeys(IMMUNE.events + IMMUNOTHERAPY.events, 0)   # adoptive cells too
+class Recorder:
+    """What a run writes of its body: each step's rows, snapshots, checkpoints."""
 
-    def record_step(rows):
+    def __init__(self, writer, body, loop: Loop):
+        self.writer, self.body, self.loop = writer, body, loop
+        self.snapshot_bytes = sum(run_bytes(s.shape)["host_bytes"] for s in body.lattices)
+        self.checkpointed = -1          # step of the last checkpoint this process wrote
+
+    def record(self, rows) -> None:
+        """Queue one step's rows of every table (and sum its immune events)."""
+        body, writer, totals = self.body, self.writer, self.loop.immune_totals
         for r in rows:
-            for event in immune_totals:
-                immune_totals[event] += int(r[event])
+            for event in totals:
+                totals[event] += int(r[event])
         writer.append_counts(rows[0])
         for site, row in zip(body.sites, rows[1:]):
             writer.append_rows(counts_path(site.name, SITE), row)
@@ -382,41 +405,93 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         writer.append_rows(CHECKUPS, body.clinic.checkups)
         writer.append_rows(DECISIONS, body.clinic.decided)
 
+    def snapshot(self) -> int:
+        """Write the snapshot of the current step (and the changing tables); returns the step."""
+        body, writer = self.body, self.writer
+        need = self.snapshot_bytes + SPACE_MARGIN_BYTES
+        if body.primary.domain.root and free_bytes(self.loop.out.parent) < need:
+            raise OSError(28, f"No space left on device (under {human_bytes(need)} free)")
+        writer.write_table(COLONIES, body.registry.rows)
+        writer.write_table(CTCS, body.circulation.records)
+        writer.write_snapshot(body.step_index, body.time_h,
+                              {s.name: s.snapshot() for s in body.lattices})
+        return body.step_index
+
+    def scheduled_snapshot(self) -> None:
+        """The snapshot of every `snapshot_every` steps and of the last step."""
+        step, loop = self.body.step_index, self.loop
+        if step % loop.snapshot_every == 0 or step == loop.steps:
+            loop.last_snapshot = self.snapshot()
+
+    def checkpoint(self, started: float) -> None:
+        """Flush the run file, then write the checkpoint of the current step (the file
+        then holds every row the checkpoint's step needs)."""
+        loop, step = self.loop, self.body.step_index
+        if loop.checkpoint is None or self.checkpointed == step:
+            return
+        lengths = self.writer.flush()
+        write_checkpoint(loop.checkpoint, self.body, dataclasses.replace(
+            loop, lengths=lengths, wall_s=loop.wall_s + time.perf_counter() - started))
+        self.checkpointed = step
+
+
+def drive(recorder: Recorder, *, backend, started, progress, log, stop,
+          begin: bool = False) -> dict:
+    """Step the body to the planned step, recording each step (the loop of a run and
+    of a resumed run; `begin`: first record step 0), then close the file and return
+    the summary."""
+    writer, body, loop = recorder.writer, recorder.body, recorder.loop
+    out, sim = loop.out, body.primary
     with writer:
-        with writing(writer, out, "the first snapshot"):
-            record_step(body.rows)
-            last = snapshot()
-        bar = Progress(steps, stream=log, enabled=progress)
+        if begin:
+            with writing(writer, out, "the first snapshot"):
+                recorder.record(body.rows)
+                loop.last_snapshot = recorder.snapshot()
+        bar = Progress(loop.steps, stream=log, enabled=progress, start=sim.step_index)
         try:
-            row = sim.initial
-            for _ in range(steps):
+            while sim.step_index < loop.steps:
                 if (signum := stop()) is not None:
-                    with writing(writer, out, f"the snapshot of step {sim.step_index}"):
-                        if last != sim.step_index:
-                            last = snapshot()
-                        name = signal.Signals(signum).name
-                        kept = writer.n_snapshots
-                        writer.close("interrupted", f"stopped by {name} at step {sim.step_index}")
-                    raise Interrupted(signum, f"stopped by {name} at step {sim.step_index} of "
-                                      f"{steps}: {shown(out)} keeps {kept} snapshots up to "
-                                      f"step {last} (status interrupted)")
+                    stop_run(recorder, signum, started)
                 rows = body.step()
-                row = rows[0]
                 with writing(writer, out, f"the snapshot of step {sim.step_index}"):
-                    record_step(rows)
-                    if sim.step_index % snapshot_every == 0 or sim.step_index == steps:
-                        last = snapshot()
-                bar.update(row)
+                    recorder.record(rows)
+                    recorder.scheduled_snapshot()
+                    if loop.checkpoint_due(sim.step_index):
+                        recorder.checkpoint(started)
+                bar.update(rows[0])
         finally:
             bar.close()
         with writing(writer, out, "the end of the run"):
             writer.write_table(COLONIES, body.registry.rows)
             writer.write_table(CTCS, body.circulation.records)
             writer.close("complete")
-    wall = time.perf_counter() - started
+    return finish(body, loop, backend, loop.wall_s + time.perf_counter() - started)
+
+
+def stop_run(recorder: Recorder, signum: int, started: float) -> None:
+    """End the run at this step boundary on a stop signal: the checkpoint (where the run
+    keeps one), a snapshot of the current step, the file closed as interrupted."""
+    writer, body, loop = recorder.writer, recorder.body, recorder.loop
+    step, name = body.step_index, signal.Signals(signum).name
+    with writing(writer, loop.out, f"the snapshot of step {step}"):
+        recorder.checkpoint(started)
+        last = loop.last_snapshot if loop.last_snapshot == step else recorder.snapshot()
+        kept = writer.n_snapshots
+        writer.close("interrupted", f"stopped by {name} at step {step}")
+    resumable = (f"; checkpoint {shown(loop.checkpoint)} (oncolattice resume "
+                 f"{shown(loop.checkpoint)})" if loop.checkpoint is not None else "")
+    raise Interrupted(signum, f"stopped by {name} at step {step} of {loop.steps}: "
+                      f"{shown(loop.out)} keeps {kept} snapshots up to step {last} "
+                      f"(status interrupted){resumable}")
+
+
+def finish(body, loop: Loop, backend: str, wall: float) -> dict:
+    """The summary of a finished run, written to `loop.summary_path` if it has one."""
+    scenario, sim = loop.scenario, body.primary
+    row = body.rows[0]
     summary = {
         "scenario": scenario["scenario.name"],
-        "output": str(out),
+        "output": str(loop.out),
         "steps": int(sim.step_index),
         "time_h": float(sim.time_h),
         "seed": int(scenario["scenario.seed"]),
@@ -430,17 +505,111 @@ def _run_locked(scenario, *, backend, steps, out, lock, snapshot_every, summary_
         "functional_fraction": float(row["functional_fraction"]),
         "tumor_growth": float(row["tumor"]) / max(int(sim.initial["tumor"]), 1),
     }
-    summary["immune"] = immune_summary(body, immune_totals)
+    summary["immune"] = immune_summary(body, loop.immune_totals)
     if body.sites:
         summary["body"] = body_summary(body)
     if scenario.therapies:
         summary["therapy"] = therapy_summary(body)
     if scenario.rules:
         summary["protocol"] = protocol_summary(body)
-    if summary_path is not None and root:
+    if loop.summary_path is not None:
         try:
-            write_summary(summary_path, summary)
+            write_summary(loop.summary_path, summary)
         except OSError as exc:
-            raise OutputFailed(f"--summary {shown(summary_path)}: cannot write: "
+            raise OutputFailed(f"--summary {shown(loop.summary_path)}: cannot write: "
                                f"{exc.strerror or exc}") from None
     return summary
+
+
+# -- resuming ------------------------------------------------------------------------
+
+def resume(checkpoint: Path, *, backend: str, out: Path | None = None, progress: bool = True,
+           log=sys.stderr, stop=no_stop, comm=None) -> dict:
+    """Continue the run of `checkpoint` to its planned step, appending to its run file
+    (`out`: the run file, where it has moved since).  The run file is locked, checked
+    against the checkpoint (its scenario, its creation, the rows it holds) before
+    anything is changed, then cut back to the checkpoint's step (`output.Cut`: rows
+    and snapshots a killed run wrote after it are dropped) and continued; every row
+    and snapshot equals those of the run never interrupted, on any number of MPI ranks
+    (`comm`: rank 0 locks, checks and writes; every rank holds its slabs)."""
+    ckpt = read_checkpoint(checkpoint)
+    out = Path(out) if out is not None else ckpt.run_file
+    if not out.is_file():
+        raise UserError(f"{shown(out)}: no such run file (the run file of {shown(checkpoint)}; "
+                        f"name it with --out if it has moved)")
+    body, loop = ckpt.state_of_run()
+    resumed = check_run_file(out, ckpt, loop.lengths).get(RESUMED_ATTR, ())
+    root = comm is None or comm.Get_rank() == 0
+    if comm is not None:
+        stop = everywhere(stop, comm)
+        depend_on_each_other(comm)          # every rank checked the files; rank 0 writes
+    with RunLock(out) if root else nullcontext() as lock:
+        if root:
+            check_run_file(out, ckpt, loop.lengths)          # again, now that it is locked
+        _stop_before_start(stop, out)
+        ensure_fits(loop.scenario, backend)
+        if comm is not None and backend == "cupy":
+            use_rank_gpu(comm)
+        ckpt.place(body, backend, comm)
+        loop.out, loop.checkpoint = out, ckpt.path
+        if not root:
+            loop.summary_path = None
+        if progress and root:
+            print(f"oncolattice {__version__}: resuming {shown(out)} at step {ckpt.step} of "
+                  f"{loop.steps} from {shown(checkpoint)} backend={backend}"
+                  + (f" ranks={comm.Get_size()}" if comm is not None else ""), file=log,
+                  flush=True)
+        started = time.perf_counter()
+        cut = Cut(lengths=loop.lengths,
+                  whole={COLONIES: body.registry.rows, CTCS: body.circulation.records})
+        layout = writer_layout(body)
+        try:
+            writer = RunWriter(out, lock=lock, cut=cut, **layout, attrs={
+                RESUMED_ATTR: np.append(np.asarray(resumed, dtype=np.int64), ckpt.step)}) \
+                if root else NoWriter()
+        except OSError as exc:
+            raise OutputFailed(f"{shown(out)}: cannot reopen the run file: "
+                               f"{exc.strerror or exc}") from None
+        recorder = Recorder(writer, body, loop)
+        recorder.checkpointed = ckpt.step           # it is there already
+        return drive(recorder, backend=backend, started=started, progress=progress and root,
+                     log=log, stop=stop)
+
+
+def check_run_file(out: Path, ckpt, lengths: dict[str, int]) -> dict:
+    """Refuse a run file the checkpoint cannot continue: not a run file, of another
+    scenario or another run, complete, or short of the rows the checkpoint's step has
+    written (`lengths`, path -> rows); else return its root attributes."""
+    attrs, have = run_file_facts(out, lengths)
+    name = shown(ckpt.path)
+    if sha256(str(attrs.get("scenario_toml", "")).encode()) != ckpt.attrs["scenario_sha256"]:
+        raise UserError(f"{name}: the checkpoint's scenario is not that of {shown(out)} "
+                        f"(scenario_toml hashes differ)")
+    if attrs.get("created_utc") != ckpt.attrs["run_created_utc"]:
+        raise UserError(f"{name}: the checkpoint is of another run of {shown(out)} (created "
+                        f"{ckpt.attrs['run_created_utc']}, the file {attrs.get('created_utc')})")
+    if attrs.get(STATUS_ATTR) == "complete":
+        raise UserError(f"{shown(out)}: the run is complete; there is nothing to resume")
+    for path, rows in lengths.items():
+        if have[path] < rows:
+            raise UserError(f"{shown(out)}: /{path} holds {max(have[path], 0)} rows, fewer than "
+                            f"the {rows} written up to step {ckpt.step} of checkpoint {name}")
+    return attrs
+
+
+def run_file_facts(out: Path, paths) -> tuple[dict, dict[str, int]]:
+    """(root attributes, rows of each dataset in `paths`, -1 where it is missing) of a
+    run file, read without changing it (also the file of a writer that died, still
+    marked open for write)."""
+    for options in ({}, {"swmr": True}):
+        try:
+            with h5py.File(out, "r", locking=False, **options) as f:
+                if f.attrs.get(FORMAT_ATTR) != FORMAT:
+                    raise UserError(f"{shown(out)}: not an oncolattice run file")
+                attrs = {k: (v.decode() if isinstance(v, bytes) else v)
+                         for k, v in f.attrs.items()}
+                return attrs, {path: int(f[path].shape[0]) if path in f else -1
+                               for path in paths}
+        except OSError as exc:
+            reason = str(exc).splitlines()[0]
+    raise UserError(f"{shown(out)}: not a readable HDF5 file ({reason})")

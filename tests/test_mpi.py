@@ -185,3 +185,46 @@ def test_cuda_kernels_on_slabs_match_numba_on_the_whole_lattice(tmp_path, name, 
     assert a.files == b.files and len(a.files) > 20
     for key in a.files:
         assert np.array_equal(a[key], b[key]), key
+
+
+# -- checkpoints across rank counts -------------------------------------------------------
+
+@needs_mpi
+def test_a_run_stopped_on_two_ranks_resumes_on_three_bit_identical(tmp_path):
+    """SIGUSR1 to one rank stops every rank at the same step with a checkpoint; the
+    checkpoint (the whole lattices, gathered) resumes on three ranks; the run file
+    equals the single-process run's."""
+    import signal
+    import time
+    steps = "40"
+    scenario = tmp_path / "q.toml"
+    scenario.write_text(SCENARIOS["quickstart"]())
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    base = [sys.executable, "-m", "engine", "run", str(scenario), "--steps", steps,
+            "--snapshot-every", "8", "--quiet"]
+    one = subprocess.run(base + ["--out", str(tmp_path / "one.h5")], capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert one.returncode == 0, one.stderr
+    out, ckpt = tmp_path / "two.h5", tmp_path / "two.ckpt.h5"
+    job = subprocess.Popen([MPIEXEC, "-n", "2", *base, "--out", str(out), "--checkpoint-every",
+                            "4"], stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ranks = subprocess.run(["pgrep", "-f", "--", f"engine run .*--out {out}"],
+                           capture_output=True, text=True)
+    pids = [int(p) for p in ranks.stdout.split() if int(p) != job.pid]
+    os.kill(max(pids), signal.SIGUSR1)                    # one rank: every rank stops
+    _, err = job.communicate(timeout=300)
+    assert job.returncode == 128 + signal.SIGUSR1, err
+    assert "oncolattice resume" in err
+    with h5py.File(out, "r") as f:
+        assert f.attrs["status"] == "interrupted" and len(f["counts"]) < int(steps) + 1
+    resumed = subprocess.run([MPIEXEC, "-n", "3", sys.executable, "-m", "engine", "resume",
+                              str(ckpt), "--quiet"], capture_output=True, text=True,
+                             timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = datasets(tmp_path / "one.h5"), datasets(out)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
