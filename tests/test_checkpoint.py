@@ -19,9 +19,10 @@ import h5py
 import pytest
 
 from conftest import small_scenario_text, with_values
-from test_body import FAST
+from test_body import FAST, SITES as BODY_SITES
 from test_cuda import CUDA_BACKENDS
-from test_hardening_run import handles_stop_signals, main, one_error, spawn, wait_for
+from test_hardening_run import handles_stop_signals, main, one_error, wait_for
+from test_hardening_run import spawn as spawn_engine
 from test_protocol import RULES, THERAPIES
 from engine import cli
 from engine.body import Body
@@ -30,21 +31,9 @@ from engine.checkpoint import (STATE_ARRAYS, Loop, checkpoint_path_for, lattice_
 from engine.scenario import parse_scenario
 
 STEPS = 40
-SITES = """
-[[sites]]
-name = "node"
-organ = "lymph_node"
-shape = [8, 8, 8]
-drains_to = "blood"
-capillary_spacing_um = 60.0
-
-[[sites]]
-name = "lung"
-organ = "lung"
-shape = [8, 8, 8]
-capillary_spacing_um = 60.0
-functional_density = 0.3
-"""
+SITES = (BODY_SITES.replace("[12, 12, 12]", "[8, 8, 8]")     # 8³ blocks, dense capillaries
+         .replace("capillary_spacing_um = 100.0", "capillary_spacing_um = 60.0")
+         .replace("capillary_spacing_um = 80.0", "capillary_spacing_um = 60.0"))
 
 
 def body_text() -> str:
@@ -63,17 +52,20 @@ def run_args(out, *more):
     return ("run", "b.toml", "--steps", STEPS, "--out", out, "--quiet", *more)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Runs in subprocesses use one Numba thread (the result is the same for any count;
-    on a shared 2-core machine this is faster)."""
+def spawn(*args, cwd, **kwargs):
+    """`oncolattice` in a subprocess on one Numba thread (the result is the same for any
+    count; on a shared 2-core machine this is faster).  The variable is set only while
+    the child is created: Numba re-reads it at every compile in this process, and a
+    changed value after its threads started is an error."""
     before = os.environ.get("NUMBA_NUM_THREADS")
     os.environ["NUMBA_NUM_THREADS"] = "1"
-    yield
-    if before is None:
-        del os.environ["NUMBA_NUM_THREADS"]
-    else:
-        os.environ["NUMBA_NUM_THREADS"] = before
+    try:
+        return spawn_engine(*args, cwd=cwd, **kwargs)
+    finally:
+        if before is None:
+            del os.environ["NUMBA_NUM_THREADS"]
+        else:
+            os.environ["NUMBA_NUM_THREADS"] = before
 
 
 @pytest.fixture(scope="module")
