@@ -4,6 +4,7 @@ mpi4py are one-line errors.
 
 The runs use `mpiexec` from the `mpich` wheel (pip install mpi4py mpich); without it the
 tests skip with that reason.  Every rank runs one Numba thread (two cores in CI)."""
+import json
 import os
 import shutil
 import subprocess
@@ -228,3 +229,28 @@ def test_a_run_stopped_on_two_ranks_resumes_on_three_bit_identical(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert a[key].tobytes() == b[key].tobytes(), key
+
+
+# -- the scaling benchmark runs (its figures are measured, never asserted) ---------------
+
+@needs_mpi
+def test_bench_mpi_reports_strong_and_weak_runs(tmp_path):
+    out = tmp_path / "scaling.json"
+    proc = subprocess.run([sys.executable, "-m", "engine", "bench", "--mpi", "--size", "8",
+                           "--steps", "1", "--ranks", "1,2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, NUMBA_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    runs = {(r["mode"], r["ranks"]): r for r in report["runs"]}
+    assert set(runs) == {("strong", 1), ("strong", 2), ("weak", 1), ("weak", 2)}
+    assert runs["weak", 2]["shape"] == [16, 8, 8] and runs["strong", 2]["shape"] == [8, 8, 8]
+    assert runs["strong", 1]["halo_bytes_per_rank"] == 0
+    assert runs["strong", 2]["halo_bytes_per_rank"] > 0
+    assert runs["strong", 2]["halo_messages_per_rank"] > 0
+    assert "efficiency" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "engine", "bench", "--mpi", "--size", "8",
+                          "--ranks", "1,5"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "oncolattice: error: --size: 8 planes along z cannot be split over 5 MPI ranks "
+        "(each rank needs at least 2 planes; use at most 4 ranks)")

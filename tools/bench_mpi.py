@@ -7,6 +7,11 @@ For each rank count R (default 1–4) two runs are launched with `mpiexec -n R`:
 * weak: a lattice R times as deep (R·size × size × size), so every rank holds a
   size³ slab.
 
+Efficiency is the work per processor-second against the 1-rank run's,
+(W_R / (t_R c_R)) / (W_1 / (t_1 c_1)), with W the voxels and c the processors a run had
+(GPUs, or Numba threads up to the machine's cores): on a 2-core laptop, where one rank
+of two threads and four ranks of one thread share the same two cores, c stays 2.
+
 Each run builds the simulation (JIT warm-up included), steps WARMUP_STEPS untimed,
 then times `--steps` steps; a step's time is the slowest rank's (ranks meet at a
 barrier before and after).  Halo time is the time inside `Slab.exchange` (copying
@@ -123,16 +128,22 @@ def format_table(report: dict) -> str:
         key = run["mode"]
         base.setdefault(key, run)
         one = base[key]
-        if key == "strong":
-            eff = one["step_ms"] / (run["step_ms"] * run["ranks"] / one["ranks"])
-        else:
-            eff = one["step_ms"] / run["step_ms"]
+        eff = (one["step_ms"] / run["step_ms"] * (run["voxels"] / one["voxels"])
+               * (cores(one, report) / cores(run, report)))
         shape = "x".join(str(n) for n in run["shape"])
         lines.append(f"{key:<7}{run['ranks']:>6}{shape:>16}{run['step_ms']:>10.1f}"
                      f"{run['halo_ms']:>9.1f}{100 * run['halo_share']:>7.1f}%"
                      f"{run['halo_bytes_per_rank'] / 1e6:>14.2f}"
                      f"{run['halo_messages_per_rank']:>11}{eff:>11.0%} ")
     return "\n".join(lines) + "\n"
+
+
+def cores(run: dict, report: dict) -> int:
+    """The processors a run had: one GPU per rank, or its ranks' Numba threads (at most
+    the machine's cores)."""
+    if run["backend"] == "cupy":
+        return run["ranks"]
+    return min(run["ranks"] * (run["threads_per_rank"] or 1), report["cpu_count"] or 1)
 
 
 def _worker(size, nz, backend, steps, path) -> int:
