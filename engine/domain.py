@@ -96,12 +96,13 @@ def split(nz: int, ranks: int) -> list[tuple[int, int]]:
 
 
 def check_split(key: str, nz: int, ranks: int) -> None:
-    """Refuse a lattice too thin for its ranks: each slab needs HALO planes (the halo a
-    neighbour reads comes from one slab)."""
-    if nz < ranks * HALO:
+    """Refuse a lattice too thin for its ranks: each slab needs HALO + GUARD planes (the
+    planes a neighbour refreshes come from one slab)."""
+    least = HALO + GUARD
+    if ranks > 1 and nz < ranks * least:
         raise UserError(f"{key}: {nz} planes along z cannot be split over {ranks} MPI ranks "
-                        f"(each rank needs at least {HALO} planes; use at most "
-                        f"{max(1, nz // HALO)} ranks)")
+                        f"(each rank needs at least {least} planes; use at most "
+                        f"{max(1, nz // least)} ranks)")
 
 
 class Whole:
@@ -137,8 +138,9 @@ class Whole:
     def owns(self, z: int) -> bool:
         return self.lo <= z < self.hi
 
-    def exchange(self, lattice, names) -> None:
-        """Refresh the halo planes of the named arrays from their owners."""
+    def exchange(self, lattice, names, depth: int = HALO) -> None:
+        """Refresh the `depth` planes beyond the slab of the named arrays from their
+        owners."""
 
     def sum(self, value):
         return value
@@ -181,25 +183,28 @@ class Slab(Whole):
 
     # -- halos ------------------------------------------------------------------------
 
-    def exchange(self, lattice, names) -> None:
+    def exchange(self, lattice, names, depth: int = HALO) -> None:
         import time
         started = time.perf_counter()
         for name in names:
-            self._exchange_array(lattice.arrays[name])
+            self._exchange_array(lattice.arrays[name], depth)
         self.exchange_s += time.perf_counter() - started
 
     def _planes(self, a, start, stop):
         return a[..., start:stop, :, :]
 
-    def _exchange_array(self, a) -> None:
-        """Send my first and last HALO owned planes to the neighbours below and above;
-        receive theirs into the HALO planes next to my own (host buffers)."""
+    def _exchange_array(self, a, depth: int) -> None:
+        """Send my first and last `depth` owned planes to the neighbours below and above;
+        receive theirs into the `depth` planes next to my own (host buffers).  Depth
+        HALO refreshes the halo; HALO + GUARD the guard too (only for arrays that hold
+        no directions: `flood`)."""
         start, stop = self.interior.start, self.interior.stop
         down = self.rank - 1 if self.lo > 0 else None
         up = self.rank + 1 if self.hi < self.nz else None
+        up_n, down_n = min(depth, self.above), min(depth, self.below)
         for dest, source, sent, into in (
-                (up, down, (stop - HALO, stop), (start - HALO, start)),      # upward
-                (down, up, (start, start + HALO), (stop, stop + HALO))):     # downward
+                (up, down, (stop - up_n, stop), (start - down_n, start)),        # upward
+                (down, up, (start, start + down_n), (stop, stop + up_n))):       # downward
             self._shift(a, dest, sent, source, into)
 
     def _shift(self, a, dest, sent, source, into) -> None:

@@ -84,13 +84,19 @@ def flood(lattice, rules, mark, source_kind, target_kind, value) -> int:
     """Repeat line scans along z, y and x until nothing changes: every voxel of kind
     `source_kind` joined through such voxels to one marked `value` (in the array
     `mark`) becomes `target_kind` marked `value`.  The result is a connected component, the
-    same in any scan order (on a slab, the scans run until no slab changes: the
-    component is that of the whole lattice, though the rounds may differ).  Returns
-    the rounds."""
+    same in any scan order.  On an MPI slab a scan along z runs through every plane the
+    slab holds, so the flooded arrays are refreshed on all of them, guard plane
+    included, before the first round and after every scan (they hold no directions);
+    the rounds run until no slab changes, giving the component of the whole lattice
+    (the rounds may differ).  Returns the rounds."""
     from engine.backend import architecture
+    from engine.domain import GUARD, HALO
     arch = architecture(lattice.backend)
     changed = arch.to_device(np.zeros(1, dtype=np.uint32))
     rounds = 0
+    flooded = [name for name, a in lattice.arrays.items() if a is mark] + ["kind"]
+    deep = HALO + GUARD              # a scan along z reaches through every plane a slab holds
+    lattice.domain.exchange(lattice, flooded, deep)
     while True:
         rounds += 1
         changed[...] = 0
@@ -99,6 +105,7 @@ def flood(lattice, rules, mark, source_kind, target_kind, value) -> int:
                          source_kind=np.uint8(source_kind), target_kind=np.uint8(target_kind),
                          value=np.uint8(value), changed=changed,
                          lines=lattice.voxels // lattice.shape[axis])
+            lattice.domain.exchange(lattice, flooded, deep)
         if not lattice.domain.any(arch.to_host(changed)[0]):    # on every slab of it
             return rounds
 

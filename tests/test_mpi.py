@@ -108,7 +108,7 @@ def test_immunity_and_three_therapies_split_over_three_ranks_change_nothing(tmp_
 @needs_mpi
 def test_more_ranks_than_the_thinnest_lattice_allows_is_one_line_and_writes_nothing(tmp_path):
     (tmp_path / "thin.toml").write_text(body_text().replace("shape = [12, 12, 12]",
-                                                            "shape = [5, 12, 12]", 1))
+                                                            "shape = [8, 12, 12]", 1))
     out = tmp_path / "thin.h5"
     command = [MPIEXEC, "-n", "3", sys.executable, "-m", "engine", "run",
                str(tmp_path / "thin.toml"), "--steps", "2", "--out", str(out)]
@@ -116,8 +116,8 @@ def test_more_ranks_than_the_thinnest_lattice_allows_is_one_line_and_writes_noth
                           env=dict(os.environ, NUMBA_NUM_THREADS="1"))
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("oncolattice")]
-    assert lines == ["oncolattice: error: sites[0].shape: 5 planes along z cannot be split "
-                     "over 3 MPI ranks (each rank needs at least 2 planes; use at most 2 ranks)"]
+    assert lines == ["oncolattice: error: sites[0].shape: 8 planes along z cannot be split "
+                     "over 3 MPI ranks (each rank needs at least 3 planes; use at most 2 ranks)"]
     assert not out.exists() and not out.with_suffix(".xdmf").exists()
 
 
@@ -140,16 +140,16 @@ def test_a_process_started_by_mpiexec_without_mpi4py_is_one_line(tmp_path):
 
 def test_slabs_cover_the_lattice_once_the_first_ranks_one_plane_thicker():
     for nz in range(2, 40):
-        for ranks in range(1, nz // HALO + 1):
+        for ranks in range(1, nz // (HALO + GUARD) + 1):
             bounds = split(nz, ranks)
             assert bounds[0][0] == 0 and bounds[-1][1] == nz
             assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
             sizes = [hi - lo for lo, hi in bounds]
             assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
             check_split("lattice.shape", nz, ranks)          # thick enough: no error
-    with pytest.raises(UserError, match=r"sites\[1\].shape: 7 planes along z cannot be split "
-                                        r"over 4 MPI ranks"):
-        check_split("sites[1].shape", 7, 4)
+    with pytest.raises(UserError, match=r"sites\[1\].shape: 11 planes along z cannot be "
+                                        r"split over 4 MPI ranks"):
+        check_split("sites[1].shape", 11, 4)
 
 
 def test_a_whole_lattice_is_its_own_single_slab():
@@ -253,4 +253,4 @@ def test_bench_mpi_reports_strong_and_weak_runs(tmp_path):
                           "--ranks", "1,5"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "oncolattice: error: --size: 8 planes along z cannot be split over 5 MPI ranks "
-        "(each rank needs at least 2 planes; use at most 4 ranks)")
+        "(each rank needs at least 3 planes; use at most 2 ranks)")
