@@ -50,11 +50,14 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Mapping
+
+import numpy as np
 
 FORMAT = "oncolattice-run-1"
 
@@ -94,6 +97,16 @@ CHUNK_EDGE = 64
 def lattice_path(lattice: str) -> str:
     """The group of lattice `lattice`."""
     return f"{LATTICES}/{lattice}"
+
+
+def json_number(x):
+    """A JSON-safe number: NaN and infinities become None; integral floats stay floats."""
+    if x is None:
+        return None
+    x = x.item() if isinstance(x, np.generic) else x
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 def plain_rows(rows) -> list[dict]:

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.errors import RunFileError
-from engine.runformat import plain_rows
+from engine.runformat import json_number, plain_rows
 
 BURDEN_KINDS = ("tumor", "dormant")         # cells of the tumour burden
 NECROTIC = "necrotic"
@@ -218,14 +218,14 @@ class Outcomes:
     def summary(self) -> dict:
         """The headline outcomes, JSON-ready."""
         def last(a):
-            return _num(a[-1]) if len(a) else None
+            return json_number(a[-1]) if len(a) else None
         return {
             "run": self.run, "status": self.status, "seed": self.seed,
             "time_h": last(self.time_h),
-            "burden_cells_initial": _num(self.burden_cells[0]) if len(self.time_h) else None,
+            "burden_cells_initial": json_number(self.burden_cells[0]) if len(self.time_h) else None,
             "burden_cells_final": last(self.burden_cells),
             "burden_volume_mm3_final": last(self.burden_volume_mm3),
-            "primary_diameter_mm_initial": (_num(self.primary_diameter_mm[0])
+            "primary_diameter_mm_initial": (json_number(self.primary_diameter_mm[0])
                                             if len(self.time_h) else None),
             "primary_diameter_mm_final": last(self.primary_diameter_mm),
             "sum_diameters_mm_final": last(self.sum_diameters_mm),
@@ -255,18 +255,8 @@ class Outcomes:
         for lat in self.lattices:
             for organ, f in lat.functional.items():
                 key = organ if lat.role != "site" else f"{lat.name}/{organ}"
-                out[key] = _num(f[-1]) if len(f) else None
+                out[key] = json_number(f[-1]) if len(f) else None
         return out
-
-
-def _num(x):
-    """A JSON-safe number: NaN and infinities become None; integral floats stay floats."""
-    if x is None:
-        return None
-    x = x.item() if isinstance(x, np.generic) else x
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def _aligned(table, steps: np.ndarray, column, fill: float = 0.0) -> np.ndarray:
@@ -367,7 +357,7 @@ def progression(steps, time_h, sums, colony_sizes, colonies, targets, rule=RECIS
     step, t, why = min(candidates, key=lambda c: (c[0], c[2] != "growth"))
     if any(c[0] == step and c[2] != why for c in candidates):
         why = "growth and new lesion"
-    return nadir, new, {"progressed": True, "step": step, "time_h": _num(t),
+    return nadir, new, {"progressed": True, "step": step, "time_h": json_number(t),
                         "reason": why, "censored_h": None}
 
 

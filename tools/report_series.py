@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.runformat import CHUNK_EDGE, EMPTY_KIND, KIND, KindCodes
+from engine.runformat import CHUNK_EDGE, EMPTY_KIND, KIND, KindCodes, json_number
 from tools.palette import KIND_COLOURS, kind_colour
 
 DAYS_ABOVE_H = 72.0                 # time axes in days once a run is longer than this
@@ -206,15 +206,6 @@ def kind_table(run, meta) -> list[dict]:
 
 # -- the headline numbers ------------------------------------------------------------
 
-def _num(x):
-    """A JSON-safe number: NaN and infinities become None."""
-    if x is None:
-        return None
-    x = x.item() if isinstance(x, np.generic) else x
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
 
 def scenario_name(attrs: dict, fallback: str) -> str:
     import tomllib
@@ -231,22 +222,22 @@ def summarise(run, s: Series, lattice: str | None = None) -> dict:
     c = s.counts
 
     def first(k):
-        return _num(c[k][0]) if s.has(k) and len(c) else None
+        return json_number(c[k][0]) if s.has(k) and len(c) else None
 
     def last(k):
-        return _num(c[k][-1]) if s.has(k) and len(c) else None
+        return json_number(c[k][-1]) if s.has(k) and len(c) else None
     d = s.derived
 
     def ends(key):
         a = d.get(key)
-        return (None, None) if a is None or not len(a) else (_num(float(a[0])), _num(float(a[-1])))
+        return (None, None) if a is None or not len(a) else (json_number(float(a[0])), json_number(float(a[-1])))
 
     t0, t1 = first("tumor"), last("tumor")
     vol0, vol1 = ends("tumour_volume_mm3")
     out = {
         "run": str(run.path),
         "scenario": scenario_name(attrs, run.path.stem),
-        "seed": _num(attrs.get("seed")),
+        "seed": json_number(attrs.get("seed")),
         "backend": attrs.get("backend"),
         "version": attrs.get("version"),
         "created_utc": attrs.get("created_utc"),
@@ -255,14 +246,14 @@ def summarise(run, s: Series, lattice: str | None = None) -> dict:
         "shape_zyx": list(meta.shape),
         "voxel_um": meta.voxel_um,
         "steps": int(c["step"][-1]) if s.has("step") and len(c) else max(len(c) - 1, 0),
-        "steps_planned": _num(attrs.get("steps_planned")),
+        "steps_planned": json_number(attrs.get("steps_planned")),
         "counts_rows": len(c),
-        "model_time_h": _num(float(s.time_h[-1])) if len(c) else None,
+        "model_time_h": json_number(float(s.time_h[-1])) if len(c) else None,
         "snapshots": run.n_snapshots,
         "snapshot_times_h": [float(t) for t in run.times_h],
         "tumor_cells_initial": t0,
         "tumor_cells_final": t1,
-        "tumor_growth_factor": _num(t1 / t0) if t0 else None,
+        "tumor_growth_factor": json_number(t1 / t0) if t0 else None,
         "necrotic_cells_final": last("necrotic"),
         "tumour_volume_mm3_initial": vol0,
         "tumour_volume_mm3_final": vol1,
@@ -275,9 +266,9 @@ def summarise(run, s: Series, lattice: str | None = None) -> dict:
         "vessel_density_mm_per_mm3_final": ends("vessel_density_mm_per_mm3")[1],
         "perfused_fraction_final": last("perfused_fraction"),
         "hypoxic_tumor_cells_final": last("hypoxic_tumor"),
-        "vegf_max_ng_per_mL_peak": (_num(float(np.max(c["vegf_max_ng_per_mL"])))
+        "vegf_max_ng_per_mL_peak": (json_number(float(np.max(c["vegf_max_ng_per_mL"])))
                                     if s.has("vegf_max_ng_per_mL") and len(c) else None),
-        "new_vessel_length_mm_total": (_num(float(np.sum(c["new_vessel_length_um"])) / 1000.0)
+        "new_vessel_length_mm_total": (json_number(float(np.sum(c["new_vessel_length_um"])) / 1000.0)
                                        if s.has("new_vessel_length_um") and len(c) else None),
         "kinds": kind_table(run, meta),
         "assumptions": {
@@ -382,7 +373,7 @@ def colony_rows(registry) -> list[dict]:
         elif registry.dtype.fields[c][0].kind in "SOU":
             cols[c] = text_column(registry, c)
         elif registry.dtype.fields[c][0].kind == "f":
-            cols[c] = [_num(float(v)) for v in number_column(registry, c)]
+            cols[c] = [json_number(float(v)) for v in number_column(registry, c)]
         else:
             cols[c] = [int(v) for v in registry[c].tolist()]
     rows = [{c: cols[c][i] for c in cols} for i in range(len(registry))]
@@ -458,13 +449,13 @@ def stage_of(diameter_um) -> str | None:
 def summarise_body(b: Body) -> dict:
     """The ``metastasis`` block of summary.json."""
     def last(k):
-        return _num(b.body[k][-1]) if b.has(k) and len(b.body) else None
+        return json_number(b.body[k][-1]) if b.has(k) and len(b.body) else None
 
     def total(k):
-        return _num(b.body[k].sum()) if b.has(k) and len(b.body) else None
+        return json_number(b.body[k].sum()) if b.has(k) and len(b.body) else None
 
     def peak(k):
-        return _num(b.body[k].max()) if b.has(k) and len(b.body) else None
+        return json_number(b.body[k].max()) if b.has(k) and len(b.body) else None
 
     by_class = {c: sum(1 for r in b.colonies if r["class"] == c) for c in COLONY_CLASSES}
     others = sorted({r["class"] for r in b.colonies} - set(COLONY_CLASSES) - {None})
@@ -477,7 +468,7 @@ def summarise_body(b: Body) -> dict:
         "colonies": len(b.colonies),
         "colonies_by_class": by_class,
         "colonies_by_stage": by_stage,
-        "largest_colony_diameter_um": _num(max(diameters)) if diameters else None,
+        "largest_colony_diameter_um": json_number(max(diameters)) if diameters else None,
         "colony_size_rows": sum(len(v[0]) for v in b.sizes.values()),
         "ctc_records": b.ctcs,
         "shed_cells_total": total("shed_cells"),
