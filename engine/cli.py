@@ -498,10 +498,8 @@ def report(line: str) -> None:
     """Print a one-line error: under MPI, before the ranks depend on each other, every
     rank meets the same error and rank 0 alone says it; afterwards, the rank it
     happened on."""
-    from .domain import COLLECTIVE, launched_by_mpi
-    rank = next((os.environ[v] for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
-                 if v in os.environ), "0")
-    if COLLECTIVE["comm"] is not None or not launched_by_mpi() or rank == "0":
+    from .domain import COLLECTIVE, launcher_rank
+    if COLLECTIVE["comm"] is not None or launcher_rank() == 0:
         print(line, file=sys.stderr, flush=True)
 
 

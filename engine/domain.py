@@ -45,30 +45,49 @@ from .errors import UserError
 
 HALO = 2          # planes of each neighbour's slab a rank refreshes (radius 1 + reach 1)
 GUARD = 1         # one more plane beyond them, computed locally and never refreshed
-MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
+# What MPI launchers (mpiexec, srun) set in every rank's environment: MPICH, Intel MPI and
+# Slurm's PMI-2 (PMI_*), PMIx, Open MPI, MVAPICH2.
+LAUNCHER_RANK = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
 def launched_by_mpi() -> bool:
     """Whether this process was started by mpiexec/srun with an MPI launcher's
     environment (then mpi4py is required; without it a plain process)."""
-    return any(v in os.environ for v in MPI_ENV)
+    return any(v in os.environ for v in LAUNCHER_RANK + LAUNCHER_SIZE)
+
+
+def launcher_rank() -> int:
+    """This process's rank as its launcher says (0 without a launcher), readable before
+    MPI is initialised."""
+    return next((int(os.environ[v]) for v in LAUNCHER_RANK
+                 if os.environ.get(v, "").isdigit()), 0)
+
+
+def launched_size() -> int | None:
+    """Ranks the launcher says it started (None: unknown or no launcher)."""
+    return next((int(os.environ[v]) for v in LAUNCHER_SIZE
+                 if os.environ.get(v, "").isdigit()), None)
 
 
 def world():
     """The MPI world communicator where this process is one of several ranks, else None.
 
-    A process started by mpiexec without mpi4py installed is a one-line error: it would
-    otherwise run the whole lattice once per rank, every rank writing the same file."""
+    A process started by mpiexec without mpi4py installed is a one-line error (unless
+    the launcher says it started one rank): it would otherwise do the whole work once
+    per rank, every rank writing the same files."""
     if not launched_by_mpi():
         return None
     try:
         from mpi4py import MPI
     except ImportError:
-        size = os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE") or "?"
-        if size == "1":
+        size = launched_size()
+        if size == 1:
             return None
-        raise UserError("started by mpiexec but mpi4py is not installed "
-                        "(pip install mpi4py, or mpi4py mpich for a laptop)") from None
+        ranks = f"one of {size}" if size else "one of several"
+        raise UserError(f"launched as {ranks} MPI ranks but mpi4py is not installed: pip "
+                        f"install mpi4py (mpi4py mpich on a laptop), or run without "
+                        f"mpiexec") from None
     comm = MPI.COMM_WORLD
     return comm if comm.Get_size() > 1 else None
 

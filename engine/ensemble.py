@@ -319,8 +319,8 @@ def to_run(plan: Plan, tally: Tally) -> list[Member]:
 # -- running -------------------------------------------------------------------------------
 
 def cmd_ensemble(args, stop=lambda: None) -> int:
-    from .launch import mpi_world
-    comm = mpi_world()
+    from .domain import world
+    comm = world()
     if args.scenario == COLLECT and not Path(COLLECT).is_file():
         if args.folder is None:
             raise UserError("ensemble collect: the ensemble's folder is missing "

@@ -1,9 +1,7 @@
 """Ensembles under MPI: ``mpiexec -n R oncolattice ensemble ...`` (or ``srun``).
 
-MPI is looked for only when a launcher started this process: ``mpiexec`` and ``srun`` set
-``PMI_RANK`` / ``PMI_SIZE`` (MPICH, Intel MPI, Slurm's PMI-2), ``PMIX_RANK`` (PMIx) or
-``OMPI_COMM_WORLD_SIZE`` (Open MPI); a plain command never initialises MPI.  Then
-mpi4py is imported; with more than one rank the members are spread across the ranks by
+MPI is looked for only when a launcher started this process (``engine.domain.world``,
+which `run` uses too); a plain command never initialises MPI.  Then mpi4py is imported; with more than one rank the members are spread across the ranks by
 :class:`mpi4py.futures.MPICommExecutor`: rank 0 plans, schedules, logs and collects,
 ranks 1 .. R − 1 each run one member at a time in their own process.  A launch of
 several ranks without mpi4py is a one-line error.
@@ -22,34 +20,6 @@ from concurrent.futures import FIRST_COMPLETED, wait
 
 from .errors import Interrupted, UserError
 from .members import POLL_S, Tally, cpu_count, one_line, run_member
-
-LAUNCHER_RANK = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")
-LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
-
-
-def launched_size() -> int | None:
-    """Ranks the launcher says it started (None: unknown or no launcher)."""
-    for name in LAUNCHER_SIZE:
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return None
-
-
-def mpi_world():
-    """COMM_WORLD when this process is one of several MPI ranks, else None."""
-    if not any(name in os.environ for name in LAUNCHER_RANK + LAUNCHER_SIZE):
-        return None
-    size = launched_size()
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        if size is not None and size > 1:
-            raise UserError(f"launched as one of {size} MPI ranks but mpi4py is not "
-                            f"installed: pip install mpi4py (or run without mpiexec)") from None
-        return None
-    comm = MPI.COMM_WORLD
-    return comm if comm.Get_size() > 1 else None
-
 
 def rank_threads(comm) -> int:
     """Numba threads for each rank: NUMBA_NUM_THREADS if set, else the node's cores over

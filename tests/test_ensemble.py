@@ -264,4 +264,5 @@ def test_several_ranks_without_mpi4py_is_one_line(scenario, tmp_path, capsys, mo
                  str(tmp_path / "ens")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("oncolattice: error: launched as one of 2 MPI ranks but mpi4py is not "
-                   "installed: pip install mpi4py (or run without mpiexec)")
+                   "installed: pip install mpi4py (mpi4py mpich on a laptop), or run without "
+                   "mpiexec")

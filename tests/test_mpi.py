@@ -131,8 +131,8 @@ def test_a_process_started_by_mpiexec_without_mpi4py_is_one_line(tmp_path):
     proc, out = run(tmp_path, "quickstart", 1, env=env)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        "oncolattice: error: started by mpiexec but mpi4py is not installed "
-        "(pip install mpi4py, or mpi4py mpich for a laptop)")
+        "oncolattice: error: launched as one of 2 MPI ranks but mpi4py is not installed: "
+        "pip install mpi4py (mpi4py mpich on a laptop), or run without mpiexec")
     assert not out.exists()
 
 
